@@ -1,0 +1,69 @@
+/** buildApp(context): the Express app. It never listens; the server (or a test) does. */
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import type { IncomingMessage } from "node:http";
+import express from "express";
+import { pinoHttp } from "pino-http";
+import { createErrorHandler, notFoundHandler } from "./errors.js";
+import type { AppContext } from "./http/context.js";
+import { healthRouter } from "./http/health.js";
+import { multiplexRouter } from "./http/multiplex.js";
+import { sessionsRouter } from "./http/sessions.js";
+import { subscriptionsRouter } from "./http/subscriptions.js";
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+const clientModule = new URL("./client/index.js", import.meta.url);
+const publicDir = new URL("../public/", import.meta.url);
+
+/** Strips secrets that EventSource clients must put in the URL (`access_token`) before a URL is logged. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[redacted]");
+}
+
+export function buildApp(context: AppContext): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", "loopback, linklocal, uniquelocal");
+  app.set("etag", false);
+
+  app.use(
+    pinoHttp({
+      logger: context.logger,
+      genReqId: (req, res) => {
+        const given = req.headers["x-request-id"];
+        const id = typeof given === "string" && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+        res.setHeader("X-Request-Id", id);
+        return id;
+      },
+      serializers: {
+        req: (req: IncomingMessage & { id?: unknown }) => ({
+          id: req.id,
+          method: req.method,
+          url: redactUrl(req.url ?? ""),
+          remoteAddress: req.socket?.remoteAddress,
+        }),
+      },
+      autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics" },
+      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? "error" : "info"),
+    }),
+  );
+  app.use(express.json({ limit: context.config.maxBodyBytes, strict: true }));
+
+  app.use(healthRouter(context));
+  app.use("/api/v1", sessionsRouter(context));
+  app.use("/api/v1", multiplexRouter(context));
+  app.use("/api/v1", subscriptionsRouter(context));
+
+  app.get("/client.js", (_req, res) => {
+    if (!existsSync(clientModule)) {
+      res.status(404).json({ error: { code: "not_built", message: "run npm run build to build the client" } });
+      return;
+    }
+    res.type("text/javascript").sendFile(clientModule.pathname);
+  });
+  app.use(express.static(publicDir.pathname, { index: "index.html", fallthrough: true }));
+
+  app.use(notFoundHandler);
+  app.use(createErrorHandler(context.logger));
+  return app;
+}

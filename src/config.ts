@@ -1,0 +1,129 @@
+/** The only reader of process.env: every variable validated once, every problem named in one error. */
+import { z } from "zod";
+
+const integer = (defaultValue: number, min = 0) => z.coerce.number().int().min(min).default(defaultValue);
+const flag = (defaultValue: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .default(defaultValue ? "true" : "false")
+    .transform((value) => value === "true" || value === "1" || value === "yes");
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === "" ? undefined : value.trim()));
+
+const schema = z.object({
+  PORT: integer(3000),
+  HOST: z.string().default("0.0.0.0"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Unset: the embedded in-memory store (one instance only). */
+  REDIS_URL: optionalText,
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_:.-]{0,64}$/, "letters, digits, _ : . - (at most 64)")
+    .default("sse:"),
+  OPENAI_API_KEY: optionalText,
+  OPENAI_BASE_URL: optionalText,
+  /** Defaults to gpt-4o-mini with a key, and to the simulated model without one. */
+  DEFAULT_MODEL: optionalText,
+  SIMULATED_TOKENS_PER_SECOND: z.coerce.number().positive().max(1_000_000).default(30),
+  UPSTREAM_TIMEOUT_MS: integer(120_000, 1),
+  MAX_OUTPUT_TOKENS: z.coerce.number().int().positive().optional(),
+  MAX_EVENTS_PER_SESSION: integer(10_000, 10),
+  LIFECYCLE_MAX_EVENTS: integer(10_000, 10),
+  ENDED_SESSION_TTL_SECONDS: integer(86_400, 1),
+  IDLE_SESSION_TTL_SECONDS: integer(86_400, 1),
+  HEARTBEAT_MS: integer(15_000, 10),
+  RETRY_MS: integer(2_000, 0),
+  SLOW_CLIENT_TIMEOUT_MS: integer(30_000, 10),
+  CATCH_UP_BATCH: integer(500, 1),
+  MERGE_TOKENS_WHEN_BEHIND: flag(true),
+  MAX_BODY_BYTES: integer(1_048_576, 1),
+  MAX_EVENTS_PER_APPEND: integer(1_000, 1),
+  MAX_SESSIONS_PER_CONNECTION: integer(256, 1),
+  MAX_SESSIONS_PER_SUBSCRIPTION: integer(10_000, 1),
+  SUBSCRIPTION_TTL_SECONDS: integer(86_400, 1),
+  LEASE_MS: integer(10_000, 100),
+  CANCEL_GRACE_MS: integer(1_000, 0),
+  RUN_BUFFER_MAX_EVENTS: integer(10_000, 1),
+  DRAIN_MS: integer(10_000, 0),
+  RUN_DRAIN_TIMEOUT_MS: integer(30_000, 0),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  logLevel: z.infer<typeof schema>["LOG_LEVEL"];
+  redisUrl: string | undefined;
+  keyPrefix: string;
+  openai: { apiKey: string | undefined; baseUrl: string | undefined };
+  defaultModel: string;
+  simulatedTokensPerSecond: number;
+  upstreamTimeoutMs: number;
+  maxOutputTokens: number | undefined;
+  maxEventsPerSession: number;
+  lifecycleMaxEvents: number;
+  endedSessionTtlSeconds: number;
+  idleSessionTtlSeconds: number;
+  heartbeatMs: number;
+  retryMs: number;
+  slowClientTimeoutMs: number;
+  catchUpBatch: number;
+  mergeTokensWhenBehind: boolean;
+  maxBodyBytes: number;
+  maxEventsPerAppend: number;
+  maxSessionsPerConnection: number;
+  maxSessionsPerSubscription: number;
+  subscriptionTtlSeconds: number;
+  leaseMs: number;
+  cancelGraceMs: number;
+  runBufferMaxEvents: number;
+  drainMs: number;
+  runDrainTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export const SIMULATED_MODEL = "simulated";
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.REDIS_KEY_PREFIX,
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    defaultModel: e.DEFAULT_MODEL ?? (e.OPENAI_API_KEY ? "gpt-4o-mini" : SIMULATED_MODEL),
+    simulatedTokensPerSecond: e.SIMULATED_TOKENS_PER_SECOND,
+    upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    maxOutputTokens: e.MAX_OUTPUT_TOKENS,
+    maxEventsPerSession: e.MAX_EVENTS_PER_SESSION,
+    lifecycleMaxEvents: e.LIFECYCLE_MAX_EVENTS,
+    endedSessionTtlSeconds: e.ENDED_SESSION_TTL_SECONDS,
+    idleSessionTtlSeconds: e.IDLE_SESSION_TTL_SECONDS,
+    heartbeatMs: e.HEARTBEAT_MS,
+    retryMs: e.RETRY_MS,
+    slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
+    catchUpBatch: e.CATCH_UP_BATCH,
+    mergeTokensWhenBehind: e.MERGE_TOKENS_WHEN_BEHIND,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    maxEventsPerAppend: e.MAX_EVENTS_PER_APPEND,
+    maxSessionsPerConnection: e.MAX_SESSIONS_PER_CONNECTION,
+    maxSessionsPerSubscription: e.MAX_SESSIONS_PER_SUBSCRIPTION,
+    subscriptionTtlSeconds: e.SUBSCRIPTION_TTL_SECONDS,
+    leaseMs: e.LEASE_MS,
+    cancelGraceMs: e.CANCEL_GRACE_MS,
+    runBufferMaxEvents: e.RUN_BUFFER_MAX_EVENTS,
+    drainMs: e.DRAIN_MS,
+    runDrainTimeoutMs: e.RUN_DRAIN_TIMEOUT_MS,
+  });
+}

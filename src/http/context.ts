@@ -1,0 +1,25 @@
+/** What the HTTP layer is built from: everything passed in, nothing imported as a singleton. */
+import type { Logger } from "pino";
+import type { RunManager } from "../agent/run-manager.js";
+import type { Config } from "../config.js";
+import type { Hub } from "../hub/hub.js";
+import type { Metrics } from "../metrics.js";
+import type { SubscriptionStore } from "../mux/subscriptions.js";
+import type { OpenStreams } from "../sse/open-streams.js";
+import type { StreamStore } from "../store/types.js";
+
+export interface InstanceState {
+  draining: boolean;
+}
+
+export interface AppContext {
+  config: Readonly<Config>;
+  store: StreamStore;
+  subscriptions: SubscriptionStore;
+  hub: Hub;
+  runs: RunManager;
+  metrics: Metrics;
+  logger: Logger;
+  state: InstanceState;
+  streams: OpenStreams;
+}

@@ -1,0 +1,166 @@
+/** `GET /api/v1/stream`: many sessions on one SSE connection, by list or by subscription set. */
+import { randomBytes } from "node:crypto";
+import { type Request, Router } from "express";
+import { errors } from "../errors.js";
+import { CursorError, type CursorState, CursorTracker, decodeCursor } from "../mux/cursor.js";
+import { hasReceivedEnd } from "../mux/stream-connection.js";
+import type { SubscriptionChange } from "../mux/subscriptions.js";
+import { plainFrame } from "../sse/frames.js";
+import { LIFECYCLE_FEED, type SessionInfo } from "../store/types.js";
+import type { AppContext } from "./context.js";
+import { openStream, resumeId } from "./streams.js";
+import { SESSION_ID_PATTERN } from "./validation.js";
+
+/** Indexes of subscription sets grow with every add; this bounds what a cursor may name. */
+const MAX_SUBSCRIPTION_INDEX = 2 ** 31 - 1;
+const MAX_CURSOR_CHARS = 256 * 1024;
+
+export function isStreamableId(id: string): boolean {
+  return id === LIFECYCLE_FEED || SESSION_ID_PATTERN.test(id);
+}
+
+function newConnectionId(): string {
+  return `c_${randomBytes(6).toString("base64url")}`;
+}
+
+function readCursor(req: Request, maxIndex: number, maxEntries: number): CursorTracker | null {
+  const text = resumeId(req);
+  if (text === undefined) return null;
+  try {
+    return new CursorTracker(decodeCursor(text, { maxIndex, maxEntries, maxLength: MAX_CURSOR_CHARS }));
+  } catch (error) {
+    if (error instanceof CursorError) throw errors.badRequest("invalid_cursor", error.message);
+    throw error;
+  }
+}
+
+function parseSessionList(raw: unknown, max: number): string[] {
+  if (typeof raw !== "string") throw errors.badRequest("invalid_request", "sessions: give a comma-separated list of ids");
+  const ids = [...new Set(raw.split(",").map((part) => part.trim()).filter((part) => part !== ""))];
+  if (ids.length === 0) throw errors.badRequest("invalid_request", "sessions: the list is empty");
+  if (ids.length > max) {
+    throw errors.badRequest(
+      "too_many_sessions",
+      `sessions: at most ${max} on a query (MAX_SESSIONS_PER_CONNECTION); use a subscription set (POST /api/v1/subscriptions) for more`,
+    );
+  }
+  const bad = ids.find((id) => !isStreamableId(id));
+  if (bad !== undefined) {
+    throw errors.badRequest("invalid_session_id", `sessions: "${bad.slice(0, 80)}" must match ^[A-Za-z0-9_-]{1,64}$`);
+  }
+  return ids;
+}
+
+export function multiplexRouter(context: AppContext): Router {
+  const router = Router();
+  const { store, config, metrics, subscriptions } = context;
+
+  const infosOf = (ids: readonly string[]) =>
+    Promise.all(ids.map((id) => (id === LIFECYCLE_FEED ? Promise.resolve(null) : store.getSession(id))));
+
+  router
+    .route("/stream")
+    .get(async (req, res) => {
+      const { sessions: sessionsQuery, subscription } = req.query;
+      if ((sessionsQuery === undefined) === (subscription === undefined)) {
+        throw errors.badRequest("invalid_request", "give exactly one of `sessions` or `subscription`");
+      }
+      if (context.state.draining) throw errors.draining();
+      const connectionId = newConnectionId();
+
+      if (sessionsQuery !== undefined) {
+        const ids = parseSessionList(sessionsQuery, config.maxSessionsPerConnection);
+        const tracker = readCursor(req, ids.length - 1, ids.length);
+        const infos = await infosOf(ids);
+        const starts = ids.map((id, index) => startOf(tracker, index, infos[index]!, id));
+        const endless = ids.includes(LIFECYCLE_FEED);
+        if (tracker && !endless && starts.every((start) => start.kind === "finished")) {
+          res.status(204).end();
+          return;
+        }
+        if (tracker) metrics.resumes.inc({ kind: "multiplexed" });
+        metrics.sessionsPerConnection.observe(ids.length);
+        const connection = openStream(context, req, res, {
+          kind: "multiplexed",
+          framing: "mux",
+          closeWhenAllEnded: !endless,
+          tracker: tracker ?? new CursorTracker(),
+        });
+        connection.send(plainFrame("connected", { connectionId, sessions: ids }));
+        await Promise.all(ids.map((id, index) => connection.addSession(id, index, starts[index]!, infos[index]!)));
+        connection.sessionsAdded();
+        return;
+      }
+
+      if (typeof subscription !== "string" || !SESSION_ID_PATTERN.test(subscription)) {
+        throw errors.badRequest("invalid_subscription_id", "subscription: must match ^[A-Za-z0-9_-]{1,64}$");
+      }
+      const tracker =
+        readCursor(req, MAX_SUBSCRIPTION_INDEX, config.maxSessionsPerSubscription * 2) ?? new CursorTracker();
+      // Follow before reading the set: a change made in between is then applied (idempotently) too.
+      const changes: SubscriptionChange[] = [];
+      let onChange: (change: SubscriptionChange) => void = (change) => {
+        changes.push(change);
+      };
+      const unfollow = await subscriptions.follow(subscription, (change) => onChange(change));
+      const members = await subscriptions.get(subscription).catch((error: unknown) => {
+        unfollow();
+        throw error;
+      });
+      if (!members) {
+        unfollow();
+        throw errors.notFound(`no subscription ${subscription}`);
+      }
+      if (resumeId(req) !== undefined) metrics.resumes.inc({ kind: "subscription" });
+      metrics.sessionsPerConnection.observe(members.size);
+      const connection = openStream(context, req, res, {
+        kind: "multiplexed",
+        framing: "mux",
+        closeWhenAllEnded: false,
+        tracker,
+      });
+      metrics.subscriptionSetsOpen.inc();
+      const touch = setInterval(
+        () => subscriptions.touch(subscription).catch(() => {}),
+        Math.max(1000, (config.subscriptionTtlSeconds * 1000) / 4),
+      );
+      touch.unref();
+      res.on("close", () => {
+        unfollow();
+        clearInterval(touch);
+        metrics.subscriptionSetsOpen.dec();
+      });
+      await subscriptions.touch(subscription);
+      const ids = [...members.keys()];
+      connection.send(plainFrame("connected", { connectionId, sessions: ids, subscription }));
+      const addAll = async (entries: Array<{ id: string; index: number }>) => {
+        const infos = await infosOf(entries.map((entry) => entry.id));
+        await Promise.all(
+          entries.map((entry, i) =>
+            connection.addSession(entry.id, entry.index, startOf(tracker, entry.index, infos[i]!, entry.id), infos[i]!),
+          ),
+        );
+      };
+      await addAll(ids.map((id) => ({ id, index: members.get(id)! })));
+      const apply = (change: SubscriptionChange) => {
+        for (const id of change.remove) connection.removeSession(id);
+        connection.send(plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }));
+        addAll(change.add).catch((error: unknown) => context.logger.warn({ err: error }, "could not add sessions"));
+      };
+      for (const change of changes) apply(change);
+      onChange = apply;
+      connection.sessionsAdded();
+    })
+    .all(() => {
+      throw errors.methodNotAllowed(["GET"]);
+    });
+
+  return router;
+}
+
+function startOf(tracker: CursorTracker | null, index: number, info: SessionInfo | null, id: string): CursorState {
+  const state: CursorState = tracker ? tracker.get(index) : { kind: "none" };
+  if (state.kind === "at" && id !== LIFECYCLE_FEED && hasReceivedEnd(info, state.position)) return { kind: "finished" };
+  return state;
+}
+

@@ -1,0 +1,177 @@
+/** Sessions: start runs, read status, stream one session, append from outside producers, cancel. */
+import { Router } from "express";
+import type { RunRequest } from "../agent/run-manager.js";
+import { AppError, errors } from "../errors.js";
+import { hasReceivedEnd } from "../mux/stream-connection.js";
+import { isPosition } from "../store/positions.js";
+import { type SessionInfo, TERMINAL_TYPES } from "../store/types.js";
+import type { AppContext } from "./context.js";
+import { openStream, resumeId } from "./streams.js";
+import {
+  agentStreamBody,
+  appendEventsBody,
+  createSessionBody,
+  parseOrThrow,
+  parseSessionId,
+} from "./validation.js";
+
+export function sessionView(info: SessionInfo) {
+  return {
+    id: info.id,
+    status: info.status,
+    createdAt: new Date(info.createdAt).toISOString(),
+    model: info.model,
+    metadata: info.metadata,
+    lastEventId: info.lastEventId,
+  };
+}
+
+export function streamUrl(id: string): string {
+  return `/api/v1/sessions/${id}/stream`;
+}
+
+/** New work is refused while draining or while the store is unreachable (nothing is accepted that could be lost). */
+export function assertAcceptingWork(context: AppContext): void {
+  if (context.state.draining) throw errors.draining();
+  if (!context.store.isReady()) throw errors.unavailable();
+}
+
+export function sessionsRouter(context: AppContext): Router {
+  const router = Router();
+  const { store, runs, config, metrics } = context;
+  const notAllowed = (allowed: string[]) => () => {
+    throw errors.methodNotAllowed(allowed);
+  };
+
+  router
+    .route("/agent/stream")
+    .post(async (req, res) => {
+      const body = parseOrThrow(agentStreamBody, req.body);
+      assertAcceptingWork(context);
+      const outcome = await runs.start(runRequest({ ...body, messages: undefined }));
+      if (outcome.kind !== "started") throw new AppError(500, "internal", "could not create a session");
+      const connection = openStream(context, req, res, {
+        kind: "agent",
+        framing: "single",
+        closeWhenAllEnded: true,
+        tracker: null,
+        headers: { "X-Session-Id": outcome.session.id },
+      });
+      await connection.addSession(outcome.session.id, 0, { kind: "none" }, outcome.session);
+      connection.sessionsAdded();
+    })
+    .all(notAllowed(["POST"]));
+
+  router
+    .route("/sessions")
+    .post(async (req, res) => {
+      const body = parseOrThrow(createSessionBody, req.body);
+      assertAcceptingWork(context);
+      const outcome = await runs.start(runRequest(body));
+      if (outcome.kind === "exists") throw errors.conflict("session_exists", `session ${body.id} already exists`);
+      const { id } = outcome.session;
+      res.status(201).location(`/api/v1/sessions/${id}`).json({ id, status: "running", streamUrl: streamUrl(id) });
+    })
+    .all(notAllowed(["POST"]));
+
+  router
+    .route("/sessions/:id")
+    .get(async (req, res) => {
+      const info = await store.getSession(parseSessionId(req.params.id));
+      if (!info) throw errors.notFound(`no session ${req.params.id}`);
+      res.json(sessionView(info));
+    })
+    .all(notAllowed(["GET"]));
+
+  router
+    .route("/sessions/:id/stream")
+    .get(async (req, res) => {
+      const id = parseSessionId(req.params.id);
+      const after = resumeId(req);
+      if (after !== undefined && !isPosition(after)) {
+        throw errors.badRequest("invalid_last_event_id", "Last-Event-ID must be a stream position like 1732300000000-0");
+      }
+      if (context.state.draining) throw errors.draining();
+      const info = await store.getSession(id);
+      if (!info) throw errors.notFound(`no session ${id}`);
+      if (hasReceivedEnd(info, after ?? null)) {
+        res.status(204).end();
+        return;
+      }
+      if (after !== undefined) metrics.resumes.inc({ kind: "session" });
+      const connection = openStream(context, req, res, {
+        kind: "session",
+        framing: "single",
+        closeWhenAllEnded: true,
+        tracker: null,
+      });
+      await connection.addSession(id, 0, after === undefined ? { kind: "none" } : { kind: "at", position: after }, info);
+      connection.sessionsAdded();
+    })
+    .all(notAllowed(["GET"]));
+
+  router
+    .route("/sessions/:id/events")
+    .post(async (req, res) => {
+      const id = parseSessionId(req.params.id);
+      const body = parseOrThrow(appendEventsBody, req.body);
+      if (body.events.length > config.maxEventsPerAppend) {
+        throw errors.tooLarge(`at most ${config.maxEventsPerAppend} events per request (MAX_EVENTS_PER_APPEND)`);
+      }
+      const terminalAt = body.events.findIndex((event) => TERMINAL_TYPES.has(event.type));
+      if (terminalAt >= 0 && terminalAt < body.events.length - 1) {
+        throw errors.badRequest(
+          "event_after_terminal",
+          `body.events.${terminalAt + 1}: nothing may follow a terminal event (${body.events[terminalAt]!.type})`,
+        );
+      }
+      assertAcceptingWork(context);
+      const outcome = await store.append(id, body.events, {
+        createIfMissing: {
+          id,
+          model: body.model ?? null,
+          metadata: body.metadata ?? {},
+          owner: null,
+          createdAt: Date.now(),
+        },
+      });
+      if (outcome.kind === "ended") throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
+      if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
+      for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
+      res.status(202).json({ ids: outcome.ids });
+    })
+    .all(notAllowed(["POST"]));
+
+  router
+    .route("/sessions/:id/cancel")
+    .post(async (req, res) => {
+      const id = parseSessionId(req.params.id);
+      if (!store.isReady()) throw errors.unavailable();
+      const { before, status } = await runs.cancel(id);
+      if (!before) throw errors.notFound(`no session ${id}`);
+      if (before.status !== "running") throw errors.conflict("session_ended", `session ${id} has ended (${before.status})`);
+      res.status(202).json({ id, status });
+    })
+    .all(notAllowed(["POST"]));
+
+  return router;
+}
+
+function runRequest(body: {
+  message?: string | undefined;
+  messages?: RunRequest["messages"] | undefined;
+  model?: string | undefined;
+  instructions?: string | undefined;
+  id?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}): RunRequest {
+  const messages = body.messages ?? [{ role: "user" as const, content: body.message ?? "" }];
+  return {
+    messages,
+    ...(body.id !== undefined ? { id: body.id } : {}),
+    ...(body.model !== undefined ? { model: body.model } : {}),
+    ...(body.instructions !== undefined ? { instructions: body.instructions } : {}),
+    ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
+  };
+}
+

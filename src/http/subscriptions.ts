@@ -1,0 +1,69 @@
+/** Subscription sets: create and change the set of sessions that `?subscription=` connections follow. */
+import { randomBytes } from "node:crypto";
+import { Router } from "express";
+import { errors } from "../errors.js";
+import type { PatchOutcome } from "../mux/subscriptions.js";
+import type { AppContext } from "./context.js";
+import { isStreamableId } from "./multiplex.js";
+import { parseOrThrow, parseSessionId, subscriptionCreateBody, subscriptionPatchBody } from "./validation.js";
+
+function checkIds(field: string, ids: readonly string[]): string[] {
+  const bad = ids.findIndex((id) => !isStreamableId(id));
+  if (bad >= 0) throw errors.badRequest("invalid_session_id", `body.${field}.${bad}: must match ^[A-Za-z0-9_-]{1,64}$`);
+  return [...new Set(ids)];
+}
+
+export function subscriptionsRouter(context: AppContext): Router {
+  const router = Router();
+  const { subscriptions, config, store } = context;
+  const tooMany = (outcome: PatchOutcome) => {
+    if (outcome.kind === "too_many") {
+      throw errors.badRequest(
+        "too_many_sessions",
+        `a subscription set holds at most ${config.maxSessionsPerSubscription} sessions (MAX_SESSIONS_PER_SUBSCRIPTION)`,
+      );
+    }
+  };
+
+  router
+    .route("/subscriptions")
+    .post(async (req, res) => {
+      const body = parseOrThrow(subscriptionCreateBody, req.body);
+      const sessions = checkIds("sessions", body.sessions);
+      if (sessions.length > config.maxSessionsPerSubscription) tooMany({ kind: "too_many", size: sessions.length });
+      if (!store.isReady()) throw errors.unavailable();
+      const id = `sub_${randomBytes(12).toString("base64url")}`;
+      const outcome = await subscriptions.create(id, sessions);
+      tooMany(outcome);
+      res.status(201).location(`/api/v1/subscriptions/${id}`).json({ id, sessions });
+    })
+    .all(() => {
+      throw errors.methodNotAllowed(["POST"]);
+    });
+
+  router
+    .route("/subscriptions/:sid")
+    .get(async (req, res) => {
+      const id = parseSessionId(req.params.sid);
+      const members = await subscriptions.get(id);
+      if (!members) throw errors.notFound(`no subscription ${id}`);
+      res.json({ id, sessions: [...members.keys()] });
+    })
+    .patch(async (req, res) => {
+      const id = parseSessionId(req.params.sid);
+      const body = parseOrThrow(subscriptionPatchBody, req.body);
+      const add = checkIds("add", body.add ?? []);
+      const remove = checkIds("remove", body.remove ?? []);
+      if (add.length > config.maxSessionsPerSubscription) tooMany({ kind: "too_many", size: add.length });
+      if (!store.isReady()) throw errors.unavailable();
+      const outcome = await subscriptions.patch(id, add, remove);
+      if (outcome.kind === "missing") throw errors.notFound(`no subscription ${id}`);
+      tooMany(outcome);
+      if (outcome.kind === "ok") res.json({ id, sessions: outcome.sessions });
+    })
+    .all(() => {
+      throw errors.methodNotAllowed(["GET", "PATCH"]);
+    });
+
+  return router;
+}

@@ -1,0 +1,105 @@
+/** Every prom-client metric, named and documented in one place. No label ever holds a session id. */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  return {
+    registry,
+    openConnections: new Gauge({
+      name: "sse_open_connections",
+      help: "SSE connections open on this instance, by kind (session, multiplexed, agent)",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    eventsAppended: new Counter({
+      name: "sse_events_appended_total",
+      help: "Events appended to session streams by this instance, by event type",
+      labelNames: ["type"] as const,
+      registers,
+    }),
+    eventsDelivered: new Counter({
+      name: "sse_events_delivered_total",
+      help: "Events written to SSE connections (one per event per connection)",
+      registers,
+    }),
+    replayedEvents: new Counter({
+      name: "sse_events_replayed_total",
+      help: "Events read back from the store for readers that were behind (resume, slow client, late join)",
+      registers,
+    }),
+    runsStarted: new Counter({ name: "sse_runs_started_total", help: "Agent runs started", registers }),
+    runsEnded: new Counter({
+      name: "sse_runs_ended_total",
+      help: "Agent runs ended, by final status",
+      labelNames: ["status"] as const,
+      registers,
+    }),
+    timeToFirstToken: new Histogram({
+      name: "sse_run_time_to_first_token_seconds",
+      help: "From run start to the first token appended",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers,
+    }),
+    deliveryLatency: new Histogram({
+      name: "sse_append_to_delivery_seconds",
+      help: "From an event's position time (its append) to its write on a live connection",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    slowClientCatchUps: new Counter({
+      name: "sse_slow_client_catch_ups_total",
+      help: "Times a connection's socket filled up and it switched to catching up from the store",
+      registers,
+    }),
+    slowClientCloses: new Counter({
+      name: "sse_slow_client_closes_total",
+      help: "Connections closed because they stayed stuck longer than the slow-client timeout",
+      registers,
+    }),
+    redisErrors: new Counter({
+      name: "sse_redis_errors_total",
+      help: "Errors reported by Redis connections",
+      labelNames: ["connection"] as const,
+      registers,
+    }),
+    gaps: new Counter({
+      name: "sse_gaps_total",
+      help: "Readers whose requested position was no longer retained, by reason (trimmed, expired)",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    sessionsPerConnection: new Histogram({
+      name: "sse_sessions_per_connection",
+      help: "Sessions on a multiplexed connection when it opens",
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000],
+      registers,
+    }),
+    subscriptionSetsOpen: new Gauge({
+      name: "sse_subscription_sets_open",
+      help: "Subscription sets followed by at least one open connection on this instance",
+      registers,
+    }),
+    cursorBytes: new Histogram({
+      name: "sse_cursor_bytes",
+      help: "Size of the multiplexed cursor (id:) sent, sampled once per written batch",
+      buckets: [8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384],
+      registers,
+    }),
+    resumes: new Counter({
+      name: "sse_resumes_total",
+      help: "Connections opened with a Last-Event-ID or lastEventId, by kind",
+      labelNames: ["kind"] as const,
+      registers,
+    }),
+    mergedTokens: new Counter({
+      name: "sse_merged_tokens_total",
+      help: "Token events folded into a preceding token frame for a client that was far behind",
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

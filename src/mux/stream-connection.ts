@@ -1,0 +1,260 @@
+/**
+ * One SSE connection reading one or many sessions. Each session is a `Reader` of the hub; the
+ * connection frames its events (single: `id` is the position; multiplexed: `id` is the cursor of the
+ * whole connection), catches behind readers up from the store a batch at a time in round-robin (so
+ * one busy session cannot starve the others, and memory stays bounded), and closes when its sessions
+ * have ended.
+ */
+import type { Logger } from "pino";
+import type { Hub } from "../hub/hub.js";
+import type { Reader } from "../hub/reader.js";
+import type { Metrics } from "../metrics.js";
+import { comparePositions, parsePosition } from "../store/positions.js";
+import {
+  LIFECYCLE_FEED,
+  type ReadResult,
+  type SessionInfo,
+  type StoredEvent,
+  type StreamStore,
+  TERMINAL_TYPES,
+} from "../store/types.js";
+import { idLine, muxBody, plainFrame, singleBody } from "../sse/frames.js";
+import type { SseWriter } from "../sse/writer.js";
+import type { CursorState, CursorTracker } from "./cursor.js";
+import { mergeTokenRuns } from "./tokens.js";
+
+export interface StreamConnectionOptions {
+  /** "single": one session, `id` = position, plain event names. "mux": `<sessionId>:<type>`, `id` = cursor. */
+  framing: "single" | "mux";
+  /** Close once every session has ended (a `sessions=` or single-session stream). */
+  closeWhenAllEnded: boolean;
+  mergeTokensWhenBehind: boolean;
+  catchUpBatch: number;
+  /** Catch-up reads in flight at once for this connection. */
+  maxConcurrentReads: number;
+  retryReadAfterMs: number;
+}
+
+export interface StreamConnectionDeps {
+  hub: Hub;
+  store: StreamStore;
+  writer: SseWriter;
+  metrics: Metrics;
+  logger: Logger;
+  /** The multiplexed cursor; null for single-session framing. */
+  tracker: CursorTracker | null;
+}
+
+class SessionReader implements Reader {
+  position: string | null;
+  state: "live" | "behind" = "behind";
+  reading = false;
+  dirty = false;
+  gapChecked: boolean;
+  finished = false;
+  queued = false;
+
+  constructor(
+    readonly sessionId: string,
+    readonly index: number,
+    start: string | null,
+    private readonly connection: StreamConnection,
+  ) {
+    this.position = start;
+    this.gapChecked = start === null;
+  }
+
+  canTakeLive(): boolean {
+    return this.connection.canTakeLive();
+  }
+
+  deliver(events: readonly StoredEvent[], gap: ReadResult["gap"], fromStore: boolean): void {
+    this.connection.deliver(this, events, gap, fromStore);
+  }
+
+  requestCatchUp(): void {
+    this.connection.scheduleCatchUp(this);
+  }
+}
+
+export class StreamConnection {
+  private readonly readers = new Map<string, SessionReader>();
+  private readonly catchUpQueue: SessionReader[] = [];
+  private readsInFlight = 0;
+  private closed = false;
+  private acceptingClose = false;
+
+  constructor(
+    private readonly deps: StreamConnectionDeps,
+    private readonly options: StreamConnectionOptions,
+  ) {}
+
+  get sessionIds(): string[] {
+    return [...this.readers.keys()];
+  }
+
+  canTakeLive(): boolean {
+    return this.deps.writer.writable;
+  }
+
+  /**
+   * Adds a session at its starting point: from its beginning (`none`), after a position (`at`),
+   * or not at all when the client already received its end (`finished`).
+   */
+  async addSession(sessionId: string, index: number, start: CursorState, info: SessionInfo | null): Promise<void> {
+    if (this.closed || this.readers.has(sessionId) || start.kind === "finished") return;
+    const position = start.kind === "at" ? start.position : null;
+    if (sessionId !== LIFECYCLE_FEED && info === null) {
+      // Unknown, or expired since the client last read it: say so once, and keep watching.
+      this.send(
+        position === null
+          ? plainFrame(this.eventName(sessionId, "unknown"), {})
+          : plainFrame(this.eventName(sessionId, "gap"), { requested: position, oldest: null }),
+      );
+    }
+    if (hasReceivedEnd(info, position)) {
+      this.deps.tracker?.markFinished(index);
+      return;
+    }
+    const reader = new SessionReader(sessionId, index, position, this);
+    this.readers.set(sessionId, reader);
+    await this.deps.hub.join(reader);
+    if (this.closed) this.deps.hub.leave(reader);
+  }
+
+  /** Called once the initial sessions are added: from now on the connection closes when all have ended. */
+  sessionsAdded(): void {
+    this.acceptingClose = true;
+    this.closeIfAllEnded();
+  }
+
+  removeSession(sessionId: string): void {
+    const reader = this.readers.get(sessionId);
+    if (!reader) return;
+    this.readers.delete(sessionId);
+    this.deps.hub.leave(reader);
+    this.deps.tracker?.forget(reader.index);
+  }
+
+  /** Sends a connection-level frame (no id). */
+  send(frame: string): void {
+    this.deps.writer.send(frame);
+  }
+
+  /** The socket drained: every reader that fell behind catches up. */
+  onDrain(): void {
+    for (const reader of this.readers.values()) {
+      if (reader.state === "behind" && !reader.finished) this.scheduleCatchUp(reader);
+    }
+    this.pump();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const reader of this.readers.values()) this.deps.hub.leave(reader);
+    this.readers.clear();
+    this.catchUpQueue.length = 0;
+  }
+
+  scheduleCatchUp(reader: SessionReader): void {
+    if (this.closed || reader.queued || reader.finished) return;
+    reader.queued = true;
+    this.catchUpQueue.push(reader);
+    this.pump();
+  }
+
+  deliver(reader: SessionReader, events: readonly StoredEvent[], gap: ReadResult["gap"], fromStore: boolean): void {
+    if (this.closed || reader.finished) return;
+    const { writer, tracker, metrics } = this.deps;
+    if (gap) writer.send(plainFrame(this.eventName(reader.sessionId, "gap"), gap));
+    let batch = events;
+    if (fromStore && this.options.mergeTokensWhenBehind && events.length >= this.options.catchUpBatch) {
+      const result = mergeTokenRuns(events);
+      batch = result.events;
+      if (result.merged > 0) metrics.mergedTokens.inc(result.merged);
+    }
+    let frames = "";
+    let ended = false;
+    for (const event of batch) {
+      reader.position = event.id;
+      if (TERMINAL_TYPES.has(event.type) && reader.sessionId !== LIFECYCLE_FEED) ended = true;
+      if (tracker) {
+        if (ended) tracker.markFinished(reader.index);
+        else tracker.setPosition(reader.index, event.id);
+        frames += idLine(tracker.encode()) + muxBody(reader.sessionId, event);
+      } else {
+        frames += idLine(event.id) + singleBody(event);
+      }
+      if (ended) break;
+    }
+    writer.send(frames);
+    metrics.eventsDelivered.inc(batch.length);
+    if (!fromStore) {
+      const appendedAtMs = parsePosition(batch[0]!.id)?.ms;
+      if (appendedAtMs !== undefined) metrics.deliveryLatency.observe(Math.max(0, Date.now() - appendedAtMs) / 1000);
+    }
+    if (tracker) metrics.cursorBytes.observe(tracker.encode().length);
+    if (ended) this.markFinished(reader);
+  }
+
+  private markFinished(reader: SessionReader): void {
+    reader.finished = true;
+    this.deps.tracker?.markFinished(reader.index);
+    if (this.readers.get(reader.sessionId) === reader) this.deps.hub.leave(reader);
+    this.closeIfAllEnded();
+  }
+
+  private closeIfAllEnded(): void {
+    if (!this.acceptingClose || !this.options.closeWhenAllEnded || !this.allEnded()) return;
+    this.close();
+    this.deps.writer.end();
+  }
+
+  /** True when every session of the connection has ended (and none is still expected). */
+  private allEnded(): boolean {
+    for (const reader of this.readers.values()) if (!reader.finished) return false;
+    return true;
+  }
+
+  private eventName(sessionId: string, type: string): string {
+    return this.options.framing === "mux" ? `${sessionId}:${type}` : type;
+  }
+
+  private pump(): void {
+    while (
+      !this.closed &&
+      this.deps.writer.writable &&
+      this.readsInFlight < this.options.maxConcurrentReads &&
+      this.catchUpQueue.length > 0
+    ) {
+      const reader = this.catchUpQueue.shift()!;
+      reader.queued = false;
+      if (reader.finished || reader.reading) continue;
+      this.readsInFlight++;
+      this.deps.hub
+        .readBatch(reader)
+        .then(
+          (more) => {
+            // Round-robin: a session with more to read goes to the back of the queue.
+            if (more) this.scheduleCatchUp(reader);
+          },
+          (error: unknown) => {
+            reader.state = "behind";
+            this.deps.logger.warn({ err: error, sessionId: reader.sessionId }, "catch-up read failed; retrying");
+            setTimeout(() => this.scheduleCatchUp(reader), this.options.retryReadAfterMs).unref();
+          },
+        )
+        .finally(() => {
+          this.readsInFlight--;
+          this.pump();
+        });
+    }
+  }
+}
+
+/** Whether a client at `position` already received the session's terminal event. */
+export function hasReceivedEnd(info: SessionInfo | null, position: string | null): boolean {
+  if (!info?.terminalId || position === null || !parsePosition(position)) return false;
+  return comparePositions(position, info.terminalId) >= 0;
+}

@@ -1,0 +1,38 @@
+/**
+ * Every Redis key and channel name, built in one place from the deployment prefix. Keys of one session
+ * carry the `{sessionId}` hash tag so that they share a Redis Cluster slot (the append script touches
+ * the stream, the metadata and the lease together).
+ */
+export interface KeyScheme {
+  events(sessionId: string): string;
+  meta(sessionId: string): string;
+  lease(sessionId: string): string;
+  /** Pub/sub channel announcing appends to one session's stream. */
+  notices(sessionId: string): string;
+  /** Sorted set of running sessions by lease expiry: where the crash sweeper looks. */
+  leaseIndex(): string;
+  /** Pub/sub channel carrying control messages (cancel) to every instance. */
+  control(): string;
+  subscription(subscriptionId: string): string;
+  subscriptionChannel(subscriptionId: string): string;
+}
+
+export function createKeyScheme(prefix: string): KeyScheme {
+  return {
+    events: (id) => `${prefix}s:{${id}}:events`,
+    meta: (id) => `${prefix}s:{${id}}:meta`,
+    lease: (id) => `${prefix}s:{${id}}:lease`,
+    notices: (id) => `${prefix}n:{${id}}`,
+    leaseIndex: () => `${prefix}leases`,
+    control: () => `${prefix}control`,
+    subscription: (sid) => `${prefix}sub:{${sid}}`,
+    subscriptionChannel: (sid) => `${prefix}subn:{${sid}}`,
+  };
+}
+
+/** Recovers the session id from a notice channel name (the part between the braces). */
+export function sessionIdFromChannel(channel: string): string | null {
+  const open = channel.lastIndexOf("{");
+  const close = channel.lastIndexOf("}");
+  return open >= 0 && close > open ? channel.slice(open + 1, close) : null;
+}

@@ -1,0 +1,62 @@
+/**
+ * The wire form of an append notice, shared by the Lua append script and the in-memory store:
+ * line 1 is the previous position, then one line per event, `id \t type \t data`. Event data is JSON
+ * text, which never holds a raw newline or tab, so the split is unambiguous.
+ */
+import type { KeyScheme } from "./keys.js";
+import type { PubSub } from "./pubsub.js";
+import type { AppendNotice, AppendNotifier, NotificationListener, StoredEvent } from "./types.js";
+
+export function formatNotice(prevId: string, events: readonly StoredEvent[]): string {
+  let text = prevId;
+  for (const event of events) text += `\n${event.id}\t${event.type}\t${event.data}`;
+  return text;
+}
+
+export function parseNotice(sessionId: string, text: string): AppendNotice | null {
+  const lines = text.split("\n");
+  const prevId = lines[0] ?? "";
+  const events: StoredEvent[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const firstTab = line.indexOf("\t");
+    const secondTab = line.indexOf("\t", firstTab + 1);
+    if (firstTab < 0 || secondTab < 0) return null;
+    events.push({
+      id: line.slice(0, firstTab),
+      type: line.slice(firstTab + 1, secondTab),
+      data: line.slice(secondTab + 1),
+    });
+  }
+  return events.length > 0 ? { sessionId, prevId, events } : null;
+}
+
+/** Append notices over pub/sub: one channel per watched session, all on the instance's one link. */
+export function createNotifier(pubsub: PubSub, keys: KeyScheme): AppendNotifier {
+  let listener: NotificationListener | null = null;
+  const handlers = new Map<string, (message: string) => void>();
+  pubsub.onReconnect(() => listener?.onResync());
+
+  return {
+    setListener(next) {
+      listener = next;
+    },
+    async watch(sessionId) {
+      let handler = handlers.get(sessionId);
+      if (!handler) {
+        handler = (message) => {
+          const notice = parseNotice(sessionId, message);
+          if (notice) listener?.onAppend(notice);
+        };
+        handlers.set(sessionId, handler);
+      }
+      await pubsub.subscribe(keys.notices(sessionId), handler);
+    },
+    unwatch(sessionId) {
+      const handler = handlers.get(sessionId);
+      if (!handler) return;
+      handlers.delete(sessionId);
+      pubsub.unsubscribe(keys.notices(sessionId), handler);
+    },
+  };
+}

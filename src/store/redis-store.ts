@@ -1,0 +1,173 @@
+import { readFileSync } from "node:fs";
+import type { Redis } from "ioredis";
+import type { KeyScheme } from "./keys.js";
+import { createNotifier } from "./notices.js";
+import type { PubSub } from "./pubsub.js";
+import { type RetentionOptions, sessionFromHash, sessionCreationFields, lifecycleEvent } from "./session-fields.js";
+import {
+  type AppendOptions,
+  type AppendOutcome,
+  type EventInput,
+  LIFECYCLE_FEED,
+  type NewSession,
+  type ReadResult,
+  type SessionStatus,
+  type StoredEvent,
+  type StreamStore,
+} from "./types.js";
+
+const scriptSource = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
+
+interface ScriptedRedis extends Redis {
+  gatewayAppend(...args: Array<string | number>): Promise<unknown[]>;
+  gatewayRead(...args: Array<string | number>): Promise<[string | null, Array<[string, string[]]>]>;
+}
+
+export interface RedisStoreDeps {
+  /** The instance's shared command connection (the store does not close it). */
+  redis: Redis;
+  pubsub: PubSub;
+  keys: KeyScheme;
+  retention: RetentionOptions;
+  clock?: () => number;
+}
+
+export function createRedisStore({ redis, pubsub, keys, retention, clock = Date.now }: RedisStoreDeps): StreamStore {
+  const client = redis as ScriptedRedis;
+  if (typeof client.gatewayAppend !== "function") {
+    client.defineCommand("gatewayAppend", { numberOfKeys: 3, lua: scriptSource("append-3") });
+    client.defineCommand("gatewayRead", { numberOfKeys: 1, lua: scriptSource("read-1") });
+  }
+
+  async function appendTo(
+    sessionId: string,
+    events: readonly EventInput[],
+    options: AppendOptions = {},
+  ): Promise<AppendOutcome> {
+    const isFeed = sessionId === LIFECYCLE_FEED;
+    const args: Array<string | number> = [
+      keys.events(sessionId),
+      keys.meta(sessionId),
+      keys.lease(sessionId),
+      isFeed ? retention.lifecycleMaxEvents : retention.maxEventsPerSession,
+      retention.endedSessionTtlSeconds,
+      isFeed ? 0 : retention.idleSessionTtlSeconds,
+      keys.notices(sessionId),
+      options.writer?.writerId ?? "",
+      options.writer?.seq ?? 0,
+      isFeed
+        ? JSON.stringify(["status", "running"])
+        : options.createIfMissing
+          ? JSON.stringify(sessionCreationFields(options.createIfMissing))
+          : "",
+      options.requireNoLease ? "1" : "0",
+      clock(),
+    ];
+    for (const event of events) args.push(event.type, JSON.stringify(event.data));
+    const reply = await client.gatewayAppend(...args);
+    return parseAppendReply(reply);
+  }
+
+  const store: StreamStore = {
+    kind: "redis",
+    notifier: createNotifier(pubsub, keys),
+    isReady: () => redis.status === "ready",
+
+    async createSession(session: NewSession) {
+      const outcome = await store.append(session.id, [], { createIfMissing: session });
+      return outcome.kind === "appended" && outcome.created;
+    },
+
+    async getSession(id) {
+      const hash = await redis.hgetall(keys.meta(id));
+      return sessionFromHash(id, hash);
+    },
+
+    async append(sessionId, events, options) {
+      const outcome = await appendTo(sessionId, events, options);
+      if (outcome.kind === "appended" && sessionId !== LIFECYCLE_FEED) {
+        const lifecycle: EventInput[] = [];
+        if (outcome.created && options?.createIfMissing) lifecycle.push(lifecycleEvent.created(options.createIfMissing));
+        const terminal = outcome.ended ? events[events.length - 1] : undefined;
+        if (terminal) lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus));
+        // A separate step: the feed lives in another Cluster slot than the session's keys.
+        if (lifecycle.length > 0) await appendTo(LIFECYCLE_FEED, lifecycle);
+      }
+      return outcome;
+    },
+
+    async read(sessionId, after, count): Promise<ReadResult> {
+      const [gapOldest, entries] = await client.gatewayRead(
+        keys.events(sessionId),
+        after === null ? "-" : `(${after}`,
+        count,
+        after ?? "",
+      );
+      const events: StoredEvent[] = entries.map(([id, fields]) => entryToEvent(id, fields));
+      const gap =
+        after !== null && typeof gapOldest === "string"
+          ? { requested: after, oldest: gapOldest === "" ? null : gapOldest }
+          : null;
+      return { events, gap };
+    },
+
+    async holdLease(sessionId, holderId, ttlMs) {
+      await redis
+        .pipeline()
+        .set(keys.lease(sessionId), holderId, "PX", ttlMs)
+        .zadd(keys.leaseIndex(), clock() + ttlMs, sessionId)
+        .exec();
+    },
+
+    async releaseLease(sessionId) {
+      await redis.pipeline().del(keys.lease(sessionId)).zrem(keys.leaseIndex(), sessionId).exec();
+    },
+
+    async expiredLeases(nowMs, limit) {
+      return redis.zrangebyscore(keys.leaseIndex(), "-inf", nowMs, "LIMIT", 0, limit);
+    },
+
+    async forgetLease(sessionId) {
+      await redis.zrem(keys.leaseIndex(), sessionId);
+    },
+
+    async close() {
+      await pubsub.close();
+    },
+  };
+  return store;
+}
+
+function entryToEvent(id: string, fields: string[]): StoredEvent {
+  let type = "";
+  let data = "{}";
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "t") type = fields[i + 1]!;
+    else if (fields[i] === "d") data = fields[i + 1]!;
+  }
+  return { id, type, data };
+}
+
+function parseAppendReply(reply: unknown[]): AppendOutcome {
+  switch (reply[0]) {
+    case "appended":
+      return {
+        kind: "appended",
+        created: reply[1] === 1,
+        ended: reply[2] === 1,
+        ids: reply.slice(3) as string[],
+      };
+    case "duplicate":
+      return { kind: "duplicate" };
+    case "out_of_order":
+      return { kind: "out_of_order" };
+    case "missing":
+      return { kind: "missing" };
+    case "ended":
+      return { kind: "ended", status: reply[1] as SessionStatus };
+    case "leased":
+      return { kind: "leased" };
+    default:
+      throw new Error(`unexpected append reply: ${String(reply[0])}`);
+  }
+}

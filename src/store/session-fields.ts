@@ -1,0 +1,61 @@
+/** How a session's metadata is laid out in a flat hash, and the lifecycle events about it. */
+import type { EventInput, NewSession, SessionInfo, SessionStatus } from "./types.js";
+
+export interface RetentionOptions {
+  maxEventsPerSession: number;
+  lifecycleMaxEvents: number;
+  endedSessionTtlSeconds: number;
+  idleSessionTtlSeconds: number;
+}
+
+const STATUSES: ReadonlySet<string> = new Set(["running", "done", "error", "cancelled"]);
+
+export function sessionCreationFields(session: NewSession): string[] {
+  const fields = ["status", "running", "createdAt", String(session.createdAt)];
+  if (session.model !== null) fields.push("model", session.model);
+  fields.push("metadata", JSON.stringify(session.metadata));
+  if (session.owner !== null) fields.push("owner", session.owner);
+  return fields;
+}
+
+export function sessionFromHash(id: string, hash: Record<string, string>): SessionInfo | null {
+  const status = hash.status;
+  if (status === undefined || !STATUSES.has(status)) return null;
+  return {
+    id,
+    status: status as SessionStatus,
+    createdAt: Number(hash.createdAt ?? 0),
+    model: hash.model ?? null,
+    metadata: parseMetadata(hash.metadata),
+    owner: hash.owner ?? null,
+    lastEventId: hash.last ?? null,
+    terminalId: hash.terminal ?? null,
+  };
+}
+
+function parseMetadata(text: string | undefined): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+export const lifecycleEvent = {
+  created(session: NewSession): EventInput {
+    return {
+      type: "created",
+      data: {
+        id: session.id,
+        model: session.model,
+        metadata: session.metadata,
+        createdAt: new Date(session.createdAt).toISOString(),
+      },
+    };
+  },
+  ended(id: string, status: SessionStatus): EventInput {
+    return { type: "ended", data: { id, status } };
+  },
+};

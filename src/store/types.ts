@@ -1,0 +1,113 @@
+/** What every stream store offers: the narrow interface the hub, the runner and the HTTP layer use. */
+
+export type SessionStatus = "running" | "done" | "error" | "cancelled";
+
+export const TERMINAL_TYPES: ReadonlySet<string> = new Set(["done", "error", "cancelled"]);
+
+/** The lifecycle feed: a pseudo-session whose stream never ends. */
+export const LIFECYCLE_FEED = "@sessions";
+
+export interface EventInput {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** An event as stored: `data` is its JSON text (always one line), so a frame is encoded without re-serialising. */
+export interface StoredEvent {
+  id: string;
+  type: string;
+  data: string;
+}
+
+export interface SessionInfo {
+  id: string;
+  status: SessionStatus;
+  createdAt: number;
+  model: string | null;
+  metadata: Record<string, unknown>;
+  owner: string | null;
+  lastEventId: string | null;
+  /** Position of the terminal event, once the session has ended. */
+  terminalId: string | null;
+}
+
+export interface NewSession {
+  id: string;
+  model: string | null;
+  metadata: Record<string, unknown>;
+  owner: string | null;
+  createdAt: number;
+}
+
+/** Identifies a batch of one writer, so a batch re-sent after a lost reply is applied once. */
+export interface WriterStamp {
+  writerId: string;
+  seq: number;
+}
+
+export interface AppendOptions {
+  /** Create the session (status running) if it does not exist yet; otherwise a missing session fails. */
+  createIfMissing?: NewSession;
+  writer?: WriterStamp;
+  /** Only append if no run holds the session's lease (used to end crashed runs). */
+  requireNoLease?: boolean;
+}
+
+export type AppendOutcome =
+  | { kind: "appended"; ids: string[]; ended: boolean; created: boolean }
+  /** The writer's batch was already applied earlier (re-sent after a lost reply). */
+  | { kind: "duplicate" }
+  /** A writer's batch arrived before an earlier one of the same writer: re-send from the earliest. */
+  | { kind: "out_of_order" }
+  | { kind: "missing" }
+  | { kind: "ended"; status: SessionStatus }
+  | { kind: "leased" };
+
+export interface ReadResult {
+  events: StoredEvent[];
+  /** Set when history after `after` was trimmed or expired: the reader skips to `oldest`. */
+  gap: { requested: string; oldest: string | null } | null;
+}
+
+/** A batch of events appended to one stream, as announced to every instance. */
+export interface AppendNotice {
+  sessionId: string;
+  /** Position of the stream's last event before this batch ("" when the stream was empty). */
+  prevId: string;
+  events: StoredEvent[];
+}
+
+export interface NotificationListener {
+  onAppend(notice: AppendNotice): void;
+  /** Notices may have been missed (the notification link reconnected): every reader re-reads from the store. */
+  onResync(): void;
+}
+
+/** Live notifications of appends. One link per instance, whatever the number of watched sessions. */
+export interface AppendNotifier {
+  setListener(listener: NotificationListener): void;
+  /** Resolves once notices for the session are being received. */
+  watch(sessionId: string): Promise<void>;
+  unwatch(sessionId: string): void;
+}
+
+export interface StreamStore {
+  readonly kind: "memory" | "redis";
+  readonly notifier: AppendNotifier;
+  /** False while the backing store is unreachable. */
+  isReady(): boolean;
+  /** Creates a running session; false when the id is taken. Announces it on the lifecycle feed. */
+  createSession(session: NewSession): Promise<boolean>;
+  getSession(id: string): Promise<SessionInfo | null>;
+  /** Appends a batch atomically; a terminal event ends the session in the same step. */
+  append(sessionId: string, events: readonly EventInput[], options?: AppendOptions): Promise<AppendOutcome>;
+  /** Up to `count` events strictly after `after` (null: from the first retained event). */
+  read(sessionId: string, after: string | null, count: number): Promise<ReadResult>;
+  /** Takes or renews the run lease of a session for `ttlMs`. */
+  holdLease(sessionId: string, holderId: string, ttlMs: number): Promise<void>;
+  releaseLease(sessionId: string): Promise<void>;
+  /** Sessions whose lease index entry is older than now: candidates for the crash sweeper. */
+  expiredLeases(nowMs: number, limit: number): Promise<string[]>;
+  forgetLease(sessionId: string): Promise<void>;
+  close(): Promise<void>;
+}
