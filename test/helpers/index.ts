@@ -4,3 +4,4 @@ export * from "./keys.js";
 export * from "./ports.js";
 export * from "./redis-server.js";
 export * from "./sse-client.js";
+export * from "./gateway.js";

@@ -1,0 +1,57 @@
+/** An in-process gateway on a real HTTP server (port 0), over the memory store or a real Redis. */
+import type { AddressInfo } from "node:net";
+import { pino } from "pino";
+import type { ModelProvider } from "../../src/agent/types.js";
+import { loadConfig } from "../../src/config.js";
+import { createGateway, type Gateway } from "../../src/gateway.js";
+import { randomPrefix } from "./keys.js";
+
+export interface TestGateway {
+  url: string;
+  gateway: Gateway;
+  /** The key prefix this gateway uses in Redis. */
+  prefix: string;
+  close(): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  /** Omit for the in-memory store. */
+  redisUrl?: string;
+  /** Share a prefix between gateways (several instances on one Redis). */
+  prefix?: string;
+  env?: Record<string, string>;
+  providers?: { openai?: ModelProvider; simulated: ModelProvider };
+}
+
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const prefix = options.prefix ?? randomPrefix();
+  const config = loadConfig({
+    LOG_LEVEL: "silent",
+    SIMULATED_TOKENS_PER_SECOND: "1000",
+    REDIS_KEY_PREFIX: prefix,
+    ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+    ...options.env,
+  });
+  const logger = pino({ level: config.logLevel });
+  const gateway = await createGateway(config, {
+    logger,
+    defaultMetrics: false,
+    ...(options.providers ? { providers: options.providers } : {}),
+  });
+  const server = gateway.app.listen(0, "127.0.0.1");
+  await new Promise<void>((resolve) => server.once("listening", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    gateway,
+    prefix,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await gateway.close();
+    },
+  };
+}
+
+/** Runs a suite once per store: the same contract holds for memory and Redis. */
+export const STORE_KINDS = ["memory", "redis"] as const;
