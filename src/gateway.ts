@@ -81,7 +81,10 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       });
       redisClients.push(client);
     }
-    await Promise.all([command.connect(), subscriber.connect()]);
+    // An unreachable Redis at start-up is an outage like any other: /readyz says 503 until it answers.
+    await Promise.all([command.connect(), subscriber.connect()]).catch((error: unknown) => {
+      logger.warn({ err: { message: String(error) } }, "Redis is not reachable yet; retrying in the background");
+    });
     pubsub = createRedisPubSub(subscriber, command);
     store = createRedisStore({ redis: command, pubsub, keys, retention });
     subscriptions = createRedisSubscriptions(command, pubsub, keys, subscriptionLimits);

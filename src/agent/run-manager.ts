@@ -120,7 +120,8 @@ export class RunManager {
 
   /** Ends sessions whose run's lease expired (their instance died). Exactly one terminal event per session. */
   startSweeper(): void {
-    const intervalMs = Math.max(50, Math.floor(this.options.leaseMs / 2));
+    // Checked four times per lease period: a crashed run is ended at most ~1.25 leases after its last renewal.
+    const intervalMs = Math.max(50, Math.floor(this.options.leaseMs / 4));
     const tick = () => {
       this.sweep().catch((error: unknown) => this.deps.logger.warn({ err: error }, "lease sweep failed"));
       this.sweeper = setTimeout(tick, intervalMs * (0.75 + Math.random() * 0.5));
