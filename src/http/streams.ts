@@ -40,6 +40,7 @@ export function openStream(
         streams.delete(writer);
         metrics.openConnections.dec({ kind: options.kind });
       },
+      onFull: () => metrics.slowClientCatchUps.inc(),
       onSlowClient: () => {
         metrics.slowClientCloses.inc();
         logger.info("closed a client stuck longer than the slow-client timeout");

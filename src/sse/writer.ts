@@ -20,6 +20,8 @@ export interface SseWriterHooks {
   onDrain(): void;
   /** The response is over, whoever ended it. Called once. */
   onClose(reason: CloseReason): void;
+  /** The socket filled up: live events stop until `onDrain`. */
+  onFull?(): void;
   onSlowClient?(): void;
 }
 
@@ -92,6 +94,7 @@ export class SseWriter {
   private writeNow(text: string): void {
     if (this.res.write(text) || this.waitingForDrain) return;
     this.waitingForDrain = true;
+    this.hooks.onFull?.();
     this.slowTimer = setTimeout(() => {
       this.closeReason = "slow";
       this.hooks.onSlowClient?.();
