@@ -39,6 +39,8 @@ const schema = z.object({
   CATCH_UP_BATCH: integer(500, 1),
   MERGE_TOKENS_WHEN_BEHIND: flag(true),
   MAX_BODY_BYTES: integer(1_048_576, 1),
+  /** Large enough for a Last-Event-ID cursor of thousands of running sessions. */
+  MAX_HEADER_BYTES: integer(131_072, 16_384),
   MAX_EVENTS_PER_APPEND: integer(1_000, 1),
   MAX_SESSIONS_PER_CONNECTION: integer(256, 1),
   MAX_SESSIONS_PER_SUBSCRIPTION: integer(10_000, 1),
@@ -71,6 +73,7 @@ export interface Config {
   catchUpBatch: number;
   mergeTokensWhenBehind: boolean;
   maxBodyBytes: number;
+  maxHeaderBytes: number;
   maxEventsPerAppend: number;
   maxSessionsPerConnection: number;
   maxSessionsPerSubscription: number;
@@ -116,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     catchUpBatch: e.CATCH_UP_BATCH,
     mergeTokensWhenBehind: e.MERGE_TOKENS_WHEN_BEHIND,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    maxHeaderBytes: e.MAX_HEADER_BYTES,
     maxEventsPerAppend: e.MAX_EVENTS_PER_APPEND,
     maxSessionsPerConnection: e.MAX_SESSIONS_PER_CONNECTION,
     maxSessionsPerSubscription: e.MAX_SESSIONS_PER_SUBSCRIPTION,

@@ -1,5 +1,5 @@
 /** Entry point: loadConfig → createGateway → listen; drains on SIGTERM/SIGINT. */
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { pino } from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
@@ -17,7 +17,8 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const gateway = await createGateway(config, { logger });
-  const server = gateway.app.listen(config.port, config.host);
+  const server = createServer({ maxHeaderSize: config.maxHeaderBytes }, gateway.app);
+  server.listen(config.port, config.host);
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 0;
