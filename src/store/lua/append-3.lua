@@ -1,6 +1,6 @@
 -- Appends a batch of events to one session's stream, atomically with its metadata.
 -- KEYS: 1 events stream, 2 metadata hash, 3 run lease
--- ARGV: 1 max events kept (MAXLEN ~), 2 ended TTL s, 3 idle TTL s, 4 notice channel,
+-- ARGV: 1 max events kept (trimmed in small chunks), 2 ended TTL s, 3 idle TTL s, 4 notice channel,
 --       5 writer id ("" for none), 6 writer batch seq, 7 creation fields as JSON array ("" = must exist),
 --       (idle TTL "0": never expires, for the lifecycle feed)
 --       8 "1" to refuse while a lease is held, 9 now (ms), then pairs: type, data (JSON text)
@@ -45,12 +45,23 @@ local notice = {prev}
 local terminal = nil
 for i = 10, #ARGV, 2 do
   local eventType, data = ARGV[i], ARGV[i + 1]
-  local id = redis.call('XADD', events, 'MAXLEN', '~', maxLen, '*', 't', eventType, 'd', data)
+  local id = redis.call('XADD', events, '*', 't', eventType, 'd', data)
   result[#result + 1] = id
   notice[#notice + 1] = id .. '\t' .. eventType .. '\t' .. data
   if eventType == 'done' or eventType == 'error' or eventType == 'cancelled' then terminal = eventType end
 end
 local last = result[#result]
+-- Trimming: the oldest events beyond maxLen go, in chunks (about 1% of maxLen, at most 100) so that a
+-- full stream is not trimmed on every append. Not with XADD MAXLEN: a trim does not record the newest
+-- removed id (max-deleted-entry-id), which the read script needs to tell a reader it missed events.
+-- So the cut is found here and recorded with XSETID ... MAXDELETEDID.
+local keep = tonumber(maxLen)
+local excess = redis.call('XLEN', events) - keep
+if excess >= math.min(100, math.max(1, math.floor(keep / 100))) then
+  local head = redis.call('XRANGE', events, '-', '+', 'COUNT', excess + 1)
+  redis.call('XTRIM', events, 'MINID', head[excess + 1][1])
+  redis.call('XSETID', events, last, 'MAXDELETEDID', head[excess][1])
+end
 redis.call('HSET', meta, 'last', last)
 if terminal then
   redis.call('HSET', meta, 'status', terminal, 'terminal', last, 'endedAt', now)

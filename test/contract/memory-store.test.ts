@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKeyScheme } from "../../src/store/keys.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
+import { createMemoryPubSub } from "../../src/store/pubsub.js";
+import type { StreamStore } from "../../src/store/types.js";
+import { randomPrefix } from "../helpers/index.js";
+import { DEFAULT_RETENTION, newSession, runStreamStoreContract, uniqueId } from "./stream-store.contract.js";
+
+runStreamStoreContract("memory", async (retention = {}) => {
+  const store = createMemoryStore({
+    pubsub: createMemoryPubSub(),
+    keys: createKeyScheme(randomPrefix()),
+    retention: { ...DEFAULT_RETENTION, ...retention },
+  });
+  return { store, close: () => store.close() };
+});
+
+describe("memory store expiry (injected clock)", () => {
+  let now = 1_700_000_000_000;
+  let store: StreamStore;
+  beforeAll(() => {
+    store = createMemoryStore({
+      pubsub: createMemoryPubSub(),
+      keys: createKeyScheme(randomPrefix()),
+      retention: { ...DEFAULT_RETENTION, endedSessionTtlSeconds: 60, idleSessionTtlSeconds: 3_600 },
+      clock: () => now,
+    });
+  });
+  afterAll(() => store.close());
+
+  it("an ended session expires ENDED_SESSION_TTL_SECONDS after its terminal event", async () => {
+    const id = uniqueId();
+    await store.createSession(newSession(id, { createdAt: now }));
+    await store.append(id, [{ type: "token", data: { content: "a" } }]);
+    now += 1_000;
+    await store.append(id, [
+      { type: "done", data: { session_id: id, total_tokens: 1, finish_reason: "stop" } },
+    ]);
+    now += 59_000;
+    expect((await store.getSession(id))?.status).toBe("done");
+    expect((await store.read(id, null, 10)).events).toHaveLength(2);
+    now += 1_001;
+    expect(await store.getSession(id)).toBeNull();
+    expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null });
+  });
+
+  it("a running session expires after IDLE_SESSION_TTL_SECONDS without appends, and each append renews it", async () => {
+    const id = uniqueId();
+    await store.createSession(newSession(id, { createdAt: now }));
+    now += 3_000_000;
+    await store.append(id, [{ type: "token", data: { content: "a" } }]);
+    now += 3_000_000;
+    expect((await store.getSession(id))?.status).toBe("running");
+    now += 600_001;
+    expect(await store.getSession(id)).toBeNull();
+  });
+
+  it("positions follow the injected clock: <ms>-<seq>, seq growing within one millisecond", async () => {
+    const id = uniqueId();
+    await store.createSession(newSession(id, { createdAt: now }));
+    const outcome = await store.append(id, [
+      { type: "token", data: { content: "a" } },
+      { type: "token", data: { content: "b" } },
+    ]);
+    expect(outcome).toMatchObject({ kind: "appended", ids: [`${now}-0`, `${now}-1`] });
+  });
+});

@@ -1,0 +1,578 @@
+/**
+ * The StreamStore contract: one suite that every store (memory, Redis) must pass, so the hub, the
+ * runner and the HTTP layer can rely on the same semantics whichever store backs them.
+ */
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { comparePositions } from "../../src/store/positions.js";
+import type { RetentionOptions } from "../../src/store/session-fields.js";
+import {
+  type AppendNotice,
+  type EventInput,
+  LIFECYCLE_FEED,
+  type NewSession,
+  type StreamStore,
+} from "../../src/store/types.js";
+
+export interface StoreHandle {
+  store: StreamStore;
+  close(): Promise<void>;
+}
+
+/** Builds a fresh store (its own key space); `retention` overrides the defaults. */
+export type MakeStore = (retention?: Partial<RetentionOptions>) => Promise<StoreHandle>;
+
+export const DEFAULT_RETENTION: RetentionOptions = {
+  maxEventsPerSession: 10_000,
+  lifecycleMaxEvents: 10_000,
+  endedSessionTtlSeconds: 86_400,
+  idleSessionTtlSeconds: 86_400,
+};
+
+const POSITION = /^\d+-\d+$/;
+const WAIT_MS = 5_000;
+
+export function uniqueId(label = "s"): string {
+  return `${label}_${randomBytes(6).toString("base64url")}`;
+}
+
+export function newSession(id = uniqueId(), extra: Partial<NewSession> = {}): NewSession {
+  return { id, model: "m-1", metadata: { team: "a", n: 1 }, owner: null, createdAt: Date.now(), ...extra };
+}
+
+function tokens(n: number, from = 0): EventInput[] {
+  return Array.from({ length: n }, (_, i) => ({ type: "token", data: { content: `t${from + i}` } }));
+}
+
+function expectGrowing(ids: readonly string[]): void {
+  for (const id of ids) expect(id).toMatch(POSITION);
+  for (let i = 1; i < ids.length; i++) expect(comparePositions(ids[i - 1]!, ids[i]!)).toBeLessThan(0);
+}
+
+async function until<T>(probe: () => T | undefined, what: string, timeoutMs = WAIT_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+export function runStreamStoreContract(name: string, makeStore: MakeStore): void {
+  describe(`StreamStore contract: ${name}`, () => {
+    let handle: StoreHandle;
+    let store: StreamStore;
+    const notices: AppendNotice[] = [];
+    let resyncs = 0;
+
+    beforeAll(async () => {
+      handle = await makeStore();
+      store = handle.store;
+      store.notifier.setListener({
+        onAppend: (notice) => notices.push(notice),
+        onResync: () => {
+          resyncs += 1;
+        },
+      });
+    });
+    afterAll(async () => {
+      await handle?.close();
+    });
+
+    async function created(extra: Partial<NewSession> = {}): Promise<string> {
+      const session = newSession(uniqueId(), extra);
+      expect(await store.createSession(session)).toBe(true);
+      return session.id;
+    }
+
+    it("is ready", () => {
+      expect(store.isReady()).toBe(true);
+    });
+
+    describe("sessions", () => {
+      it("createSession is true for a new id and false when the id is taken", async () => {
+        const session = newSession();
+        expect(await store.createSession(session)).toBe(true);
+        expect(await store.createSession(session)).toBe(false);
+        expect(await store.createSession({ ...session, model: "other" })).toBe(false);
+        // The first creation wins: the second did not overwrite anything.
+        expect((await store.getSession(session.id))?.model).toBe("m-1");
+      });
+
+      it("getSession returns every field of a new session", async () => {
+        const createdAt = Date.now() - 1234;
+        const session = newSession(uniqueId(), {
+          model: "gpt-x",
+          metadata: { user: "u1", nested: { a: [1, 2] } },
+          owner: "instance-1",
+          createdAt,
+        });
+        await store.createSession(session);
+        expect(await store.getSession(session.id)).toEqual({
+          id: session.id,
+          status: "running",
+          createdAt,
+          model: "gpt-x",
+          metadata: { user: "u1", nested: { a: [1, 2] } },
+          owner: "instance-1",
+          lastEventId: null,
+          terminalId: null,
+        });
+      });
+
+      it("a session without model or owner reads back as null", async () => {
+        const id = await created({ model: null, owner: null, metadata: {} });
+        const info = await store.getSession(id);
+        expect(info?.model).toBeNull();
+        expect(info?.owner).toBeNull();
+        expect(info?.metadata).toEqual({});
+      });
+
+      it("getSession of an unknown id is null", async () => {
+        expect(await store.getSession(uniqueId("nobody"))).toBeNull();
+      });
+    });
+
+    describe("append and read", () => {
+      it("appends with growing <ms>-<seq> ids, and getSession follows the last one", async () => {
+        const id = await created();
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const outcome = await store.append(id, tokens(3, i * 3));
+          expect(outcome).toMatchObject({ kind: "appended", ended: false, created: false });
+          if (outcome.kind !== "appended") throw new Error("not appended");
+          expect(outcome.ids).toHaveLength(3);
+          ids.push(...outcome.ids);
+        }
+        expectGrowing(ids);
+        const info = await store.getSession(id);
+        expect(info?.status).toBe("running");
+        expect(info?.lastEventId).toBe(ids[ids.length - 1]);
+        expect(info?.terminalId).toBeNull();
+      });
+
+      it("reads from the start (null), strictly after a position, and at most count", async () => {
+        const id = await created();
+        const outcome = await store.append(id, tokens(10));
+        if (outcome.kind !== "appended") throw new Error("not appended");
+        const ids = outcome.ids;
+
+        const all = await store.read(id, null, 100);
+        expect(all.gap).toBeNull();
+        expect(all.events.map((e) => e.id)).toEqual(ids);
+        expect(all.events.map((e) => e.type)).toEqual(Array(10).fill("token"));
+        expect(all.events.map((e) => JSON.parse(e.data))).toEqual(tokens(10).map((e) => e.data));
+
+        const after3 = await store.read(id, ids[3]!, 100);
+        expect(after3.gap).toBeNull();
+        expect(after3.events.map((e) => e.id)).toEqual(ids.slice(4));
+
+        const limited = await store.read(id, ids[1]!, 3);
+        expect(limited.events.map((e) => e.id)).toEqual(ids.slice(2, 5));
+
+        const firstTwo = await store.read(id, null, 2);
+        expect(firstTwo.events.map((e) => e.id)).toEqual(ids.slice(0, 2));
+
+        const atEnd = await store.read(id, ids[9]!, 100);
+        expect(atEnd).toEqual({ events: [], gap: null });
+      });
+
+      it("reads an empty session and an unknown session as no events and no gap", async () => {
+        const id = await created();
+        expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null });
+        expect(await store.read(uniqueId("nobody"), null, 10)).toEqual({ events: [], gap: null });
+      });
+
+      it("appending to a missing session without createIfMissing is {kind: missing}", async () => {
+        const id = uniqueId("missing");
+        expect(await store.append(id, tokens(1))).toEqual({ kind: "missing" });
+        expect(await store.getSession(id)).toBeNull();
+        expect((await store.read(id, null, 10)).events).toEqual([]);
+      });
+
+      it("createIfMissing creates the session on the first append only", async () => {
+        const session = newSession(uniqueId("producer"), { model: "prod", metadata: { source: "x" } });
+        const first = await store.append(session.id, tokens(2), { createIfMissing: session });
+        expect(first).toMatchObject({ kind: "appended", created: true, ended: false });
+        const info = await store.getSession(session.id);
+        expect(info).toMatchObject({
+          id: session.id,
+          status: "running",
+          model: "prod",
+          metadata: { source: "x" },
+        });
+        const second = await store.append(session.id, tokens(1), {
+          createIfMissing: { ...session, model: "changed" },
+        });
+        expect(second).toMatchObject({ kind: "appended", created: false });
+        expect((await store.getSession(session.id))?.model).toBe("prod");
+        expect((await store.read(session.id, null, 10)).events).toHaveLength(3);
+      });
+
+      it("a batch ending in a terminal event ends the session atomically; later appends are {kind: ended}", async () => {
+        const id = await created();
+        const batch: EventInput[] = [
+          { type: "token", data: { content: "a" } },
+          { type: "token", data: { content: "b" } },
+          { type: "done", data: { session_id: id, total_tokens: 2, finish_reason: "stop" } },
+        ];
+        const outcome = await store.append(id, batch);
+        expect(outcome).toMatchObject({ kind: "appended", ended: true });
+        if (outcome.kind !== "appended") throw new Error("not appended");
+        expect(outcome.ids).toHaveLength(3);
+        expectGrowing(outcome.ids);
+
+        const info = await store.getSession(id);
+        expect(info?.status).toBe("done");
+        expect(info?.terminalId).toBe(outcome.ids[2]);
+        expect(info?.lastEventId).toBe(outcome.ids[2]);
+
+        expect(await store.append(id, tokens(1))).toEqual({ kind: "ended", status: "done" });
+        expect(await store.append(id, [{ type: "error", data: { code: "x", message: "y" } }])).toEqual({
+          kind: "ended",
+          status: "done",
+        });
+        // createIfMissing does not resurrect an ended session.
+        expect(await store.append(id, tokens(1), { createIfMissing: newSession(id) })).toEqual({
+          kind: "ended",
+          status: "done",
+        });
+        const events = (await store.read(id, null, 100)).events;
+        expect(events.map((e) => e.type)).toEqual(["token", "token", "done"]);
+      });
+
+      it.each([
+        ["error", { code: "upstream_error", message: "boom" }],
+        ["cancelled", { reason: "requested" }],
+      ] as const)("a %s event is terminal too", async (type, data) => {
+        const id = await created();
+        const outcome = await store.append(id, [{ type, data }]);
+        expect(outcome).toMatchObject({ kind: "appended", ended: true });
+        expect((await store.getSession(id))?.status).toBe(type);
+        expect(await store.append(id, tokens(1))).toEqual({ kind: "ended", status: type });
+      });
+
+      it("an empty batch appends nothing but is accepted", async () => {
+        const id = await created();
+        expect(await store.append(id, [])).toEqual({
+          kind: "appended",
+          ids: [],
+          ended: false,
+          created: false,
+        });
+        expect((await store.read(id, null, 10)).events).toEqual([]);
+        expect((await store.getSession(id))?.lastEventId).toBeNull();
+      });
+
+      it("event data round-trips byte-exact", async () => {
+        const id = await created();
+        const data = {
+          newline: "line1\nline2\n\nline4",
+          cr: "a\rb\r\nc",
+          quotes: `"double" 'single' \`back\``,
+          backslash: "C:\\path\\to\\file \\n not a newline",
+          tab: "a\tb",
+          emoji: "🚀👩‍👩‍👧‍👦 ✓ é 中文",
+          separators: "x\u2028y\u2029z",
+          control: "\u0000\u0001\u001f",
+          loneSurrogate: "\ud800",
+          nested: { list: [1, "two", null, true, { deep: "\n" }], empty: {} },
+          number: 1.5e-7,
+          big: 9007199254740991,
+        };
+        const outcome = await store.append(id, [{ type: "note", data }]);
+        if (outcome.kind !== "appended") throw new Error("not appended");
+        const [event] = (await store.read(id, null, 10)).events;
+        expect(event?.type).toBe("note");
+        expect(event?.data).toBe(JSON.stringify(data));
+        expect(event?.data).not.toContain("\n");
+        expect(event?.data).not.toContain("\r");
+        expect(JSON.parse(event!.data)).toEqual(data);
+      });
+    });
+
+    describe("writer idempotency", () => {
+      it("applies each writer batch once and in order", async () => {
+        const id = await created();
+        const writer = { writerId: "w-1", seq: 1 };
+        const first = await store.append(id, tokens(2), { writer });
+        expect(first).toMatchObject({ kind: "appended" });
+        // The same batch re-sent after a lost reply.
+        expect(await store.append(id, tokens(2), { writer })).toEqual({ kind: "duplicate" });
+        // A batch that overtook a lost one.
+        expect(await store.append(id, tokens(1), { writer: { writerId: "w-1", seq: 3 } })).toEqual({
+          kind: "out_of_order",
+        });
+        expect(await store.append(id, tokens(1), { writer: { writerId: "w-1", seq: 2 } })).toMatchObject({
+          kind: "appended",
+        });
+        expect(await store.append(id, tokens(1), { writer: { writerId: "w-1", seq: 1 } })).toEqual({
+          kind: "duplicate",
+        });
+        expect(await store.append(id, tokens(1), { writer: { writerId: "w-1", seq: 3 } })).toMatchObject({
+          kind: "appended",
+        });
+        // Writers are independent of each other.
+        expect(await store.append(id, tokens(1), { writer: { writerId: "w-2", seq: 1 } })).toMatchObject({
+          kind: "appended",
+        });
+        expect((await store.read(id, null, 100)).events).toHaveLength(2 + 1 + 1 + 1);
+      });
+
+      it("a duplicate batch does not move lastEventId", async () => {
+        const id = await created();
+        const first = await store.append(id, tokens(1), { writer: { writerId: "w", seq: 1 } });
+        if (first.kind !== "appended") throw new Error("not appended");
+        await store.append(id, tokens(1), { writer: { writerId: "w", seq: 1 } });
+        expect((await store.getSession(id))?.lastEventId).toBe(first.ids[0]);
+      });
+    });
+
+    describe("leases", () => {
+      it("requireNoLease is refused while a lease is held, and appends once it is released", async () => {
+        const id = await created();
+        await store.holdLease(id, "instance-a", 60_000);
+        const events: EventInput[] = [{ type: "error", data: { code: "interrupted", message: "gone" } }];
+        expect(await store.append(id, events, { requireNoLease: true })).toEqual({ kind: "leased" });
+        // Appends without the flag (the run itself) go on.
+        expect(await store.append(id, tokens(1))).toMatchObject({ kind: "appended" });
+        expect((await store.getSession(id))?.status).toBe("running");
+
+        await store.releaseLease(id);
+        expect(await store.append(id, events, { requireNoLease: true })).toMatchObject({
+          kind: "appended",
+          ended: true,
+        });
+        expect((await store.getSession(id))?.status).toBe("error");
+      });
+
+      it("requireNoLease appends after the lease expired by itself", async () => {
+        const id = await created();
+        await store.holdLease(id, "instance-a", 30);
+        await new Promise((resolve) => setTimeout(resolve, 80));
+        expect(await store.append(id, tokens(1), { requireNoLease: true })).toMatchObject({
+          kind: "appended",
+        });
+      });
+
+      it("expiredLeases lists sessions whose lease index entry is older than now", async () => {
+        const id = await created();
+        const other = await created();
+        await store.holdLease(id, "instance-a", 1_000);
+        await store.holdLease(other, "instance-b", 600_000);
+        const now = Date.now();
+        expect(await store.expiredLeases(now - 60_000, 1000)).not.toContain(id);
+        const later = await store.expiredLeases(now + 10_000, 1000);
+        expect(later).toContain(id);
+        expect(later).not.toContain(other);
+        expect(await store.expiredLeases(now + 700_000, 1000)).toEqual(expect.arrayContaining([id, other]));
+        // A renewal moves the entry.
+        await store.holdLease(id, "instance-a", 600_000);
+        expect(await store.expiredLeases(now + 10_000, 1000)).not.toContain(id);
+        // forgetLease drops it from the index; releaseLease too.
+        await store.forgetLease(id);
+        expect(await store.expiredLeases(now + 700_000, 1000)).not.toContain(id);
+        await store.releaseLease(other);
+        expect(await store.expiredLeases(now + 700_000, 1000)).not.toContain(other);
+      });
+
+      it("expiredLeases honours its limit", async () => {
+        const ids = [await created(), await created(), await created()];
+        for (const id of ids) await store.holdLease(id, "x", 1);
+        const expired = await store.expiredLeases(Date.now() + 60_000, 2);
+        expect(expired.length).toBeLessThanOrEqual(2);
+        for (const id of ids) await store.releaseLease(id);
+      });
+
+      it("a terminal append drops the lease", async () => {
+        const id = await created();
+        await store.holdLease(id, "instance-a", 60_000);
+        await store.append(id, [
+          { type: "done", data: { session_id: id, total_tokens: 0, finish_reason: "stop" } },
+        ]);
+        // The session is over: an interrupted-run sweep finds it ended, not leased.
+        expect(
+          await store.append(id, [{ type: "error", data: { code: "interrupted", message: "" } }], {
+            requireNoLease: true,
+          }),
+        ).toEqual({ kind: "ended", status: "done" });
+      });
+    });
+
+    describe("notifier", () => {
+      it("announces each append with its previous position and its events", async () => {
+        const id = await created();
+        await store.notifier.watch(id);
+        try {
+          const mine = () => notices.filter((n) => n.sessionId === id);
+          const first = await store.append(id, [
+            { type: "token", data: { content: "hi\nthere" } },
+            { type: "usage", data: { total_tokens: 1 } },
+          ]);
+          if (first.kind !== "appended") throw new Error("not appended");
+          const n1 = await until(() => mine()[0], "the first notice");
+          expect(n1).toEqual({
+            sessionId: id,
+            prevId: "",
+            events: [
+              { id: first.ids[0], type: "token", data: JSON.stringify({ content: "hi\nthere" }) },
+              { id: first.ids[1], type: "usage", data: JSON.stringify({ total_tokens: 1 }) },
+            ],
+          });
+
+          const second = await store.append(id, [
+            { type: "done", data: { session_id: id, total_tokens: 1, finish_reason: "stop" } },
+          ]);
+          if (second.kind !== "appended") throw new Error("not appended");
+          const n2 = await until(() => mine()[1], "the second notice");
+          expect(n2.prevId).toBe(first.ids[1]);
+          expect(n2.events.map((e) => [e.id, e.type])).toEqual([[second.ids[0], "done"]]);
+          // Rejected appends announce nothing.
+          await store.append(id, tokens(1));
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          expect(mine()).toHaveLength(2);
+        } finally {
+          store.notifier.unwatch(id);
+        }
+      });
+
+      it("stops announcing after unwatch, and never announces unwatched sessions", async () => {
+        const watched = await created();
+        const unwatched = await created();
+        await store.notifier.watch(watched);
+        await store.append(unwatched, tokens(1));
+        await store.append(watched, tokens(1));
+        await until(() => notices.find((n) => n.sessionId === watched), "a notice");
+        store.notifier.unwatch(watched);
+        await store.append(watched, tokens(1));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(notices.filter((n) => n.sessionId === watched)).toHaveLength(1);
+        expect(notices.filter((n) => n.sessionId === unwatched)).toHaveLength(0);
+        expect(resyncs).toBe(0);
+      });
+
+      it("the lifecycle feed @sessions gets created and ended events", async () => {
+        const session = newSession(uniqueId("life"), { model: "feed-model", metadata: { tag: "lc" } });
+        await store.createSession(session);
+        await store.append(session.id, [{ type: "cancelled", data: { reason: "requested" } }]);
+        const producer = newSession(uniqueId("life-producer"), { model: null, metadata: {} });
+        await store.append(producer.id, [{ type: "error", data: { code: "x", message: "y" } }], {
+          createIfMissing: producer,
+        });
+
+        const feed = await store.read(LIFECYCLE_FEED, null, 1000);
+        expectGrowing(feed.events.map((e) => e.id));
+        const about = (sid: string) =>
+          feed.events
+            .filter((e) => (JSON.parse(e.data) as { id: string }).id === sid)
+            .map((e) => ({
+              type: e.type,
+              data: JSON.parse(e.data) as unknown,
+            }));
+        expect(about(session.id)).toEqual([
+          {
+            type: "created",
+            data: {
+              id: session.id,
+              model: "feed-model",
+              metadata: { tag: "lc" },
+              createdAt: new Date(session.createdAt).toISOString(),
+            },
+          },
+          { type: "ended", data: { id: session.id, status: "cancelled" } },
+        ]);
+        expect(about(producer.id).map((e) => e.type)).toEqual(["created", "ended"]);
+        expect(about(producer.id)[1]?.data).toEqual({ id: producer.id, status: "error" });
+        // A failed creation announces nothing.
+        await store.createSession(session);
+        const again = await store.read(LIFECYCLE_FEED, null, 1000);
+        expect(
+          again.events.filter((e) => e.type === "created" && JSON.parse(e.data).id === session.id),
+        ).toHaveLength(1);
+      });
+
+      it("the lifecycle feed is announced like any stream", async () => {
+        await store.notifier.watch(LIFECYCLE_FEED);
+        try {
+          const id = await created();
+          const notice = await until(
+            () =>
+              notices.find(
+                (n) => n.sessionId === LIFECYCLE_FEED && n.events.some((e) => JSON.parse(e.data).id === id),
+              ),
+            "a lifecycle notice",
+          );
+          expect(notice.events.map((e) => e.type)).toEqual(["created"]);
+        } finally {
+          store.notifier.unwatch(LIFECYCLE_FEED);
+        }
+      });
+    });
+
+    describe("trimming and gaps", () => {
+      let small: StoreHandle;
+      beforeAll(async () => {
+        small = await makeStore({ maxEventsPerSession: 10 });
+      });
+      afterAll(async () => {
+        await small?.close();
+      });
+
+      async function fill(id: string, total: number): Promise<string[]> {
+        const ids: string[] = [];
+        // Several batches, as a run writes them (Redis trims approximately, per batch).
+        for (let i = 0; i < total; i += 50) {
+          const outcome = await small.store.append(id, tokens(Math.min(50, total - i), i));
+          if (outcome.kind !== "appended") throw new Error(`append: ${outcome.kind}`);
+          ids.push(...outcome.ids);
+        }
+        return ids;
+      }
+
+      it("reading after a trimmed position reports a gap and goes on from the oldest kept event", async () => {
+        const id = uniqueId("gap");
+        await small.store.createSession(newSession(id));
+        const ids = await fill(id, 500);
+        const kept = (await small.store.read(id, null, 1000)).events;
+        expect(kept.length).toBeGreaterThanOrEqual(10);
+        expect(kept.length).toBeLessThan(500);
+        const oldest = kept[0]!.id;
+        // What is kept is the newest tail, in order.
+        expect(kept.map((e) => e.id)).toEqual(ids.slice(ids.length - kept.length));
+
+        const result = await small.store.read(id, ids[0]!, 5);
+        expect(result.gap).toEqual({ requested: ids[0], oldest });
+        expect(result.events.map((e) => e.id)).toEqual(ids.slice(ids.length - kept.length).slice(0, 5));
+        expect(result.events[0]?.id).toBe(oldest);
+
+        // After the newest trimmed event the reader missed nothing: no gap, and it goes on from the oldest.
+        const justBefore = ids[ids.length - kept.length - 1]!;
+        const edge = await small.store.read(id, justBefore, 5);
+        expect(edge.gap).toBeNull();
+        expect(edge.events[0]?.id).toBe(oldest);
+
+        // A position still retained: no gap.
+        const retained = await small.store.read(id, oldest, 5);
+        expect(retained.gap).toBeNull();
+        expect(retained.events.map((e) => e.id)).toEqual(ids.slice(ids.length - kept.length + 1).slice(0, 5));
+        const nearEnd = await small.store.read(id, ids[ids.length - 2]!, 5);
+        expect(nearEnd).toEqual({ gap: null, events: [kept[kept.length - 1]] });
+
+        // Reading from the start never reports a gap.
+        expect((await small.store.read(id, null, 5)).gap).toBeNull();
+        // Trimming keeps the session's metadata.
+        expect((await small.store.getSession(id))?.lastEventId).toBe(ids[ids.length - 1]);
+      });
+
+      it("a session that was never trimmed reports no gap", async () => {
+        const id = uniqueId("nogap");
+        await small.store.createSession(newSession(id));
+        const ids = await fill(id, 8);
+        const result = await small.store.read(id, ids[0]!, 100);
+        expect(result.gap).toBeNull();
+        expect(result.events.map((e) => e.id)).toEqual(ids.slice(1));
+      });
+    });
+  });
+}
