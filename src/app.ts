@@ -2,9 +2,12 @@
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import express from "express";
+import cors from "cors";
+import express, { type RequestHandler } from "express";
+import helmet from "helmet";
 import { pinoHttp } from "pino-http";
-import { createErrorHandler, notFoundHandler } from "./errors.js";
+import { createAuthenticator } from "./auth/middleware.js";
+import { createErrorHandler, errors, notFoundHandler } from "./errors.js";
 import type { AppContext } from "./http/context.js";
 import { healthRouter } from "./http/health.js";
 import { multiplexRouter } from "./http/multiplex.js";
@@ -18,6 +21,27 @@ const publicDir = new URL("../public/", import.meta.url);
 /** Strips secrets that EventSource clients must put in the URL (`access_token`) before a URL is logged. */
 export function redactUrl(url: string): string {
   return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[redacted]");
+}
+
+/** Deeply nested JSON costs the validators and the store; it is refused before any route sees it. */
+function rejectDeepJson(maxDepth: number): RequestHandler {
+  const depthOf = (value: unknown, depth: number): number => {
+    if (depth > maxDepth || value === null || typeof value !== "object") return depth;
+    let deepest = depth;
+    for (const child of Object.values(value)) {
+      deepest = Math.max(deepest, depthOf(child, depth + 1));
+      if (deepest > maxDepth) break;
+    }
+    return deepest;
+  };
+  return (req, _res, next) => {
+    if (req.body !== undefined && depthOf(req.body, 1) > maxDepth) {
+      return next(
+        errors.badRequest("too_deep", `the JSON body nests deeper than ${maxDepth} levels (MAX_JSON_DEPTH)`),
+      );
+    }
+    next();
+  };
 }
 
 export function buildApp(context: AppContext): express.Express {
@@ -43,20 +67,44 @@ export function buildApp(context: AppContext): express.Express {
           remoteAddress: req.socket?.remoteAddress,
         }),
       },
-      autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics" },
+      autoLogging: {
+        ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics",
+      },
       customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? "error" : "info"),
     }),
   );
+  app.use(
+    helmet({
+      // The dashboard streams over EventSource from the same origin; nothing else is loaded.
+      contentSecurityPolicy: { directives: { "connect-src": ["'self'"], "upgrade-insecure-requests": null } },
+      hsts: false,
+    }),
+  );
+  if (context.config.corsOrigins.length > 0) {
+    const origins = context.config.corsOrigins;
+    app.use(
+      cors({
+        origin: origins.includes("*") ? true : origins,
+        allowedHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
+        exposedHeaders: ["X-Session-Id", "X-Request-Id", "Retry-After"],
+        maxAge: 600,
+      }),
+    );
+  }
   app.use(express.json({ limit: context.config.maxBodyBytes, strict: true }));
+  app.use(rejectDeepJson(context.config.maxJsonDepth));
 
   app.use(healthRouter(context));
+  app.use("/api/v1", createAuthenticator(context.verifier, context.config.auth.cookieName));
   app.use("/api/v1", sessionsRouter(context));
   app.use("/api/v1", multiplexRouter(context));
   app.use("/api/v1", subscriptionsRouter(context));
 
   app.get("/client.js", (_req, res) => {
     if (!existsSync(clientModule)) {
-      res.status(404).json({ error: { code: "not_built", message: "run npm run build to build the client" } });
+      res
+        .status(404)
+        .json({ error: { code: "not_built", message: "run npm run build to build the client" } });
       return;
     }
     res.type("text/javascript").sendFile(clientModule.pathname);

@@ -48,6 +48,28 @@ const schema = z.object({
   LEASE_MS: integer(10_000, 100),
   CANCEL_GRACE_MS: integer(1_000, 0),
   RUN_BUFFER_MAX_EVENTS: integer(10_000, 1),
+  NODE_ENV: optionalText,
+  /** "jwt" when a secret or JWKS URL is set; "none" (open) otherwise. Production refuses open mode unless explicit. */
+  AUTH_MODE: z.enum(["none", "jwt"]).optional(),
+  AUTH_JWT_SECRET: optionalText,
+  AUTH_JWKS_URL: z.url().optional(),
+  AUTH_ISSUER: optionalText,
+  AUTH_AUDIENCE: optionalText,
+  AUTH_COOKIE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .default("sse_token"),
+  AUTH_CLOCK_TOLERANCE_SECONDS: integer(5, 0),
+  AUTH_JWKS_CACHE_SECONDS: integer(600, 1),
+  AUTH_JWKS_COOLDOWN_MS: integer(30_000, 0),
+  /** Comma-separated origins allowed by CORS ("*" for any); none by default. */
+  CORS_ORIGINS: z.string().default(""),
+  LIMIT_RUNS_PER_MINUTE: integer(60, 1),
+  LIMIT_CONCURRENT_RUNS: integer(10, 1),
+  LIMIT_CONNECTIONS_PER_SUBJECT: integer(1_000, 1),
+  LIMIT_CONNECTIONS_PER_IP: integer(1_000, 1),
+  LIMIT_PUBLISH_EVENTS_PER_SECOND: integer(10_000, 1),
+  MAX_JSON_DEPTH: integer(32, 2),
   DRAIN_MS: integer(10_000, 0),
   RUN_DRAIN_TIMEOUT_MS: integer(30_000, 0),
 });
@@ -81,6 +103,26 @@ export interface Config {
   leaseMs: number;
   cancelGraceMs: number;
   runBufferMaxEvents: number;
+  auth: {
+    mode: "none" | "jwt";
+    jwtSecret: string | undefined;
+    jwksUrl: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+    cookieName: string;
+    clockToleranceSeconds: number;
+    jwksCacheSeconds: number;
+    jwksCooldownMs: number;
+  };
+  corsOrigins: string[];
+  limits: {
+    runsPerMinute: number;
+    concurrentRuns: number;
+    connectionsPerSubject: number;
+    connectionsPerIp: number;
+    publishEventsPerSecond: number;
+  };
+  maxJsonDepth: number;
   drainMs: number;
   runDrainTimeoutMs: number;
 }
@@ -98,6 +140,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   }
   const e = parsed.data;
+  const authMode = e.AUTH_MODE ?? (e.AUTH_JWT_SECRET || e.AUTH_JWKS_URL ? "jwt" : "none");
+  const problems: string[] = [];
+  if (authMode === "jwt" && !e.AUTH_JWT_SECRET && !e.AUTH_JWKS_URL) {
+    problems.push("AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_URL");
+  }
+  if (e.AUTH_JWT_SECRET && e.AUTH_JWT_SECRET.length < 32) {
+    problems.push("AUTH_JWT_SECRET: at least 32 characters (HS256 needs a 256-bit secret)");
+  }
+  if (e.NODE_ENV === "production" && authMode === "none" && e.AUTH_MODE !== "none") {
+    problems.push(
+      "NODE_ENV=production without authentication: set AUTH_JWT_SECRET or AUTH_JWKS_URL, or AUTH_MODE=none to run open on purpose",
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -127,6 +183,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     leaseMs: e.LEASE_MS,
     cancelGraceMs: e.CANCEL_GRACE_MS,
     runBufferMaxEvents: e.RUN_BUFFER_MAX_EVENTS,
+    auth: {
+      mode: authMode,
+      jwtSecret: e.AUTH_JWT_SECRET,
+      jwksUrl: e.AUTH_JWKS_URL,
+      issuer: e.AUTH_ISSUER,
+      audience: e.AUTH_AUDIENCE,
+      cookieName: e.AUTH_COOKIE_NAME,
+      clockToleranceSeconds: e.AUTH_CLOCK_TOLERANCE_SECONDS,
+      jwksCacheSeconds: e.AUTH_JWKS_CACHE_SECONDS,
+      jwksCooldownMs: e.AUTH_JWKS_COOLDOWN_MS,
+    },
+    corsOrigins: e.CORS_ORIGINS.split(",")
+      .map((origin) => origin.trim())
+      .filter((origin) => origin !== ""),
+    limits: {
+      runsPerMinute: e.LIMIT_RUNS_PER_MINUTE,
+      concurrentRuns: e.LIMIT_CONCURRENT_RUNS,
+      connectionsPerSubject: e.LIMIT_CONNECTIONS_PER_SUBJECT,
+      connectionsPerIp: e.LIMIT_CONNECTIONS_PER_IP,
+      publishEventsPerSecond: e.LIMIT_PUBLISH_EVENTS_PER_SECOND,
+    },
+    maxJsonDepth: e.MAX_JSON_DEPTH,
     drainMs: e.DRAIN_MS,
     runDrainTimeoutMs: e.RUN_DRAIN_TIMEOUT_MS,
   });

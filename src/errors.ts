@@ -23,7 +23,8 @@ export const errors = {
   tooLarge: (message: string) => new AppError(413, "payload_too_large", message),
   unavailable: (message = "the store (Redis) is unreachable; try again shortly") =>
     new AppError(503, "unavailable", message, { "Retry-After": "1" }),
-  draining: () => new AppError(503, "draining", "this instance is shutting down; retry on another", { "Retry-After": "1" }),
+  draining: () =>
+    new AppError(503, "draining", "this instance is shutting down; retry on another", { "Retry-After": "1" }),
 };
 
 export function errorBody(code: string, message: string) {

@@ -12,9 +12,11 @@ import { RunManager } from "./agent/run-manager.js";
 import { createSimulatedProvider } from "./agent/simulated-provider.js";
 import type { ModelProvider } from "./agent/types.js";
 import { buildApp } from "./app.js";
+import { createTokenVerifier } from "./auth/verifier.js";
 import type { Config } from "./config.js";
 import type { AppContext } from "./http/context.js";
 import { Hub } from "./hub/hub.js";
+import { createMemoryLimiter, createRedisLimiter, type Limiter } from "./limits/limiter.js";
 import { createMetrics } from "./metrics.js";
 import { createMemorySubscriptions, createRedisSubscriptions } from "./mux/subscriptions.js";
 import { OpenStreams } from "./sse/open-streams.js";
@@ -60,6 +62,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
   let store: StreamStore;
   let pubsub: PubSub;
   let subscriptions: AppContext["subscriptions"];
+  let limiter: Limiter;
   const redisClients: Redis[] = [];
   if (config.redisUrl) {
     const redisOptions = {
@@ -70,7 +73,10 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       lazyConnect: true,
     };
     const command = new Redis(config.redisUrl, { ...redisOptions, connectionName: `${instanceId}:command` });
-    const subscriber = new Redis(config.redisUrl, { ...redisOptions, connectionName: `${instanceId}:subscriber` });
+    const subscriber = new Redis(config.redisUrl, {
+      ...redisOptions,
+      connectionName: `${instanceId}:subscriber`,
+    });
     for (const [name, client] of [
       ["command", command],
       ["subscriber", subscriber],
@@ -83,16 +89,23 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     }
     // An unreachable Redis at start-up is an outage like any other: /readyz says 503 until it answers.
     await Promise.all([command.connect(), subscriber.connect()]).catch((error: unknown) => {
-      logger.warn({ err: { message: String(error) } }, "Redis is not reachable yet; retrying in the background");
+      logger.warn(
+        { err: { message: String(error) } },
+        "Redis is not reachable yet; retrying in the background",
+      );
     });
     pubsub = createRedisPubSub(subscriber, command);
     store = createRedisStore({ redis: command, pubsub, keys, retention });
     subscriptions = createRedisSubscriptions(command, pubsub, keys, subscriptionLimits);
+    limiter = createRedisLimiter(command, config.keyPrefix);
   } else {
-    logger.warn("REDIS_URL is not set: using the in-memory store (one instance only; nothing survives a restart)");
+    logger.warn(
+      "REDIS_URL is not set: using the in-memory store (one instance only; nothing survives a restart)",
+    );
     pubsub = createMemoryPubSub();
     store = createMemoryStore({ pubsub, keys, retention });
     subscriptions = createMemorySubscriptions(pubsub, keys, subscriptionLimits);
+    limiter = createMemoryLimiter();
   }
 
   const providers = options.providers ?? {
@@ -112,7 +125,9 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       : {}),
   };
   if (!providers.openai) {
-    logger.warn("OPENAI_API_KEY is not set: runs use the SIMULATED model (labelled `simulated` in every start event)");
+    logger.warn(
+      "OPENAI_API_KEY is not set: runs use the SIMULATED model (labelled `simulated` in every start event)",
+    );
   }
 
   const hub = new Hub(store, { catchUpBatch: config.catchUpBatch }, metrics, logger);
@@ -139,7 +154,25 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     logger,
     state: { draining: false },
     streams: new OpenStreams(),
+    limiter,
+    verifier:
+      config.auth.mode === "jwt"
+        ? createTokenVerifier({
+            secret: config.auth.jwtSecret,
+            jwksUrl: config.auth.jwksUrl,
+            issuer: config.auth.issuer,
+            audience: config.auth.audience,
+            clockToleranceSeconds: config.auth.clockToleranceSeconds,
+            jwksCacheMs: config.auth.jwksCacheSeconds * 1000,
+            jwksCooldownMs: config.auth.jwksCooldownMs,
+          })
+        : null,
   };
+  if (config.auth.mode === "none") {
+    logger.warn(
+      "AUTHENTICATION IS OFF: anyone who can reach this gateway can start runs (spending upstream money), publish and read every session. Set AUTH_JWT_SECRET or AUTH_JWKS_URL.",
+    );
+  }
   return {
     app: buildApp(context),
     context,

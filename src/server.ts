@@ -63,7 +63,8 @@ async function drain(gateway: Gateway, server: Server, signal: string): Promise<
     context.streams.closeAll(config.drainMs, config.retryMs),
     context.runs.waitForRuns(config.runDrainTimeoutMs),
   ]);
-  if (!runsFinished) logger.warn("runs still active at the drain deadline: their sessions end as interrupted");
+  if (!runsFinished)
+    logger.warn("runs still active at the drain deadline: their sessions end as interrupted");
   server.closeAllConnections();
   await gateway.close();
   logger.info("drained");

@@ -20,6 +20,8 @@ export interface RunRequest {
   instructions?: string;
   metadata?: Record<string, unknown>;
   owner?: string | null;
+  /** A place in the owner's concurrent-run limit: renewed with the lease, released when the run ends. */
+  slot?: { refresh(): Promise<void>; release(): Promise<void> };
 }
 
 export interface RunManagerOptions {
@@ -54,7 +56,10 @@ export function newSessionId(): string {
 }
 
 export class RunManager {
-  private readonly running = new Map<string, { abort: AbortController; cancelReason: string | null; done: Promise<void> }>();
+  private readonly running = new Map<
+    string,
+    { abort: AbortController; cancelReason: string | null; done: Promise<void> }
+  >();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly clock: () => number;
 
@@ -90,7 +95,10 @@ export class RunManager {
     const entry = { abort, cancelReason: null as string | null, done: Promise.resolve() };
     this.running.set(id, entry);
     this.deps.metrics.runsStarted.inc();
-    entry.done = this.execute(id, model, provider, messages, entry).finally(() => this.running.delete(id));
+    entry.done = this.execute(id, model, provider, messages, entry, request.slot).finally(() => {
+      this.running.delete(id);
+      request.slot?.release().catch(() => {});
+    });
     return {
       kind: "started",
       session: { ...session, status: "running", lastEventId: null, terminalId: null },
@@ -101,9 +109,12 @@ export class RunManager {
    * Cancels a run wherever it runs. Returns the session's final status, or null when unknown.
    * Throws nothing for an ended session: the caller sees its status.
    */
-  async cancel(id: string, reason = "requested"): Promise<{ before: SessionInfo | null; status: SessionStatus | null }> {
+  async cancel(
+    id: string,
+    reason = "requested",
+  ): Promise<{ before: SessionInfo | null; status: SessionStatus | null }> {
     const before = await this.deps.store.getSession(id);
-    if (!before || before.status !== "running") return { before, status: before?.status ?? null };
+    if (before?.status !== "running") return { before, status: before?.status ?? null };
     const message: ControlMessage = { type: "cancel", id, reason };
     await this.deps.pubsub.publish(this.deps.controlChannel, JSON.stringify(message));
     const deadline = this.clock() + this.options.cancelGraceMs;
@@ -138,7 +149,12 @@ export class RunManager {
       if (this.running.has(id)) continue;
       const outcome = await this.deps.store.append(
         id,
-        [{ type: "error", data: { code: "interrupted", message: "the instance running this session stopped" } }],
+        [
+          {
+            type: "error",
+            data: { code: "interrupted", message: "the instance running this session stopped" },
+          },
+        ],
         { requireNoLease: true },
       );
       if (outcome.kind === "appended") {
@@ -182,6 +198,7 @@ export class RunManager {
     provider: ModelProvider,
     messages: ChatMessage[],
     entry: { abort: AbortController; cancelReason: string | null },
+    slot: RunRequest["slot"],
   ): Promise<void> {
     const { store, metrics, logger } = this.deps;
     const log = logger.child({ sessionId: id });
@@ -198,12 +215,16 @@ export class RunManager {
         for (const event of events) metrics.eventsAppended.inc({ type: event.type });
       },
     });
-    const lease = setInterval(() => {
-      store.holdLease(id, this.options.instanceId, this.options.leaseMs).catch(() => {
-        // Store unreachable: the lease may lapse; the append script then refuses nothing of ours
-        // unless another instance has ended the session, which the writer reports.
-      });
-    }, Math.max(50, Math.floor(this.options.leaseMs / 3)));
+    const lease = setInterval(
+      () => {
+        slot?.refresh().catch(() => {});
+        store.holdLease(id, this.options.instanceId, this.options.leaseMs).catch(() => {
+          // Store unreachable: the lease may lapse; the append script then refuses nothing of ours
+          // unless another instance has ended the session, which the writer reports.
+        });
+      },
+      Math.max(50, Math.floor(this.options.leaseMs / 3)),
+    );
     lease.unref();
 
     const startedAt = this.clock();
@@ -215,7 +236,10 @@ export class RunManager {
         ...(provider.name === "simulated" ? { simulated: true } : {}),
       },
     });
-    log.info({ model, provider: provider.name }, provider.name === "simulated" ? "run started (SIMULATED model)" : "run started");
+    log.info(
+      { model, provider: provider.name },
+      provider.name === "simulated" ? "run started (SIMULATED model)" : "run started",
+    );
 
     let tokens = 0;
     let usage: Usage | null = null;
@@ -249,7 +273,9 @@ export class RunManager {
     await writer.finish(terminal);
     if (!writer.isStopped) {
       await store.releaseLease(id).catch(() => {});
-      metrics.runsEnded.inc({ status: terminal.type === "error" ? String(terminal.data.code) : terminal.type });
+      metrics.runsEnded.inc({
+        status: terminal.type === "error" ? String(terminal.data.code) : terminal.type,
+      });
     }
     log.info({ status: terminal.type, tokens }, "run ended");
   }
@@ -264,11 +290,16 @@ export class RunManager {
     if (overflowed) {
       return {
         type: "error",
-        data: { code: "store_unavailable", message: "the store was unreachable for too long; output was cut short" },
+        data: {
+          code: "store_unavailable",
+          message: "the store was unreachable for too long; output was cut short",
+        },
       };
     }
-    if (entry.abort.signal.aborted) return { type: "cancelled", data: { reason: entry.cancelReason ?? "requested" } };
-    if (error instanceof UpstreamError) return { type: "error", data: { code: error.code, message: error.message } };
+    if (entry.abort.signal.aborted)
+      return { type: "cancelled", data: { reason: entry.cancelReason ?? "requested" } };
+    if (error instanceof UpstreamError)
+      return { type: "error", data: { code: error.code, message: error.message } };
     if (error) this.deps.logger.warn({ err: error, sessionId: id }, "run failed");
     return null;
   }

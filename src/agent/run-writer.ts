@@ -76,7 +76,10 @@ export class RunWriter {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.queued.length === 0 || this.stopped) return this.notifyIfIdle();
+    if (this.queued.length === 0 || this.stopped) {
+      this.notifyIfIdle();
+      return;
+    }
     const batch: Batch = { seq: this.nextSeq++, events: this.queued };
     this.queued = [];
     this.unacknowledged.push(batch);

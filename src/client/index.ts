@@ -103,6 +103,13 @@ export interface ConnectOptions extends RequestOptions {
   subscription?: string;
   /** Default `globalThis.EventSource`. */
   EventSource?: EventSourceConstructor;
+  /**
+   * Resume from this cursor (sent as `?lastEventId=`): one kept from an earlier connection on the same
+   * `sessions` list or subscription, e.g. by another tab or before `closed`. Every session then goes on
+   * exactly after it. The EventSource's own reconnects send the newer `Last-Event-ID` header, which
+   * the gateway prefers to the query parameter.
+   */
+  lastEventId?: string;
   /** Custom event types to listen for (delivered to `onEvent`), besides the built-in ones. */
   extraTypes?: string[];
   /** Default handlers for every session. */
@@ -171,7 +178,7 @@ export function connect(options: ConnectOptions): GatewayConnection {
     options.onListenerError ?? ((error: unknown) => console.error("gateway client:", error));
   let state: ConnectionState = "connecting";
   let connectionId: string | undefined;
-  let lastEventId: string | undefined;
+  let lastEventId: string | undefined = options.lastEventId || undefined;
   let closed = false;
 
   const notify = (next: ConnectionState, info?: StateInfo): void => {
@@ -407,8 +414,9 @@ function streamUrl(options: ConnectOptions): string {
     options.subscription !== undefined
       ? `subscription=${encodeURIComponent(options.subscription)}`
       : `sessions=${(options.sessions ?? []).map(encodeURIComponent).join(",")}`;
+  const cursor = options.lastEventId ? `&lastEventId=${encodeURIComponent(options.lastEventId)}` : "";
   const token = options.accessToken ? `&access_token=${encodeURIComponent(options.accessToken)}` : "";
-  return `${options.baseUrl ?? ""}/api/v1/stream?${params}${token}`;
+  return `${options.baseUrl ?? ""}/api/v1/stream?${params}${cursor}${token}`;
 }
 
 async function request<T>(method: string, path: string, body: unknown, options: RequestOptions): Promise<T> {

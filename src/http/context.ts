@@ -1,8 +1,10 @@
 /** What the HTTP layer is built from: everything passed in, nothing imported as a singleton. */
 import type { Logger } from "pino";
 import type { RunManager } from "../agent/run-manager.js";
+import type { TokenVerifier } from "../auth/verifier.js";
 import type { Config } from "../config.js";
 import type { Hub } from "../hub/hub.js";
+import type { Limiter } from "../limits/limiter.js";
 import type { Metrics } from "../metrics.js";
 import type { SubscriptionStore } from "../mux/subscriptions.js";
 import type { OpenStreams } from "../sse/open-streams.js";
@@ -22,4 +24,7 @@ export interface AppContext {
   logger: Logger;
   state: InstanceState;
   streams: OpenStreams;
+  limiter: Limiter;
+  /** Null in open mode (no authentication configured). */
+  verifier: TokenVerifier | null;
 }

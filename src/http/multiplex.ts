@@ -1,14 +1,16 @@
 /** `GET /api/v1/stream`: many sessions on one SSE connection, by list or by subscription set. */
-import { randomBytes } from "node:crypto";
 import { type Request, Router } from "express";
+import { requireScope } from "../auth/middleware.js";
+import { canAccessSession, claimAllows, isAdmin, type Principal } from "../auth/principal.js";
+import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
 import { CursorError, type CursorState, CursorTracker, decodeCursor } from "../mux/cursor.js";
-import { hasReceivedEnd } from "../mux/stream-connection.js";
+import { hasReceivedEnd, type StreamConnection } from "../mux/stream-connection.js";
 import type { SubscriptionChange } from "../mux/subscriptions.js";
 import { plainFrame } from "../sse/frames.js";
-import { LIFECYCLE_FEED, type SessionInfo } from "../store/types.js";
+import { LIFECYCLE_FEED, type SessionInfo, type StoredEvent } from "../store/types.js";
 import type { AppContext } from "./context.js";
-import { openStream, resumeId } from "./streams.js";
+import { admitStream, openStream, resumeId } from "./streams.js";
 import { SESSION_ID_PATTERN } from "./validation.js";
 
 /** Indexes of subscription sets grow with every add; this bounds what a cursor may name. */
@@ -19,8 +21,62 @@ export function isStreamableId(id: string): boolean {
   return id === LIFECYCLE_FEED || SESSION_ID_PATTERN.test(id);
 }
 
-function newConnectionId(): string {
-  return `c_${randomBytes(6).toString("base64url")}`;
+/** Whether this client may read a session (one that does not exist yet only through its claim). */
+function mayRead(principal: Principal, id: string, info: SessionInfo | null): boolean {
+  if (id === LIFECYCLE_FEED) return true;
+  return info
+    ? canAccessSession(principal, id, info.owner)
+    : isAdmin(principal) || claimAllows(principal, id);
+}
+
+/** The lifecycle feed shows only the sessions the reader may read (admin sees all). */
+function lifecycleVisibility(principal: Principal): ((event: StoredEvent) => boolean) | null {
+  if (isAdmin(principal)) return null;
+  return (event) => {
+    try {
+      const data = JSON.parse(event.data) as { id?: unknown; owner?: unknown };
+      return (
+        typeof data.id === "string" &&
+        canAccessSession(principal, data.id, typeof data.owner === "string" ? data.owner : null)
+      );
+    } catch {
+      return false;
+    }
+  };
+}
+
+interface Entry {
+  id: string;
+  index: number;
+  start: CursorState;
+  info: SessionInfo | null;
+}
+
+async function addEntries(
+  connection: StreamConnection,
+  principal: Principal,
+  entries: readonly Entry[],
+): Promise<void> {
+  const visible = lifecycleVisibility(principal);
+  await Promise.all(
+    entries.map((entry) => {
+      if (!mayRead(principal, entry.id, entry.info)) {
+        connection.refuseSession(entry.id);
+        return Promise.resolve();
+      }
+      return connection.addSession(
+        entry.id,
+        entry.index,
+        entry.start,
+        entry.info,
+        entry.id === LIFECYCLE_FEED ? visible : null,
+      );
+    }),
+  );
+}
+
+export function mayUseSubscription(principal: Principal, owner: string | null): boolean {
+  return isAdmin(principal) || (owner !== null && owner === principal.subject);
 }
 
 function readCursor(req: Request, maxIndex: number, maxEntries: number): CursorTracker | null {
@@ -35,8 +91,16 @@ function readCursor(req: Request, maxIndex: number, maxEntries: number): CursorT
 }
 
 function parseSessionList(raw: unknown, max: number): string[] {
-  if (typeof raw !== "string") throw errors.badRequest("invalid_request", "sessions: give a comma-separated list of ids");
-  const ids = [...new Set(raw.split(",").map((part) => part.trim()).filter((part) => part !== ""))];
+  if (typeof raw !== "string")
+    throw errors.badRequest("invalid_request", "sessions: give a comma-separated list of ids");
+  const ids = [
+    ...new Set(
+      raw
+        .split(",")
+        .map((part) => part.trim())
+        .filter((part) => part !== ""),
+    ),
+  ];
   if (ids.length === 0) throw errors.badRequest("invalid_request", "sessions: the list is empty");
   if (ids.length > max) {
     throw errors.badRequest(
@@ -46,7 +110,10 @@ function parseSessionList(raw: unknown, max: number): string[] {
   }
   const bad = ids.find((id) => !isStreamableId(id));
   if (bad !== undefined) {
-    throw errors.badRequest("invalid_session_id", `sessions: "${bad.slice(0, 80)}" must match ^[A-Za-z0-9_-]{1,64}$`);
+    throw errors.badRequest(
+      "invalid_session_id",
+      `sessions: "${bad.slice(0, 80)}" must match ^[A-Za-z0-9_-]{1,64}$`,
+    );
   }
   return ids;
 }
@@ -66,18 +133,27 @@ export function multiplexRouter(context: AppContext): Router {
         throw errors.badRequest("invalid_request", "give exactly one of `sessions` or `subscription`");
       }
       if (context.state.draining) throw errors.draining();
-      const connectionId = newConnectionId();
+      const principal = requireScope(res, "subscribe");
 
       if (sessionsQuery !== undefined) {
         const ids = parseSessionList(sessionsQuery, config.maxSessionsPerConnection);
         const tracker = readCursor(req, ids.length - 1, ids.length);
         const infos = await infosOf(ids);
-        const starts = ids.map((id, index) => startOf(tracker, index, infos[index]!, id));
+        const entries: Entry[] = ids.map((id, index) => ({
+          id,
+          index,
+          info: infos[index]!,
+          start: startOf(tracker, index, infos[index]!, id),
+        }));
+        const readable = entries.filter((entry) => mayRead(principal, entry.id, entry.info));
+        if (readable.length === 0)
+          throw authError(403, "forbidden", "this token may not read any of these sessions");
         const endless = ids.includes(LIFECYCLE_FEED);
-        if (tracker && !endless && starts.every((start) => start.kind === "finished")) {
+        if (tracker && !endless && readable.every((entry) => entry.start.kind === "finished")) {
           res.status(204).end();
           return;
         }
+        const admission = await admitStream(context, req, res);
         if (tracker) metrics.resumes.inc({ kind: "multiplexed" });
         metrics.sessionsPerConnection.observe(ids.length);
         const connection = openStream(context, req, res, {
@@ -85,9 +161,10 @@ export function multiplexRouter(context: AppContext): Router {
           framing: "mux",
           closeWhenAllEnded: !endless,
           tracker: tracker ?? new CursorTracker(),
+          admission,
         });
-        connection.send(plainFrame("connected", { connectionId, sessions: ids }));
-        await Promise.all(ids.map((id, index) => connection.addSession(id, index, starts[index]!, infos[index]!)));
+        connection.send(plainFrame("connected", { connectionId: admission.connectionId, sessions: ids }));
+        await addEntries(connection, principal, entries);
         connection.sessionsAdded();
         return;
       }
@@ -111,6 +188,14 @@ export function multiplexRouter(context: AppContext): Router {
         unfollow();
         throw errors.notFound(`no subscription ${subscription}`);
       }
+      if (!mayUseSubscription(principal, await subscriptions.owner(subscription))) {
+        unfollow();
+        throw authError(403, "forbidden", "this subscription set belongs to another subject");
+      }
+      const admission = await admitStream(context, req, res).catch((error: unknown) => {
+        unfollow();
+        throw error;
+      });
       if (resumeId(req) !== undefined) metrics.resumes.inc({ kind: "subscription" });
       metrics.sessionsPerConnection.observe(members.size);
       const connection = openStream(context, req, res, {
@@ -118,6 +203,7 @@ export function multiplexRouter(context: AppContext): Router {
         framing: "mux",
         closeWhenAllEnded: false,
         tracker,
+        admission,
       });
       metrics.subscriptionSetsOpen.inc();
       const touch = setInterval(
@@ -132,20 +218,30 @@ export function multiplexRouter(context: AppContext): Router {
       });
       await subscriptions.touch(subscription);
       const ids = [...members.keys()];
-      connection.send(plainFrame("connected", { connectionId, sessions: ids, subscription }));
-      const addAll = async (entries: Array<{ id: string; index: number }>) => {
-        const infos = await infosOf(entries.map((entry) => entry.id));
-        await Promise.all(
-          entries.map((entry, i) =>
-            connection.addSession(entry.id, entry.index, startOf(tracker, entry.index, infos[i]!, entry.id), infos[i]!),
-          ),
+      connection.send(
+        plainFrame("connected", { connectionId: admission.connectionId, sessions: ids, subscription }),
+      );
+      const addAll = async (added: Array<{ id: string; index: number }>) => {
+        const infos = await infosOf(added.map((entry) => entry.id));
+        await addEntries(
+          connection,
+          principal,
+          added.map((entry, i) => ({
+            ...entry,
+            info: infos[i]!,
+            start: startOf(tracker, entry.index, infos[i]!, entry.id),
+          })),
         );
       };
       await addAll(ids.map((id) => ({ id, index: members.get(id)! })));
       const apply = (change: SubscriptionChange) => {
         for (const id of change.remove) connection.removeSession(id);
-        connection.send(plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }));
-        addAll(change.add).catch((error: unknown) => context.logger.warn({ err: error }, "could not add sessions"));
+        connection.send(
+          plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }),
+        );
+        addAll(change.add).catch((error: unknown) =>
+          context.logger.warn({ err: error }, "could not add sessions"),
+        );
       };
       for (const change of changes) apply(change);
       onChange = apply;
@@ -158,9 +254,14 @@ export function multiplexRouter(context: AppContext): Router {
   return router;
 }
 
-function startOf(tracker: CursorTracker | null, index: number, info: SessionInfo | null, id: string): CursorState {
+function startOf(
+  tracker: CursorTracker | null,
+  index: number,
+  info: SessionInfo | null,
+  id: string,
+): CursorState {
   const state: CursorState = tracker ? tracker.get(index) : { kind: "none" };
-  if (state.kind === "at" && id !== LIFECYCLE_FEED && hasReceivedEnd(info, state.position)) return { kind: "finished" };
+  if (state.kind === "at" && id !== LIFECYCLE_FEED && hasReceivedEnd(info, state.position))
+    return { kind: "finished" };
   return state;
 }
-

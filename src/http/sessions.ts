@@ -1,12 +1,14 @@
 /** Sessions: start runs, read status, stream one session, append from outside producers, cancel. */
 import { Router } from "express";
 import type { RunRequest } from "../agent/run-manager.js";
+import { principalOf, requireScope } from "../auth/middleware.js";
 import { AppError, errors } from "../errors.js";
 import { hasReceivedEnd } from "../mux/stream-connection.js";
 import { isPosition } from "../store/positions.js";
 import { type SessionInfo, TERMINAL_TYPES } from "../store/types.js";
 import type { AppContext } from "./context.js";
-import { openStream, resumeId } from "./streams.js";
+import { admitRun, assertCanAccess, limited } from "./guards.js";
+import { admitStream, openStream, resumeId } from "./streams.js";
 import {
   agentStreamBody,
   appendEventsBody,
@@ -48,9 +50,15 @@ export function sessionsRouter(context: AppContext): Router {
     .post(async (req, res) => {
       const body = parseOrThrow(agentStreamBody, req.body);
       assertAcceptingWork(context);
-      const outcome = await runs.start(runRequest({ ...body, messages: undefined }));
+      const admitted = await admitRun(context, res, req.ip, undefined);
+      const admission = await admitStream(context, req, res).catch(async (error: unknown) => {
+        await admitted.slot?.release();
+        throw error;
+      });
+      const outcome = await runs.start({ ...runRequest({ ...body, messages: undefined }), ...admitted });
       if (outcome.kind !== "started") throw new AppError(500, "internal", "could not create a session");
       const connection = openStream(context, req, res, {
+        admission,
         kind: "agent",
         framing: "single",
         closeWhenAllEnded: true,
@@ -67,18 +75,28 @@ export function sessionsRouter(context: AppContext): Router {
     .post(async (req, res) => {
       const body = parseOrThrow(createSessionBody, req.body);
       assertAcceptingWork(context);
-      const outcome = await runs.start(runRequest(body));
-      if (outcome.kind === "exists") throw errors.conflict("session_exists", `session ${body.id} already exists`);
+      const admitted = await admitRun(context, res, req.ip, body.id);
+      const outcome = await runs.start({ ...runRequest(body), ...admitted });
+      if (outcome.kind === "exists") {
+        await admitted.slot?.release();
+        throw errors.conflict("session_exists", `session ${body.id} already exists`);
+      }
       const { id } = outcome.session;
-      res.status(201).location(`/api/v1/sessions/${id}`).json({ id, status: "running", streamUrl: streamUrl(id) });
+      res
+        .status(201)
+        .location(`/api/v1/sessions/${id}`)
+        .json({ id, status: "running", streamUrl: streamUrl(id) });
     })
     .all(notAllowed(["POST"]));
 
   router
     .route("/sessions/:id")
     .get(async (req, res) => {
-      const info = await store.getSession(parseSessionId(req.params.id));
-      if (!info) throw errors.notFound(`no session ${req.params.id}`);
+      const id = parseSessionId(req.params.id);
+      const principal = requireScope(res, "subscribe");
+      const info = await store.getSession(id);
+      assertCanAccess(principal, id, info);
+      if (!info) throw errors.notFound(`no session ${id}`);
       res.json(sessionView(info));
     })
     .all(notAllowed(["GET"]));
@@ -89,23 +107,35 @@ export function sessionsRouter(context: AppContext): Router {
       const id = parseSessionId(req.params.id);
       const after = resumeId(req);
       if (after !== undefined && !isPosition(after)) {
-        throw errors.badRequest("invalid_last_event_id", "Last-Event-ID must be a stream position like 1732300000000-0");
+        throw errors.badRequest(
+          "invalid_last_event_id",
+          "Last-Event-ID must be a stream position like 1732300000000-0",
+        );
       }
       if (context.state.draining) throw errors.draining();
+      const principal = requireScope(res, "subscribe");
       const info = await store.getSession(id);
+      assertCanAccess(principal, id, info);
       if (!info) throw errors.notFound(`no session ${id}`);
       if (hasReceivedEnd(info, after ?? null)) {
         res.status(204).end();
         return;
       }
+      const admission = await admitStream(context, req, res);
       if (after !== undefined) metrics.resumes.inc({ kind: "session" });
       const connection = openStream(context, req, res, {
+        admission,
         kind: "session",
         framing: "single",
         closeWhenAllEnded: true,
         tracker: null,
       });
-      await connection.addSession(id, 0, after === undefined ? { kind: "none" } : { kind: "at", position: after }, info);
+      await connection.addSession(
+        id,
+        0,
+        after === undefined ? { kind: "none" } : { kind: "at", position: after },
+        info,
+      );
       connection.sessionsAdded();
     })
     .all(notAllowed(["GET"]));
@@ -116,7 +146,9 @@ export function sessionsRouter(context: AppContext): Router {
       const id = parseSessionId(req.params.id);
       const body = parseOrThrow(appendEventsBody, req.body);
       if (body.events.length > config.maxEventsPerAppend) {
-        throw errors.tooLarge(`at most ${config.maxEventsPerAppend} events per request (MAX_EVENTS_PER_APPEND)`);
+        throw errors.tooLarge(
+          `at most ${config.maxEventsPerAppend} events per request (MAX_EVENTS_PER_APPEND)`,
+        );
       }
       const terminalAt = body.events.findIndex((event) => TERMINAL_TYPES.has(event.type));
       if (terminalAt >= 0 && terminalAt < body.events.length - 1) {
@@ -126,16 +158,32 @@ export function sessionsRouter(context: AppContext): Router {
         );
       }
       assertAcceptingWork(context);
+      const principal = requireScope(res, "publish");
+      if (!principal.open) assertCanAccess(principal, id, await store.getSession(id));
+      const rate = await context.limiter.consume(
+        `publish:${id}`,
+        1,
+        body.events.length,
+        config.limits.publishEventsPerSecond,
+      );
+      if (!rate.ok) {
+        throw limited(
+          "too_many_events",
+          `at most ${config.limits.publishEventsPerSecond} events per second per session`,
+          rate.retryAfterSeconds,
+        );
+      }
       const outcome = await store.append(id, body.events, {
         createIfMissing: {
           id,
           model: body.model ?? null,
           metadata: body.metadata ?? {},
-          owner: null,
+          owner: principal.subject,
           createdAt: Date.now(),
         },
       });
-      if (outcome.kind === "ended") throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
+      if (outcome.kind === "ended")
+        throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
       if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
       for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
       res.status(202).json({ ids: outcome.ids });
@@ -147,9 +195,13 @@ export function sessionsRouter(context: AppContext): Router {
     .post(async (req, res) => {
       const id = parseSessionId(req.params.id);
       if (!store.isReady()) throw errors.unavailable();
+      const principal = principalOf(res);
+      if (!principal.scopes.has("run") && !principal.scopes.has("publish")) requireScope(res, "run");
+      if (!principal.open) assertCanAccess(principal, id, await store.getSession(id));
       const { before, status } = await runs.cancel(id);
       if (!before) throw errors.notFound(`no session ${id}`);
-      if (before.status !== "running") throw errors.conflict("session_ended", `session ${id} has ended (${before.status})`);
+      if (before.status !== "running")
+        throw errors.conflict("session_ended", `session ${id} has ended (${before.status})`);
       res.status(202).json({ id, status });
     })
     .all(notAllowed(["POST"]));
@@ -174,4 +226,3 @@ function runRequest(body: {
     ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
   };
 }
-

@@ -1,5 +1,8 @@
 /** Opening an SSE response and wiring it to a StreamConnection: shared by every streaming endpoint. */
+import { randomBytes } from "node:crypto";
 import type { Request, Response } from "express";
+import { principalOf } from "../auth/middleware.js";
+import { AppError } from "../errors.js";
 import type { CursorTracker } from "../mux/cursor.js";
 import { StreamConnection } from "../mux/stream-connection.js";
 import { SseWriter } from "../sse/writer.js";
@@ -11,6 +14,55 @@ export interface OpenStreamOptions {
   closeWhenAllEnded: boolean;
   tracker: CursorTracker | null;
   headers?: Record<string, string>;
+  admission: Admission;
+}
+
+/** A place among the connections allowed per subject and per IP, held while the stream is open. */
+export interface Admission {
+  connectionId: string;
+  refresh(): Promise<void>;
+  release(): Promise<void>;
+}
+
+const CONNECTION_PLACE_TTL_MS = 90_000;
+const CONNECTION_PLACE_REFRESH_MS = 30_000;
+
+/** Takes the stream's places in the per-subject and per-IP connection limits, or refuses with 429. */
+export async function admitStream(context: AppContext, req: Request, res: Response): Promise<Admission> {
+  const { limiter, config } = context;
+  const connectionId = `c_${randomBytes(6).toString("base64url")}`;
+  const subject = principalOf(res).subject;
+  const places: Array<{ key: string; limit: number }> = [
+    { key: `conn:ip:${req.ip ?? "unknown"}`, limit: config.limits.connectionsPerIp },
+  ];
+  if (subject !== null)
+    places.push({ key: `conn:sub:${subject}`, limit: config.limits.connectionsPerSubject });
+  const take = () =>
+    Promise.all(
+      places.map((place) => limiter.acquire(place.key, connectionId, place.limit, CONNECTION_PLACE_TTL_MS)),
+    );
+  const release = async () => {
+    await Promise.all(places.map((place) => limiter.release(place.key, connectionId)));
+  };
+  const taken = await take();
+  if (taken.includes(false)) {
+    await release();
+    throw new AppError(
+      429,
+      "too_many_connections",
+      "too many open streams for this client; close one or retry later",
+      {
+        "Retry-After": "5",
+      },
+    );
+  }
+  return {
+    connectionId,
+    refresh: async () => {
+      await take();
+    },
+    release,
+  };
 }
 
 const MAX_CONCURRENT_READS_PER_CONNECTION = 4;
@@ -37,6 +89,9 @@ export function openStream(
       onDrain: () => connection?.onDrain(),
       onClose: () => {
         connection?.close();
+        clearInterval(refresh);
+        clearTimeout(expiry);
+        options.admission.release().catch(() => {});
         streams.delete(writer);
         metrics.openConnections.dec({ kind: options.kind });
       },
@@ -58,6 +113,15 @@ export function openStream(
       retryReadAfterMs: RETRY_READ_AFTER_MS,
     },
   );
+  const refresh = setInterval(() => options.admission.refresh().catch(() => {}), CONNECTION_PLACE_REFRESH_MS);
+  refresh.unref();
+  // A token that expires while the stream is open ends it; the client reconnects with a fresh one and resumes by id.
+  const expiresAtMs = principalOf(res).expiresAtMs;
+  const expiry =
+    expiresAtMs === null
+      ? undefined
+      : setTimeout(() => writer.end(), Math.min(2 ** 31 - 1, Math.max(0, expiresAtMs - Date.now())));
+  expiry?.unref();
   req.socket.setTimeout(0);
   writer.start();
   streams.add(writer);

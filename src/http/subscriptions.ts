@@ -1,21 +1,29 @@
 /** Subscription sets: create and change the set of sessions that `?subscription=` connections follow. */
 import { randomBytes } from "node:crypto";
 import { Router } from "express";
+import { requireScope } from "../auth/middleware.js";
+import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
 import type { PatchOutcome } from "../mux/subscriptions.js";
 import type { AppContext } from "./context.js";
-import { isStreamableId } from "./multiplex.js";
+import { isStreamableId, mayUseSubscription } from "./multiplex.js";
 import { parseOrThrow, parseSessionId, subscriptionCreateBody, subscriptionPatchBody } from "./validation.js";
 
 function checkIds(field: string, ids: readonly string[]): string[] {
   const bad = ids.findIndex((id) => !isStreamableId(id));
-  if (bad >= 0) throw errors.badRequest("invalid_session_id", `body.${field}.${bad}: must match ^[A-Za-z0-9_-]{1,64}$`);
+  if (bad >= 0)
+    throw errors.badRequest("invalid_session_id", `body.${field}.${bad}: must match ^[A-Za-z0-9_-]{1,64}$`);
   return [...new Set(ids)];
 }
 
 export function subscriptionsRouter(context: AppContext): Router {
   const router = Router();
   const { subscriptions, config, store } = context;
+  const assertOwner = async (principal: Parameters<typeof mayUseSubscription>[0], id: string) => {
+    if (!mayUseSubscription(principal, await subscriptions.owner(id))) {
+      throw authError(403, "forbidden", "this subscription set belongs to another subject");
+    }
+  };
   const tooMany = (outcome: PatchOutcome) => {
     if (outcome.kind === "too_many") {
       throw errors.badRequest(
@@ -28,12 +36,14 @@ export function subscriptionsRouter(context: AppContext): Router {
   router
     .route("/subscriptions")
     .post(async (req, res) => {
+      const principal = requireScope(res, "subscribe");
       const body = parseOrThrow(subscriptionCreateBody, req.body);
       const sessions = checkIds("sessions", body.sessions);
-      if (sessions.length > config.maxSessionsPerSubscription) tooMany({ kind: "too_many", size: sessions.length });
+      if (sessions.length > config.maxSessionsPerSubscription)
+        tooMany({ kind: "too_many", size: sessions.length });
       if (!store.isReady()) throw errors.unavailable();
       const id = `sub_${randomBytes(12).toString("base64url")}`;
-      const outcome = await subscriptions.create(id, sessions);
+      const outcome = await subscriptions.create(id, sessions, principal.subject);
       tooMany(outcome);
       res.status(201).location(`/api/v1/subscriptions/${id}`).json({ id, sessions });
     })
@@ -45,17 +55,22 @@ export function subscriptionsRouter(context: AppContext): Router {
     .route("/subscriptions/:sid")
     .get(async (req, res) => {
       const id = parseSessionId(req.params.sid);
+      const principal = requireScope(res, "subscribe");
       const members = await subscriptions.get(id);
       if (!members) throw errors.notFound(`no subscription ${id}`);
+      await assertOwner(principal, id);
       res.json({ id, sessions: [...members.keys()] });
     })
     .patch(async (req, res) => {
       const id = parseSessionId(req.params.sid);
+      const principal = requireScope(res, "subscribe");
       const body = parseOrThrow(subscriptionPatchBody, req.body);
       const add = checkIds("add", body.add ?? []);
       const remove = checkIds("remove", body.remove ?? []);
       if (add.length > config.maxSessionsPerSubscription) tooMany({ kind: "too_many", size: add.length });
       if (!store.isReady()) throw errors.unavailable();
+      if (!(await subscriptions.get(id))) throw errors.notFound(`no subscription ${id}`);
+      await assertOwner(principal, id);
       const outcome = await subscriptions.patch(id, add, remove);
       if (outcome.kind === "missing") throw errors.notFound(`no subscription ${id}`);
       tooMany(outcome);

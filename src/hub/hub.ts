@@ -66,11 +66,7 @@ export class Hub {
     reader.dirty = false;
     try {
       const checkGap = !reader.gapChecked;
-      const result = await this.store.read(
-        reader.sessionId,
-        reader.position,
-        this.options.catchUpBatch,
-      );
+      const result = await this.store.read(reader.sessionId, reader.position, this.options.catchUpBatch);
       reader.gapChecked = true;
       const gap = checkGap ? result.gap : null;
       if (gap) this.metrics.gaps.inc({ reason: gap.oldest === null ? "expired" : "trimmed" });
@@ -119,7 +115,10 @@ export class Hub {
   }
 
   private resyncAll(): void {
-    this.logger.warn({ sessions: this.readers.size }, "notification link reconnected: re-reading from the store");
+    this.logger.warn(
+      { sessions: this.readers.size },
+      "notification link reconnected: re-reading from the store",
+    );
     for (const set of this.readers.values()) {
       for (const reader of set) {
         reader.state = "behind";

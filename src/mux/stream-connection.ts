@@ -9,6 +9,8 @@ import type { Logger } from "pino";
 import type { Hub } from "../hub/hub.js";
 import type { Reader } from "../hub/reader.js";
 import type { Metrics } from "../metrics.js";
+import { idLine, muxBody, plainFrame, singleBody } from "../sse/frames.js";
+import type { SseWriter } from "../sse/writer.js";
 import { comparePositions, parsePosition } from "../store/positions.js";
 import {
   LIFECYCLE_FEED,
@@ -18,8 +20,6 @@ import {
   type StreamStore,
   TERMINAL_TYPES,
 } from "../store/types.js";
-import { idLine, muxBody, plainFrame, singleBody } from "../sse/frames.js";
-import type { SseWriter } from "../sse/writer.js";
 import type { CursorState, CursorTracker } from "./cursor.js";
 import { mergeTokenRuns } from "./tokens.js";
 
@@ -59,6 +59,8 @@ class SessionReader implements Reader {
     readonly index: number,
     start: string | null,
     private readonly connection: StreamConnection,
+    /** Events this client may not see are skipped (the lifecycle feed, for a reader who is not admin). */
+    readonly visible: ((event: StoredEvent) => boolean) | null,
   ) {
     this.position = start;
     this.gapChecked = start === null;
@@ -101,7 +103,13 @@ export class StreamConnection {
    * Adds a session at its starting point: from its beginning (`none`), after a position (`at`),
    * or not at all when the client already received its end (`finished`).
    */
-  async addSession(sessionId: string, index: number, start: CursorState, info: SessionInfo | null): Promise<void> {
+  async addSession(
+    sessionId: string,
+    index: number,
+    start: CursorState,
+    info: SessionInfo | null,
+    visible: ((event: StoredEvent) => boolean) | null = null,
+  ): Promise<void> {
     if (this.closed || this.readers.has(sessionId) || start.kind === "finished") return;
     const position = start.kind === "at" ? start.position : null;
     if (sessionId !== LIFECYCLE_FEED && info === null) {
@@ -116,7 +124,7 @@ export class StreamConnection {
       this.deps.tracker?.markFinished(index);
       return;
     }
-    const reader = new SessionReader(sessionId, index, position, this);
+    const reader = new SessionReader(sessionId, index, position, this, visible);
     this.readers.set(sessionId, reader);
     await this.deps.hub.join(reader);
     if (this.closed) this.deps.hub.leave(reader);
@@ -126,6 +134,11 @@ export class StreamConnection {
   sessionsAdded(): void {
     this.acceptingClose = true;
     this.closeIfAllEnded();
+  }
+
+  /** A session this client may not read: said once, never streamed. */
+  refuseSession(sessionId: string): void {
+    this.send(plainFrame(this.eventName(sessionId, "forbidden"), {}));
   }
 
   removeSession(sessionId: string): void {
@@ -164,7 +177,12 @@ export class StreamConnection {
     this.pump();
   }
 
-  deliver(reader: SessionReader, events: readonly StoredEvent[], gap: ReadResult["gap"], fromStore: boolean): void {
+  deliver(
+    reader: SessionReader,
+    events: readonly StoredEvent[],
+    gap: ReadResult["gap"],
+    fromStore: boolean,
+  ): void {
     if (this.closed || reader.finished) return;
     const { writer, tracker, metrics } = this.deps;
     if (gap) writer.send(plainFrame(this.eventName(reader.sessionId, "gap"), gap));
@@ -178,6 +196,10 @@ export class StreamConnection {
     let ended = false;
     for (const event of batch) {
       reader.position = event.id;
+      if (reader.visible && !reader.visible(event)) {
+        tracker?.setPosition(reader.index, event.id);
+        continue;
+      }
       if (TERMINAL_TYPES.has(event.type) && reader.sessionId !== LIFECYCLE_FEED) ended = true;
       if (tracker) {
         if (ended) tracker.markFinished(reader.index);
@@ -188,11 +210,13 @@ export class StreamConnection {
       }
       if (ended) break;
     }
+    if (frames === "") return;
     writer.send(frames);
     metrics.eventsDelivered.inc(batch.length);
     if (!fromStore) {
       const appendedAtMs = parsePosition(batch[0]!.id)?.ms;
-      if (appendedAtMs !== undefined) metrics.deliveryLatency.observe(Math.max(0, Date.now() - appendedAtMs) / 1000);
+      if (appendedAtMs !== undefined)
+        metrics.deliveryLatency.observe(Math.max(0, Date.now() - appendedAtMs) / 1000);
     }
     if (tracker) metrics.cursorBytes.observe(tracker.encode().length);
     if (ended) this.markFinished(reader);
@@ -241,7 +265,10 @@ export class StreamConnection {
           },
           (error: unknown) => {
             reader.state = "behind";
-            this.deps.logger.warn({ err: error, sessionId: reader.sessionId }, "catch-up read failed; retrying");
+            this.deps.logger.warn(
+              { err: error, sessionId: reader.sessionId },
+              "catch-up read failed; retrying",
+            );
             setTimeout(() => this.scheduleCatchUp(reader), this.options.retryReadAfterMs).unref();
           },
         )

@@ -19,7 +19,9 @@ export type PatchOutcome =
   | { kind: "too_many"; size: number };
 
 export interface SubscriptionStore {
-  create(id: string, sessions: readonly string[]): Promise<PatchOutcome>;
+  create(id: string, sessions: readonly string[], owner: string | null): Promise<PatchOutcome>;
+  /** The subject that created the set (null: created in open mode). */
+  owner(id: string): Promise<string | null>;
   /** Session id → stable index; null when the set does not exist (or expired). */
   get(id: string): Promise<Map<string, number> | null>;
   patch(id: string, add: readonly string[], remove: readonly string[]): Promise<PatchOutcome>;
@@ -60,17 +62,26 @@ export function createMemorySubscriptions(
   limits: SubscriptionLimits,
   clock: () => number = Date.now,
 ): SubscriptionStore {
-  const sets = new Map<string, { members: Map<string, number>; nextIndex: number; expiresAtMs: number }>();
+  const sets = new Map<
+    string,
+    { members: Map<string, number>; nextIndex: number; expiresAtMs: number; owner: string | null }
+  >();
   const live = (id: string) => {
     const set = sets.get(id);
     if (set && set.expiresAtMs <= clock()) sets.delete(id);
     return sets.get(id);
   };
-  function apply(id: string, create: boolean, add: readonly string[], remove: readonly string[]): PatchOutcome {
+  function apply(
+    id: string,
+    create: boolean,
+    add: readonly string[],
+    remove: readonly string[],
+    owner: string | null = null,
+  ): PatchOutcome {
     let set = live(id);
     if (!set) {
       if (!create) return { kind: "missing" };
-      set = { members: new Map(), nextIndex: 0, expiresAtMs: 0 };
+      set = { members: new Map(), nextIndex: 0, expiresAtMs: 0, owner };
     }
     const members = new Map(set.members);
     const removed = remove.filter((session) => members.delete(session));
@@ -82,12 +93,15 @@ export function createMemorySubscriptions(
       added.push({ id: session, index: nextIndex++ });
     }
     if (members.size > limits.maxSessions) return { kind: "too_many", size: members.size };
-    sets.set(id, { members, nextIndex, expiresAtMs: clock() + limits.ttlSeconds * 1000 });
+    sets.set(id, { members, nextIndex, expiresAtMs: clock() + limits.ttlSeconds * 1000, owner: set.owner });
     return { kind: "ok", change: { add: added, remove: removed }, sessions: [...members.keys()] };
   }
   return {
-    async create(id, sessions) {
-      return apply(id, true, sessions, []);
+    async create(id, sessions, owner) {
+      return apply(id, true, sessions, [], owner);
+    },
+    async owner(id) {
+      return live(id)?.owner ?? null;
     },
     async get(id) {
       const set = live(id);
@@ -110,7 +124,9 @@ interface PatchingRedis extends Redis {
   gatewaySubscriptionPatch(...args: Array<string | number>): Promise<string[]>;
 }
 
-const NEXT_INDEX_FIELD = "#next";
+/** Fields of the set's hash that are not members ("#next", "#owner": session ids cannot contain "#"). */
+const OWNER_FIELD = "#owner";
+const isMember = (field: string) => !field.startsWith("#");
 
 export function createRedisSubscriptions(
   redis: Redis,
@@ -150,17 +166,25 @@ export function createRedisSubscriptions(
     return {
       kind: "ok",
       change: { add: added, remove: reply.slice(separator + 1) },
-      sessions: members.filter((member) => member !== NEXT_INDEX_FIELD),
+      sessions: members.filter(isMember),
     } as const;
   }
   return {
-    create: (id, sessions) => run(id, true, sessions, []),
+    async create(id, sessions, owner) {
+      const outcome = await run(id, true, sessions, []);
+      if (outcome.kind === "ok" && owner !== null)
+        await redis.hset(keys.subscription(id), OWNER_FIELD, owner);
+      return outcome;
+    },
+    async owner(id) {
+      return redis.hget(keys.subscription(id), OWNER_FIELD);
+    },
     async get(id) {
       const hash = await redis.hgetall(keys.subscription(id));
       if (Object.keys(hash).length === 0) return null;
       const members = new Map<string, number>();
       for (const [session, index] of Object.entries(hash)) {
-        if (session !== NEXT_INDEX_FIELD) members.set(session, Number(index));
+        if (isMember(session)) members.set(session, Number(index));
       }
       return members;
     },

@@ -7,7 +7,7 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier, formatNotice } from "./notices.js";
 import { comparePositions } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
-import { type RetentionOptions, lifecycleEvent } from "./session-fields.js";
+import { lifecycleEvent, type RetentionOptions } from "./session-fields.js";
 import {
   type AppendOptions,
   type AppendOutcome,
@@ -38,7 +38,12 @@ export interface MemoryStoreDeps {
   clock?: () => number;
 }
 
-export function createMemoryStore({ pubsub, keys, retention, clock = Date.now }: MemoryStoreDeps): StreamStore {
+export function createMemoryStore({
+  pubsub,
+  keys,
+  retention,
+  clock = Date.now,
+}: MemoryStoreDeps): StreamStore {
   const sessions = new Map<string, MemorySession>();
   const leases = new Map<string, { holderId: string; expiresAtMs: number }>();
   const leaseIndex = new Map<string, number>();
@@ -69,7 +74,11 @@ export function createMemoryStore({ pubsub, keys, retention, clock = Date.now }:
     return `${session.lastMs}-${session.lastSeq}`;
   }
 
-  function appendNow(sessionId: string, events: readonly EventInput[], options: AppendOptions): AppendOutcome {
+  function appendNow(
+    sessionId: string,
+    events: readonly EventInput[],
+    options: AppendOptions,
+  ): AppendOutcome {
     const isFeed = sessionId === LIFECYCLE_FEED;
     let session = live(sessionId);
     let created = false;
@@ -101,7 +110,7 @@ export function createMemoryStore({ pubsub, keys, retention, clock = Date.now }:
     const idleExpiry = isFeed ? Number.POSITIVE_INFINITY : clock() + retention.idleSessionTtlSeconds * 1000;
     if (events.length === 0) {
       session.expiresAtMs = idleExpiry;
-      return { kind: "appended", ids: [], ended: false, created };
+      return { kind: "appended", ids: [], ended: false, created, owner: session.info.owner };
     }
 
     const prevId = session.info.lastEventId ?? "";
@@ -128,7 +137,13 @@ export function createMemoryStore({ pubsub, keys, retention, clock = Date.now }:
       session.expiresAtMs = idleExpiry;
     }
     void pubsub.publish(keys.notices(sessionId), formatNotice(prevId, stored));
-    return { kind: "appended", ids: stored.map((event) => event.id), ended, created };
+    return {
+      kind: "appended",
+      ids: stored.map((event) => event.id),
+      ended,
+      created,
+      owner: session.info.owner,
+    };
   }
 
   const store: StreamStore = {
@@ -150,9 +165,11 @@ export function createMemoryStore({ pubsub, keys, retention, clock = Date.now }:
       const outcome = appendNow(sessionId, events, options);
       if (outcome.kind === "appended" && sessionId !== LIFECYCLE_FEED) {
         const lifecycle: EventInput[] = [];
-        if (outcome.created && options.createIfMissing) lifecycle.push(lifecycleEvent.created(options.createIfMissing));
+        if (outcome.created && options.createIfMissing)
+          lifecycle.push(lifecycleEvent.created(options.createIfMissing));
         const terminal = outcome.ended ? events[events.length - 1] : undefined;
-        if (terminal) lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus));
+        if (terminal)
+          lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus, outcome.owner));
         if (lifecycle.length > 0) appendNow(LIFECYCLE_FEED, lifecycle, {});
       }
       return outcome;

@@ -3,7 +3,12 @@ import type { Redis } from "ioredis";
 import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
-import { type RetentionOptions, sessionFromHash, sessionCreationFields, lifecycleEvent } from "./session-fields.js";
+import {
+  lifecycleEvent,
+  type RetentionOptions,
+  sessionCreationFields,
+  sessionFromHash,
+} from "./session-fields.js";
 import {
   type AppendOptions,
   type AppendOutcome,
@@ -32,7 +37,13 @@ export interface RedisStoreDeps {
   clock?: () => number;
 }
 
-export function createRedisStore({ redis, pubsub, keys, retention, clock = Date.now }: RedisStoreDeps): StreamStore {
+export function createRedisStore({
+  redis,
+  pubsub,
+  keys,
+  retention,
+  clock = Date.now,
+}: RedisStoreDeps): StreamStore {
   const client = redis as ScriptedRedis;
   if (typeof client.gatewayAppend !== "function") {
     client.defineCommand("gatewayAppend", { numberOfKeys: 3, lua: scriptSource("append-3") });
@@ -87,9 +98,11 @@ export function createRedisStore({ redis, pubsub, keys, retention, clock = Date.
       const outcome = await appendTo(sessionId, events, options);
       if (outcome.kind === "appended" && sessionId !== LIFECYCLE_FEED) {
         const lifecycle: EventInput[] = [];
-        if (outcome.created && options?.createIfMissing) lifecycle.push(lifecycleEvent.created(options.createIfMissing));
+        if (outcome.created && options?.createIfMissing)
+          lifecycle.push(lifecycleEvent.created(options.createIfMissing));
         const terminal = outcome.ended ? events[events.length - 1] : undefined;
-        if (terminal) lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus));
+        if (terminal)
+          lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus, outcome.owner));
         // A separate step: the feed lives in another Cluster slot than the session's keys.
         if (lifecycle.length > 0) await appendTo(LIFECYCLE_FEED, lifecycle);
       }
@@ -155,7 +168,8 @@ function parseAppendReply(reply: unknown[]): AppendOutcome {
         kind: "appended",
         created: reply[1] === 1,
         ended: reply[2] === 1,
-        ids: reply.slice(3) as string[],
+        owner: reply[3] === "" ? null : (reply[3] as string),
+        ids: reply.slice(4) as string[],
       };
     case "duplicate":
       return { kind: "duplicate" };

@@ -37,7 +37,9 @@ function parseMetadata(text: string | undefined): Record<string, unknown> {
   if (!text) return {};
   try {
     const value: unknown = JSON.parse(text);
-    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : {};
   } catch {
     return {};
   }
@@ -52,10 +54,11 @@ export const lifecycleEvent = {
         model: session.model,
         metadata: session.metadata,
         createdAt: new Date(session.createdAt).toISOString(),
+        ...(session.owner !== null ? { owner: session.owner } : {}),
       },
     };
   },
-  ended(id: string, status: SessionStatus): EventInput {
-    return { type: "ended", data: { id, status } };
+  ended(id: string, status: SessionStatus, owner: string | null): EventInput {
+    return { type: "ended", data: { id, status, ...(owner !== null ? { owner } : {}) } };
   },
 };

@@ -54,7 +54,7 @@ export interface AppendOptions {
 }
 
 export type AppendOutcome =
-  | { kind: "appended"; ids: string[]; ended: boolean; created: boolean }
+  | { kind: "appended"; ids: string[]; ended: boolean; created: boolean; owner: string | null }
   /** The writer's batch was already applied earlier (re-sent after a lost reply). */
   | { kind: "duplicate" }
   /** A writer's batch arrived before an earlier one of the same writer: re-send from the earliest. */

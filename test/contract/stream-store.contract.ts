@@ -260,6 +260,7 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
           ids: [],
           ended: false,
           created: false,
+          owner: null,
         });
         expect((await store.read(id, null, 10)).events).toEqual([]);
         expect((await store.getSession(id))?.lastEventId).toBeNull();

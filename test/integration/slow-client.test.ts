@@ -46,6 +46,8 @@ async function startGateway(env: Record<string, string>): Promise<GatewayProcess
     REDIS_KEY_PREFIX: randomPrefix(),
     LOG_LEVEL: "warn",
     MAX_EVENTS_PER_SESSION: "50000",
+    // The producer posts far faster than a model would; this test is about readers, not publish limits.
+    LIMIT_PUBLISH_EVENTS_PER_SECOND: "1000000",
     // Every token arrives as its own event, so order and exactly-once are checked event by event.
     MERGE_TOKENS_WHEN_BEHIND: "false",
     ...env,

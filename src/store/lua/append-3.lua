@@ -4,7 +4,7 @@
 --       5 writer id ("" for none), 6 writer batch seq, 7 creation fields as JSON array ("" = must exist),
 --       (idle TTL "0": never expires, for the lifecycle feed)
 --       8 "1" to refuse while a lease is held, 9 now (ms), then pairs: type, data (JSON text)
--- Returns: {"appended", created, ended, id...} | {"duplicate"} | {"out_of_order"} | {"missing"} | {"ended", status} | {"leased"}
+-- Returns: {"appended", created, ended, owner, id...} | {"duplicate"} | {"out_of_order"} | {"missing"} | {"ended", status} | {"leased"}
 local events, meta, lease = KEYS[1], KEYS[2], KEYS[3]
 local maxLen, endedTtl, idleTtl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local writer, seq, creation, requireNoLease, now = ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
@@ -36,11 +36,11 @@ local function refreshIdleExpiry()
 end
 if #ARGV < 10 then
   refreshIdleExpiry()
-  return {'appended', created, 0}
+  return {'appended', created, 0, redis.call('HGET', meta, 'owner') or ''}
 end
 
 local prev = redis.call('HGET', meta, 'last') or ''
-local result = {'appended', created, 0}
+local result = {'appended', created, 0, redis.call('HGET', meta, 'owner') or ''}
 local notice = {prev}
 local terminal = nil
 for i = 10, #ARGV, 2 do

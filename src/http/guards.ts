@@ -1,0 +1,83 @@
+/** Authorization and cost limits applied by the routes: one place for who may do what, and how often. */
+import type { Response } from "express";
+import { newSessionId, type RunRequest } from "../agent/run-manager.js";
+import { principalOf, requireScope } from "../auth/middleware.js";
+import {
+  canAccessSession,
+  canCreateSession,
+  claimAllows,
+  generatedIdPrefix,
+  isAdmin,
+  type Principal,
+} from "../auth/principal.js";
+import { authError } from "../auth/verifier.js";
+import { AppError } from "../errors.js";
+import type { SessionInfo } from "../store/types.js";
+import type { AppContext } from "./context.js";
+
+export function limited(code: string, message: string, retryAfterSeconds: number): AppError {
+  return new AppError(429, code, message, { "Retry-After": String(retryAfterSeconds) });
+}
+
+/** The key that limits count against: the token's subject, else (open mode) the client's address. */
+export function limitSubject(principal: Principal, ip: string | undefined): string {
+  return principal.subject !== null ? `sub:${principal.subject}` : `ip:${ip ?? "unknown"}`;
+}
+
+export function assertCanAccess(principal: Principal, sessionId: string, info: SessionInfo | null): void {
+  const allowed = info
+    ? canAccessSession(principal, sessionId, info.owner)
+    : isAdmin(principal) || claimAllows(principal, sessionId) || principal.sessionPatterns === null;
+  if (!allowed) throw authError(403, "forbidden", `this token may not access session ${sessionId}`);
+}
+
+/**
+ * Everything a run needs before it starts: the `run` scope, an id the token may create, and places
+ * in the subject's runs-per-minute and concurrent-runs limits.
+ */
+export async function admitRun(
+  context: AppContext,
+  res: Response,
+  ip: string | undefined,
+  requestedId: string | undefined,
+): Promise<Pick<RunRequest, "id" | "owner" | "slot">> {
+  const principal = requireScope(res, "run");
+  let id = requestedId;
+  if (id === undefined) {
+    const prefix = generatedIdPrefix(principal);
+    if (prefix === null) {
+      throw authError(403, "forbidden", "this token may only use the session ids it names: give an `id`");
+    }
+    id = `${prefix}${newSessionId()}`.slice(0, 64);
+  } else if (!canCreateSession(principal, id)) {
+    throw authError(403, "forbidden", `this token may not create session ${id}`);
+  }
+  const { limiter, config } = context;
+  const subject = limitSubject(principal, ip);
+  const rate = await limiter.consume(`runs:${subject}`, 60, 1, config.limits.runsPerMinute);
+  if (!rate.ok) {
+    throw limited(
+      "too_many_runs",
+      `at most ${config.limits.runsPerMinute} runs per minute`,
+      rate.retryAfterSeconds,
+    );
+  }
+  const concurrencyKey = `active-runs:${subject}`;
+  const slotTtlMs = config.leaseMs * 3;
+  const placed = await limiter.acquire(concurrencyKey, id, config.limits.concurrentRuns, slotTtlMs);
+  if (!placed) {
+    throw limited("too_many_active_runs", `at most ${config.limits.concurrentRuns} runs at once`, 5);
+  }
+  return {
+    id,
+    owner: principal.subject,
+    slot: {
+      refresh: async () => {
+        await limiter.acquire(concurrencyKey, id, Number.MAX_SAFE_INTEGER, slotTtlMs);
+      },
+      release: () => limiter.release(concurrencyKey, id),
+    },
+  };
+}
+
+export { principalOf };
