@@ -1,0 +1,73 @@
+/** What every scenario receives from the runner, and the JSON lines it writes. */
+import { appendFileSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { LoadGen } from "../loadgen/pool.js";
+import type { TargetName, TargetOptions } from "../targets/index.js";
+import type { MachineInfo } from "./measure.js";
+
+export interface RunLine {
+  type: "run";
+  runId: string;
+  startedAt: string;
+  quick: boolean;
+  command: string;
+  options: Record<string, unknown>;
+  machine: MachineInfo;
+}
+
+export interface EndLine {
+  type: "end";
+  runId: string;
+  finishedAt: string;
+  seconds: number;
+  ok: boolean;
+  problems: string[];
+}
+
+export interface ResultLine {
+  type: "result";
+  runId: string;
+  scenario: string;
+  target: string;
+  params: Record<string, unknown>;
+  data: Record<string, unknown>;
+  at: string;
+}
+
+export type Line = RunLine | EndLine | ResultLine;
+
+export interface ScenarioContext {
+  readonly quick: boolean;
+  readonly runId: string;
+  readonly loadgen: LoadGen;
+  /** The targets selected for this run (scenarios use those that apply to them). */
+  readonly targets: readonly TargetName[];
+  readonly targetOptions: TargetOptions;
+  /** Overrides the idle scenario's connection count. */
+  readonly idleConnections: number | undefined;
+  record(
+    scenario: string,
+    target: string,
+    params: Record<string, unknown>,
+    data: Record<string, unknown>,
+  ): void;
+  log(line: string): void;
+  /** A contract violation (loss, duplicates, reordering, a crash): the run exits non-zero. */
+  problem(text: string): void;
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly title: string;
+  run(context: ScenarioContext): Promise<void>;
+}
+
+export function appendLine(file: string, line: Line): void {
+  mkdirSync(dirname(file), { recursive: true });
+  appendFileSync(file, `${JSON.stringify(line)}\n`);
+}
+
+/** A short random tag, so session ids never collide between scenarios or runs. */
+export function tag(prefix: string): string {
+  return `${prefix}${Math.random().toString(36).slice(2, 7)}`;
+}

@@ -1,0 +1,228 @@
+/** The tables and readings of BENCHMARKS.md, one function per scenario. */
+import type { ResultLine } from "./lib/context.js";
+import type { Results } from "./render.js";
+import type { StepResult } from "./scenarios/streams.js";
+
+type Rows = Map<string, ResultLine> | undefined;
+const n = (value: unknown) => (typeof value === "number" ? value.toLocaleString("en-US") : "–");
+const pct = (value: number) => `${Math.round(value * 100)}%`;
+const ratio = (a: number | undefined, b: number | undefined) => (a && b ? a / b : undefined);
+const fmt = (value: number | undefined, digits = 1) => (value === undefined ? "–" : value.toFixed(digits));
+const status = (ok: boolean | undefined) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ missed");
+
+interface Fanout {
+  bestRate: number;
+  bestDelivered: number;
+  firstFailRate: number | null;
+  best: StepResult | null;
+  quarter: StepResult | null;
+  steps: StepResult[];
+  connect: { seconds: number; connectMs: { p50: number; p99: number } };
+}
+const fanout = (rows: Rows, target: string) => rows?.get(target)?.data as Fanout | undefined;
+const data = <T>(rows: Rows, key: string) => rows?.get(key)?.data as T | undefined;
+
+function stepRow(label: string, s: StepResult): string {
+  const l = s.latency;
+  const redis = s.redis ? `${s.redis.cpuPercent}%` : "–";
+  const lg = `${s.loadgen.cpuPercent}% / ${s.loadgen.eluMax}${s.loadgen.saturated ? " **sat.**" : ""}`;
+  return (
+    `| ${label} | ${n(s.rate)} | ${n(s.delivered)} | ${l.p50} / ${l.p90} / ${l.p99} / ${l.max} | ${s.server.cpuPercent}% (${n(s.server.eventsPerCpuSecond)}) | ` +
+    `${s.server.rssMB} | ${redis} | ${lg} | ${s.bytesPerEvent} (${s.idBytesPerEvent}) | ${s.pass ? "pass" : s.reasons.join("; ")} |`
+  );
+}
+const STEP_HEAD = [
+  "| | appends/s | delivered events/s | latency p50 / p90 / p99 / max ms | server CPU (events per CPU-second) | RSS MB | Redis CPU | loadgen CPU / ELU | bytes/event (id) | verdict |",
+  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+];
+
+export function summaryRows(results: Results): string[] {
+  const f = results.get("fanout");
+  const gw = fanout(f, "gateway");
+  const vsNchan = ratio(gw?.bestDelivered, fanout(f, "nchan")?.bestDelivered);
+  const vsRaw = ratio(gw?.bestDelivered, fanout(f, "raw-node")?.bestDelivered);
+  const violations = gw?.steps.reduce((sum, s) => sum + s.correctness.length, 0);
+  const idleGw = data<{ perConnectionKB: number }>(results.get("idle"), "gateway")?.perConnectionKB;
+  const idleRaw = data<{ perConnectionKB: number }>(results.get("idle"), "raw-node")?.perConnectionKB;
+  const above = idleGw !== undefined && idleRaw !== undefined ? idleGw - idleRaw : undefined;
+  const quarterP50 = gw?.quarter?.latency.p50;
+  const replays = ["single", "mux"].map(
+    (k) => data<{ eventsPerSecond: number }>(results.get("replay"), k)?.eventsPerSecond,
+  );
+  const replayMin = replays.every((v) => v !== undefined) ? Math.min(...(replays as number[])) : undefined;
+  const agent = data<{ addedFirstTokenMs: number }>(results.get("agent"), "gateway")?.addedFirstTokenMs;
+  const rc = [...(results.get("redis-cost")?.values() ?? [])].filter((line) => line.target === "gateway");
+  const clients = rc.map((line) => (line.data.redisClients as { total: number }).total);
+  const perEvent = rc.map(
+    (line) => (line.data.step as StepResult).redis?.cpuMicrosPerDelivered ?? Number.NaN,
+  );
+  const falling = perEvent.length > 1 ? perEvent.every((v, i) => i === 0 || v < perEvent[i - 1]!) : undefined;
+  const efficiency = (target: string) => fanout(f, target)?.best?.server.eventsPerCpuSecond ?? undefined;
+  const effRaw = ratio(efficiency("gateway"), efficiency("raw-node"));
+  return [
+    `| fan-out vs nchan | ≥ 10× nchan-redis | ${vsNchan === undefined ? "–" : `${fmt(vsNchan)}×`} | ${status(vsNchan === undefined ? undefined : vsNchan >= 10)} |`,
+    `| fan-out vs raw-node | ≥ 50% of raw-node | ${vsRaw === undefined ? "–" : pct(vsRaw)} | ${status(vsRaw === undefined ? undefined : vsRaw >= 0.5)} |`,
+    `| (for reference) events per server CPU-second vs raw-node | – | ${effRaw === undefined ? "–" : pct(effRaw)} | |`,
+    `| loss / duplicates / reordering | zero at every step | ${violations === undefined ? "–" : `${violations} violations`} | ${status(violations === undefined ? undefined : violations === 0)} |`,
+    `| idle memory | ≤ 4 KB/connection above raw-node | ${above === undefined ? "–" : `${fmt(above)} KB (${fmt(idleGw)} vs ${fmt(idleRaw)})`} | ${status(above === undefined ? undefined : above <= 4)} |`,
+    `| latency | p50 ≤ 5 ms at ¼ of the highest passing rate | ${quarterP50 === undefined ? "–" : `${quarterP50} ms`} | ${status(quarterP50 === undefined ? undefined : quarterP50 <= 5)} |`,
+    `| replay | ≥ 200,000 events/s to one client | ${replayMin === undefined ? "–" : `${n(replays[0])} (single), ${n(replays[1])} (mux)`} | ${status(replayMin === undefined ? undefined : replayMin >= 200_000)} |`,
+    `| agent path | ≤ 1 ms added to time to first token | ${agent === undefined ? "–" : `${agent} ms`} | ${status(agent === undefined ? undefined : agent <= 1)} |`,
+    `| Redis connections per instance | constant | ${clients.length ? clients.join(" → ") : "–"} | ${status(clients.length ? clients.every((c) => c === clients[0]) : undefined)} |`,
+    `| Redis CPU per delivered event | falls as subscribers/session grow | ${perEvent.length ? `${perEvent.join(" → ")} µs` : "–"} | ${status(falling)} |`,
+  ];
+}
+
+export function section(name: string, rows: Rows): string {
+  if (!rows || rows.size === 0) return "";
+  const first = [...rows.values()][0]!;
+  const p = first.params;
+  switch (name) {
+    case "fanout": {
+      const out = [
+        "## Fan-out",
+        "",
+        `C=${p.connections} connections × S=${p.sessionsPerConnection} sessions out of P=${p.sessions} (${p.subscribersPerSession} subscribers per session); ` +
+          `the append rate doubles from ${p.startRate}/s until a step fails, then is bisected. A step passes with p99 < ${p.p99LimitMs} ms, ` +
+          `nothing lost, duplicated or reordered, and the appends keeping up. Steps: ${Number(p.warmupMs) / 1000} s warm-up, ${Number(p.measureMs) / 1000} s measured.`,
+        "",
+        "| target | highest passing appends/s | delivered events/s | first failing appends/s | gateway ÷ target | events per server CPU-second (at best) |",
+        "| --- | --- | --- | --- | --- | --- |",
+      ];
+      const gw = fanout(rows, "gateway")?.bestDelivered;
+      for (const [target, line] of rows) {
+        const d = line.data as unknown as Fanout;
+        const r = ratio(gw, d.bestDelivered);
+        out.push(
+          `| ${target} | ${n(d.bestRate)} | ${n(d.bestDelivered)} | ${n(d.firstFailRate)} | ${r === undefined ? "–" : `${fmt(r, 2)}×`} | ${n(d.best?.server.eventsPerCpuSecond)} |`,
+        );
+      }
+      out.push("", "At the highest passing rate, and at a quarter of it:", "", ...STEP_HEAD);
+      for (const [target, line] of rows) {
+        const d = line.data as unknown as Fanout;
+        if (d.best) out.push(stepRow(`${target} best`, d.best));
+        if (d.quarter) out.push(stepRow(`${target} ¼`, d.quarter));
+      }
+      for (const [target, line] of rows) {
+        const d = line.data as unknown as Fanout;
+        out.push("", `<details><summary>${target}: every step</summary>`, "", ...STEP_HEAD);
+        d.steps.forEach((s, i) => {
+          out.push(stepRow(String(i + 1), s));
+        });
+        out.push("", "</details>");
+      }
+      return out.join("\n");
+    }
+    case "dashboard": {
+      const out = [
+        "## Dashboard",
+        "",
+        `C=${p.connections} connections each watching the same ${p.sessionsPerConnection} sessions; ${p.activeSessions} of them stream at ${p.tokensPerSecondPerSession} tokens/s. ${Number(p.measureMs) / 1000} s measured.`,
+        "",
+        "| target | connect p50 / p99 ms |",
+        "| --- | --- |",
+      ];
+      for (const [target, line] of rows) {
+        const c = line.data.connect as { connectMs: { p50: number; p99: number } };
+        out.push(`| ${target} | ${c.connectMs.p50} / ${c.connectMs.p99} |`);
+      }
+      out.push("", ...STEP_HEAD);
+      for (const [target, line] of rows) out.push(stepRow(target, line.data.step as StepResult));
+      return out.join("\n");
+    }
+    case "idle": {
+      const out = [
+        "## Idle connections",
+        "",
+        `C=${p.connections} connections, each multiplexing ${p.sessionsPerConnection} of ${p.sessions} quiet sessions. RSS per connection is measured above the server's own baseline (its sessions created, no connection yet), after ${Number(p.idleMs) / 1000} s idle.`,
+        "",
+        "| target | opened | connect time s (conn/s) | RSS before → after MB | KB per connection (JS heap) | idle CPU |",
+        "| --- | --- | --- | --- | --- | --- |",
+      ];
+      for (const [target, line] of rows) {
+        const d = line.data;
+        out.push(
+          `| ${target} | ${n(d.opened)} | ${d.connectSeconds} (${n(d.connectionsPerSecond)}) | ${d.baseRssMB} → ${d.rssMB} | ${d.perConnectionKB}${d.heapPerConnectionKB == null ? "" : ` (${d.heapPerConnectionKB})`} | ${d.idleCpuPercent}% |`,
+        );
+      }
+      return out.join("\n");
+    }
+    case "replay": {
+      const out = [
+        "## Replay",
+        "",
+        `One client resumes a backlog of ${n(p.backlog)} token events, from just after the session's first event.`,
+        "",
+        "| framing | events/s until live | seconds | bytes/event | gateway CPU | loadgen ELU |",
+        "| --- | --- | --- | --- | --- | --- |",
+      ];
+      for (const [framing, line] of rows) {
+        const d = line.data;
+        out.push(
+          `| ${framing} | ${n(d.eventsPerSecond)} | ${d.seconds} | ${d.bytesPerEvent} | ${d.serverCpuPercent}% | ${d.loadgenElu}${d.loadgenSaturated ? " **sat.**" : ""} |`,
+        );
+      }
+      return out.join("\n");
+    }
+    case "agent": {
+      const d = first.data as {
+        direct: Record<string, number>;
+        gateway: Record<string, number>;
+        addedFirstTokenMs: number;
+        addedPerTokenMs: number;
+      };
+      return [
+        "## Agent path",
+        "",
+        `${p.runs} runs (after ${p.warmup} warm-up) of ${p.tokens} tokens each; the fixture writes every frame at once. Medians.`,
+        "",
+        "| path | response head ms | time to first token ms | whole stream ms | ms per token |",
+        "| --- | --- | --- | --- | --- |",
+        `| fixture, read directly | ${d.direct.headersMs} | ${d.direct.firstTokenMs} | ${d.direct.totalMs} | ${d.direct.perTokenMs} |`,
+        `| through the gateway | ${d.gateway.headersMs} | ${d.gateway.firstTokenMs} | ${d.gateway.totalMs} | ${d.gateway.perTokenMs} |`,
+        `| added by the gateway | | **${d.addedFirstTokenMs}** | | **${d.addedPerTokenMs}** (whole stream ÷ tokens) |`,
+      ].join("\n");
+    }
+    case "cursor": {
+      const out = [
+        "## Cursor size",
+        "",
+        "Bytes of the multiplexed `id:` value with every session positioned (each received one token), and once every session has ended.",
+        "",
+        "| sessions | via | id bytes while streaming | bytes per session | id bytes once all ended |",
+        "| --- | --- | --- | --- | --- |",
+      ];
+      for (const [count, line] of rows) {
+        const d = line.data;
+        out.push(
+          `| ${count} | ${d.via} | ${d.positionedBytes} | ${d.positionedBytesPerSession} | ${d.finishedBytes} |`,
+        );
+      }
+      return out.join("\n");
+    }
+    case "redis-cost": {
+      const out = [
+        "## Redis cost",
+        "",
+        `${p.sessions} sessions at ${n(p.rate)} appends/s in total; each connection watches one session, and the connections per session grow. ` +
+          "Commands are Redis's own count (INFO commandstats), including those a Lua script runs.",
+        "",
+        "| target × subscribers/session | delivered events/s | Redis CPU | Redis µs CPU per delivered event | commands per delivered / per appended event | Redis connections (idle → loaded) | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+      ];
+      for (const [key, line] of rows) {
+        const s = line.data.step as StepResult;
+        const c = line.data.redisClients as { total: number };
+        const idle = line.data.redisClientsIdle as { total: number };
+        out.push(
+          `| ${key} | ${n(s.delivered)} | ${s.redis?.cpuPercent}% | ${s.redis?.cpuMicrosPerDelivered} | ${s.redis?.commandsPerDelivered} / ${s.redis?.commandsPerPublished} | ${idle.total} → ${c.total} | ${s.latency.p99} |`,
+        );
+      }
+      return out.join("\n");
+    }
+    default:
+      return "";
+  }
+}
+
+export { readings } from "./render-readings.js";

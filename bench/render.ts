@@ -1,0 +1,156 @@
+/**
+ * Renders BENCHMARKS.md from the JSON lines of one run (the latest complete one unless `--run` says
+ * otherwise), plus a history of fan-out figures over every full run in the file.
+ *
+ *   node --import tsx bench/render.ts [--in bench/results/results.jsonl] [--out BENCHMARKS.md] [--run ID]
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { Line, ResultLine, RunLine } from "./lib/context.js";
+import { readings, section, summaryRows } from "./render-sections.js";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+export function readLines(file: string): Line[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as Line);
+}
+
+export type Results = Map<string, Map<string, ResultLine>>;
+
+/** scenario → target → result; for scenarios with several results per target the key adds the params. */
+function byScenario(lines: ResultLine[]): Results {
+  const map: Results = new Map();
+  for (const line of lines) {
+    const targets = map.get(line.scenario) ?? new Map<string, ResultLine>();
+    map.set(line.scenario, targets);
+    const key =
+      line.scenario === "cursor"
+        ? String(line.params.sessions)
+        : line.scenario === "replay"
+          ? String(line.params.framing)
+          : line.scenario === "redis-cost"
+            ? `${line.target} ×${line.params.subscribersPerSession}`
+            : line.target;
+    targets.set(key, line);
+  }
+  return map;
+}
+
+function pickRun(lines: Line[], runId?: string): RunLine {
+  const runs = lines.filter((line): line is RunLine => line.type === "run");
+  const ended = new Set(lines.filter((line) => line.type === "end").map((line) => line.runId));
+  const run = runId
+    ? runs.find((r) => r.runId === runId)
+    : ([...runs].reverse().find((r) => ended.has(r.runId) && !r.quick) ?? runs.at(-1));
+  if (!run) throw new Error(runId ? `no run ${runId} in the results` : "no run in the results");
+  return run;
+}
+
+function history(lines: Line[]): string {
+  const runs = lines.filter((line): line is RunLine => line.type === "run" && !line.quick);
+  const rows = runs.flatMap((run) => {
+    const fanout = lines.filter(
+      (line): line is ResultLine =>
+        line.type === "result" && line.runId === run.runId && line.scenario === "fanout",
+    );
+    if (fanout.length === 0) return [];
+    const figure = (target: string) => {
+      const data = fanout.find((line) => line.target === target)?.data;
+      return data ? String(data.bestDelivered) : "–";
+    };
+    return [
+      `| ${run.runId} | ${run.machine.versions.gateway} | ${figure("gateway")} | ${figure("raw-node")} | ${figure("nchan")} |`,
+    ];
+  });
+  if (rows.length < 2) return "";
+  return [
+    "## History (fan-out, events/s delivered at the highest passing rate)",
+    "",
+    "Before/after record for profiling work: every full run in `bench/results/results.jsonl`.",
+    "",
+    "| run | commit | gateway | raw-node | nchan |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+export function render(lines: Line[], runId?: string): string {
+  const run = pickRun(lines, runId);
+  const end = lines.find((line) => line.type === "end" && line.runId === run.runId);
+  const results = byScenario(
+    lines.filter((line): line is ResultLine => line.type === "result" && line.runId === run.runId),
+  );
+  const m = run.machine;
+  const out = [
+    "# Benchmarks",
+    "",
+    `Rendered by \`bench/render.ts\` from \`bench/results/results.jsonl\`, run \`${run.runId}\`` +
+      `${run.quick ? " (a --quick smoke run: sizes are tiny, numbers mean nothing)" : ""}. ` +
+      "Do not edit by hand; re-run the benchmark. Absolute numbers depend on the machine: compare the ratios.",
+    "",
+    "## How to run",
+    "",
+    "```sh",
+    "ulimit -n 65536            # the idle scenario holds 5,000 connections per process",
+    "npm run bench              # everything, ~10-20 min on 2 cores; appends to bench/results/results.jsonl, renders this file",
+    "npm run bench -- --quick   # every scenario at tiny sizes in about a minute (CI); fails only on loss/dup/reorder or a crash",
+    "npm run bench -- --only fanout --targets gateway,raw-node   # one scenario, some targets",
+    "npm run bench -- --only fanout --targets gateway --profile  # gateway under node --cpu-prof (bench/results/profiles)",
+    "node --import tsx bench/render.ts   # re-render from the results file",
+    "```",
+    "",
+    `This run: \`${run.command}\`${end && end.type === "end" ? `, ${end.seconds} s, ${end.ok ? "no problems" : `problems: ${end.problems.length}`}` : ", did not finish"}.`,
+    "",
+    "## Machine",
+    "",
+    "| cores | CPU | memory | kernel | open files | load-generator threads |",
+    "| --- | --- | --- | --- | --- | --- |",
+    `| ${m.nproc} | ${m.cpuModel} | ${m.memoryGiB} GiB | ${m.kernel} | ${m.openFileLimit} | ${String(run.options.workers)} |`,
+    "",
+    "| node | redis | nginx | nchan | gateway commit |",
+    "| --- | --- | --- | --- | --- |",
+    `| ${m.versions.node} | ${m.versions.redis} | ${m.versions.nginx} | ${m.versions.nchan} | ${m.versions.gateway} |`,
+    "",
+    "Everything (gateway, Redis, nginx, raw-node, load generator) shares these cores: the load generator's",
+    "own CPU and event-loop utilisation (ELU) are reported with every step, and a step where a load-generator",
+    "thread was above 90% ELU is marked *saturated* — there, the figure is a lower bound of the server's.",
+    "",
+    "## Targets",
+    "",
+    "| target | goal | this run | |",
+    "| --- | --- | --- | --- |",
+    ...summaryRows(results),
+    "",
+  ];
+  for (const name of ["fanout", "dashboard", "idle", "replay", "agent", "cursor", "redis-cost"]) {
+    const text = section(name, results.get(name));
+    if (text) out.push(text, readings(name, results), "");
+  }
+  out.push(history(lines));
+  return `${out
+    .join("\n")
+    .replace(/\n{3,}/g, "\n\n")
+    .trim()}\n`;
+}
+
+export function renderFile(input: string, output: string, runId?: string): void {
+  writeFileSync(output, render(readLines(input), runId));
+  console.log(`rendered ${output}`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values } = parseArgs({
+    options: { in: { type: "string" }, out: { type: "string" }, run: { type: "string" } },
+  });
+  renderFile(
+    values.in ?? join(ROOT, "bench/results/results.jsonl"),
+    values.out ?? join(ROOT, "BENCHMARKS.md"),
+    values.run,
+  );
+}

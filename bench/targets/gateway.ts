@@ -1,0 +1,153 @@
+/**
+ * The gateway as it ships: `node dist/server.js` against its own redis-server. Also the producer
+ * that speaks the gateway's append API, which the raw-node baseline implements too.
+ */
+import { mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { expectOk, httpClient } from "../lib/http.js";
+import { freePort, httpOk, spawnProc, waitUntil } from "../lib/procs.js";
+import { startRedisServer } from "./redis.js";
+import { type Publisher, type Target, type TargetOptions, tokenData } from "./types.js";
+
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const HOST = "127.0.0.1";
+const READY_TIMEOUT_MS = 20_000;
+/** The gateway's own bound on one append (MAX_EVENTS_PER_APPEND). */
+const MAX_EVENTS_PER_APPEND = 1_000;
+const DEFAULT_MAX_SESSIONS_PER_CONNECTION = 256;
+const UNLIMITED = 100_000_000;
+/** Node flags for both Node servers: SIGUSR2 forces a full GC (see gc-signal.mjs). */
+const GC_ON_SIGNAL = ["--expose-gc", "--import", "./bench/targets/gc-signal.mjs"];
+
+function signalGc(pid: number): boolean {
+  try {
+    process.kill(pid, "SIGUSR2");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Producer over `POST /api/v1/sessions/:id/events`: one request per session per batch. */
+export function appendApiPublisher(port: number): Publisher {
+  const client = httpClient(HOST, port, 128);
+  return {
+    maxBatch: MAX_EVENTS_PER_APPEND,
+    async createSessions(ids) {
+      await Promise.all(
+        ids.map(async (id) => {
+          const body = `{"events":[{"type":"start","data":{"model":"bench","createdAt":"${new Date().toISOString()}"}}]}`;
+          const reply = await client.request("POST", `/api/v1/sessions/${id}/events`, body, {
+            "content-type": "application/json",
+          });
+          expectOk(`create session ${id}`, reply);
+        }),
+      );
+    },
+    async appendTokens(sessionId, firstSeq, times) {
+      let body = '{"events":[';
+      for (let i = 0; i < times.length; i++) {
+        body += `${i === 0 ? "" : ","}{"type":"token","data":${tokenData(firstSeq + i, times[i]!)}}`;
+      }
+      body += "]}";
+      const reply = await client.request("POST", `/api/v1/sessions/${sessionId}/events`, body, {
+        "content-type": "application/json",
+      });
+      expectOk(`append to ${sessionId}`, reply);
+    },
+    close: () => client.close(),
+  };
+}
+
+export async function startGateway(options: TargetOptions = {}): Promise<Target> {
+  const redis = await startRedisServer();
+  const port = await freePort();
+  const env = {
+    MAX_SESSIONS_PER_CONNECTION: String(DEFAULT_MAX_SESSIONS_PER_CONNECTION),
+    // Every client of the benchmark is one IP and one (anonymous) subject: lift the abuse limits so
+    // they measure nothing here (the limiter's own Redis work per connection and append still runs).
+    LIMIT_CONNECTIONS_PER_IP: String(UNLIMITED),
+    LIMIT_CONNECTIONS_PER_SUBJECT: String(UNLIMITED),
+    LIMIT_PUBLISH_EVENTS_PER_SECOND: String(UNLIMITED),
+    LIMIT_RUNS_PER_MINUTE: String(UNLIMITED),
+    LIMIT_CONCURRENT_RUNS: String(UNLIMITED),
+    ...options.gatewayEnv,
+  };
+  if (options.profileDir) mkdirSync(options.profileDir, { recursive: true });
+  const nodeArgs = [
+    ...GC_ON_SIGNAL,
+    ...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []),
+  ];
+  const proc = spawnProc("gateway", process.execPath, [...nodeArgs, "dist/server.js"], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: "bench:",
+      PORT: String(port),
+      HOST,
+      LOG_LEVEL: "warn",
+      // Stopping is part of every scenario: no long drain.
+      DRAIN_MS: "200",
+      RUN_DRAIN_TIMEOUT_MS: "1000",
+      ...env,
+    },
+  });
+  const base = `http://${HOST}:${port}`;
+  try {
+    await waitUntil("gateway /readyz", () => httpOk(`${base}/readyz`), READY_TIMEOUT_MS, proc);
+  } catch (error) {
+    await proc.stop();
+    await redis.stop();
+    throw error;
+  }
+  const publisher = appendApiPublisher(port);
+  return {
+    name: "gateway",
+    host: HOST,
+    port,
+    maxSessionsPerConnection: Number(env.MAX_SESSIONS_PER_CONNECTION),
+    streamPath: (sessions) => `/api/v1/stream?sessions=${sessions.join(",")}`,
+    pids: () => [proc.pid],
+    collectGarbage: () => signalGc(proc.pid),
+    redis,
+    publisher,
+    async stop() {
+      publisher.close();
+      await proc.stop(10_000);
+      await redis.stop();
+    },
+  };
+}
+
+/** The baseline: `bench/raw-node-server.mjs`, no Redis, same paths and event shape as the gateway. */
+export async function startRawNode(): Promise<Target> {
+  const port = await freePort();
+  const proc = spawnProc("raw-node", process.execPath, [...GC_ON_SIGNAL, "bench/raw-node-server.mjs"], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: String(port), HOST },
+  });
+  const base = `http://${HOST}:${port}`;
+  try {
+    await waitUntil("raw-node /healthz", () => httpOk(`${base}/healthz`), READY_TIMEOUT_MS, proc);
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  }
+  const publisher = appendApiPublisher(port);
+  return {
+    name: "raw-node",
+    host: HOST,
+    port,
+    maxSessionsPerConnection: Number.POSITIVE_INFINITY,
+    streamPath: (sessions) => `/api/v1/stream?sessions=${sessions.join(",")}`,
+    pids: () => [proc.pid],
+    collectGarbage: () => signalGc(proc.pid),
+    redis: null,
+    publisher,
+    async stop() {
+      publisher.close();
+      await proc.stop();
+    },
+  };
+}
