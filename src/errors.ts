@@ -58,6 +58,9 @@ function toAppError(error: unknown): AppError {
     case "charset.unsupported":
       return new AppError(415, "unsupported_encoding", "send the body as UTF-8 JSON");
   }
+  // The router's URIError for a path parameter that is not valid percent-encoding (`/sessions/%zz`).
+  if (error instanceof URIError)
+    return errors.badRequest("invalid_path", "the request path is not valid percent-encoding");
   if (candidate?.expose && typeof candidate.status === "number" && candidate.status < 500) {
     return new AppError(candidate.status, "bad_request", "the request could not be read");
   }

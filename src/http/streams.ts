@@ -27,6 +27,28 @@ export interface Admission {
 const CONNECTION_PLACE_TTL_MS = 90_000;
 const CONNECTION_PLACE_REFRESH_MS = 30_000;
 
+/** Places of open streams, renewed together by one timer (an idle stream costs no timer of its own). */
+const heldAdmissions = new Set<Admission>();
+let admissionRefresher: NodeJS.Timeout | undefined;
+
+function holdAdmission(admission: Admission): void {
+  heldAdmissions.add(admission);
+  if (admissionRefresher) return;
+  admissionRefresher = setInterval(() => {
+    for (const held of heldAdmissions) held.refresh().catch(() => {});
+  }, CONNECTION_PLACE_REFRESH_MS);
+  admissionRefresher.unref();
+}
+
+function dropAdmission(admission: Admission): void {
+  heldAdmissions.delete(admission);
+  admission.release().catch(() => {});
+  if (heldAdmissions.size === 0 && admissionRefresher) {
+    clearInterval(admissionRefresher);
+    admissionRefresher = undefined;
+  }
+}
+
 /** Takes the stream's places in the per-subject and per-IP connection limits, or refuses with 429. */
 export async function admitStream(context: AppContext, req: Request, res: Response): Promise<Admission> {
   const { limiter, config } = context;
@@ -89,9 +111,8 @@ export function openStream(
       onDrain: () => connection?.onDrain(),
       onClose: () => {
         connection?.close();
-        clearInterval(refresh);
         clearTimeout(expiry);
-        options.admission.release().catch(() => {});
+        dropAdmission(options.admission);
         streams.delete(writer);
         metrics.openConnections.dec({ kind: options.kind });
       },
@@ -113,8 +134,7 @@ export function openStream(
       retryReadAfterMs: RETRY_READ_AFTER_MS,
     },
   );
-  const refresh = setInterval(() => options.admission.refresh().catch(() => {}), CONNECTION_PLACE_REFRESH_MS);
-  refresh.unref();
+  holdAdmission(options.admission);
   // A token that expires while the stream is open ends it; the client reconnects with a fresh one and resumes by id.
   const expiresAtMs = principalOf(res).expiresAtMs;
   const expiry =

@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
-import { comparePositions } from "../store/positions.js";
+import { comparePositions, parsePosition } from "../store/positions.js";
 import type { AppendNotice, StreamStore } from "../store/types.js";
 import type { Reader } from "./reader.js";
 
@@ -62,17 +62,29 @@ export class Hub {
    * false when the reader is now live.
    */
   async readBatch(reader: Reader): Promise<boolean> {
+    // Every catch-up request marks the reader behind first; a live one here was queued before it caught
+    // up (e.g. while its connection's reads were at their limit) and is fed by notices now. Reading it
+    // anyway would race those notices and deliver their events twice.
+    if (reader.state === "live") return false;
     reader.reading = true;
     reader.dirty = false;
     try {
       const checkGap = !reader.gapChecked;
-      const result = await this.store.read(reader.sessionId, reader.position, this.options.catchUpBatch);
+      const from = reader.position;
+      const result = await this.store.read(reader.sessionId, from, this.options.catchUpBatch);
       reader.gapChecked = true;
       const gap = checkGap ? result.gap : null;
       if (gap) this.metrics.gaps.inc({ reason: gap.oldest === null ? "expired" : "trimmed" });
-      if (result.events.length > 0 || gap) {
-        this.metrics.replayedEvents.inc(result.events.length);
-        reader.deliver(result.events, gap, true);
+      // Defensive: should anything have advanced the reader while the read was in flight, deliver only
+      // what it has not had yet.
+      const now = reader.position;
+      const events =
+        now === from || now === null
+          ? result.events
+          : result.events.filter((event) => comparePositions(event.id, now) > 0);
+      if (events.length > 0 || gap) {
+        this.metrics.replayedEvents.inc(events.length);
+        reader.deliver(events, gap, true);
       }
       const more = result.events.length >= this.options.catchUpBatch || reader.dirty;
       if (!more) reader.state = "live";
@@ -86,6 +98,7 @@ export class Hub {
     const set = this.readers.get(notice.sessionId);
     if (!set) return;
     const last = notice.events[notice.events.length - 1]!;
+    let handedOff = false;
     for (const reader of set) {
       if (reader.state === "behind") {
         if (reader.reading) reader.dirty = true;
@@ -98,6 +111,7 @@ export class Hub {
       const position = reader.position;
       if (position === null ? notice.prevId === "" : position === notice.prevId) {
         reader.deliver(notice.events, null, false);
+        handedOff = true;
       } else if (position !== null && notice.prevId !== "" && comparePositions(position, notice.prevId) > 0) {
         // Already has part of the batch (it was read from the store): deliver only the rest.
         if (comparePositions(position, last.id) < 0) {
@@ -110,6 +124,12 @@ export class Hub {
       } else {
         reader.state = "behind";
         reader.requestCatchUp();
+      }
+    }
+    if (handedOff) {
+      const appendedAtMs = parsePosition(notice.events[0]!.id)?.ms;
+      if (appendedAtMs !== undefined) {
+        this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - appendedAtMs) / 1000);
       }
     }
   }

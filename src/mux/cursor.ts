@@ -167,7 +167,6 @@ export class CursorTracker {
   private readonly entries: Entry[] = [];
   private readonly byIndex = new Map<number, Entry>();
   private readonly finished = new Set<number>();
-  private readonly writer = new ByteWriter();
   /** null when stale. */
   private finishedSection: Uint8Array | null = null;
   /** null when stale. */
@@ -241,10 +240,12 @@ export class CursorTracker {
   encode(): string {
     if (this.encoded !== null) return this.encoded;
     if (this.finishedSection === null) this.finishedSection = encodeFinished(sortedFinished(this.finished));
-    this.writer.reset();
-    writePositioned(this.writer, this.entries);
-    this.writer.append(this.finishedSection);
-    this.encoded = this.writer.toCursor();
+    // Encoding is synchronous, so every tracker shares one scratch buffer: nothing per connection.
+    const writer = scratchWriter;
+    writer.reset();
+    writePositioned(writer, this.entries);
+    writer.append(this.finishedSection);
+    this.encoded = writer.toCursor();
     return this.encoded;
   }
 
@@ -460,3 +461,5 @@ class ByteReader {
     return start;
   }
 }
+
+const scratchWriter = new ByteWriter();

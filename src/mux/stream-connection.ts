@@ -85,6 +85,7 @@ export class StreamConnection {
   private readsInFlight = 0;
   private closed = false;
   private acceptingClose = false;
+  private batchesSent = 0;
 
   constructor(
     private readonly deps: StreamConnectionDeps,
@@ -212,13 +213,8 @@ export class StreamConnection {
     }
     if (frames === "") return;
     writer.send(frames);
-    metrics.eventsDelivered.inc(batch.length);
-    if (!fromStore) {
-      const appendedAtMs = parsePosition(batch[0]!.id)?.ms;
-      if (appendedAtMs !== undefined)
-        metrics.deliveryLatency.observe(Math.max(0, Date.now() - appendedAtMs) / 1000);
-    }
-    if (tracker) metrics.cursorBytes.observe(tracker.encode().length);
+    metrics.addDelivered(batch.length);
+    if (tracker && (this.batchesSent++ & 63) === 0) metrics.cursorBytes.observe(tracker.encode().length);
     if (ended) this.markFinished(reader);
   }
 

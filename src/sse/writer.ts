@@ -3,6 +3,9 @@
  * heartbeats, and backpressure. When `write()` returns false the writer reports itself not writable;
  * its owner stops feeding it live events and catches up from the store after `drain`. A client that
  * stays stuck longer than `slowClientTimeoutMs` is closed (it resumes by id).
+ *
+ * All writers of the process share one flush per turn and one heartbeat timer per interval, so an idle
+ * connection costs no timer of its own and a busy turn schedules one callback, not one per connection.
  */
 import type { ServerResponse } from "node:http";
 import { commentLine, retryLine, SSE_HEADERS } from "./frames.js";
@@ -27,12 +30,49 @@ export interface SseWriterHooks {
 
 export type CloseReason = "client" | "server" | "slow";
 
+const PING = commentLine("ping");
+
+/** Writers with text queued this turn; flushed together once the turn's I/O is handled. */
+const dirtyWriters = new Set<SseWriter>();
+let flushScheduled = false;
+
+function flushDirtyWriters(): void {
+  flushScheduled = false;
+  for (const writer of dirtyWriters) writer.flush();
+  dirtyWriters.clear();
+}
+
+/** Open writers by heartbeat interval: one timer per interval for the whole process. */
+const heartbeats = new Map<number, { writers: Set<SseWriter>; timer: NodeJS.Timeout }>();
+
+function startHeartbeat(writer: SseWriter, intervalMs: number): void {
+  let group = heartbeats.get(intervalMs);
+  if (!group) {
+    const writers = new Set<SseWriter>();
+    const timer = setInterval(() => {
+      for (const member of writers) member.ping();
+    }, intervalMs);
+    timer.unref();
+    group = { writers, timer };
+    heartbeats.set(intervalMs, group);
+  }
+  group.writers.add(writer);
+}
+
+function stopHeartbeat(writer: SseWriter, intervalMs: number): void {
+  const group = heartbeats.get(intervalMs);
+  if (!group) return;
+  group.writers.delete(writer);
+  if (group.writers.size === 0) {
+    clearInterval(group.timer);
+    heartbeats.delete(intervalMs);
+  }
+}
+
 export class SseWriter {
-  private pending: string[] = [];
-  private flushScheduled = false;
+  private pending = "";
   private waitingForDrain = false;
   private closed = false;
-  private heartbeat: NodeJS.Timeout | undefined;
   private slowTimer: NodeJS.Timeout | undefined;
   private closeReason: CloseReason = "client";
 
@@ -48,10 +88,7 @@ export class SseWriter {
     this.res.on("close", () => this.finish());
     this.res.on("drain", () => this.drained());
     this.writeNow(retryLine(this.options.retryMs));
-    this.heartbeat = setInterval(() => {
-      if (!this.waitingForDrain) this.send(commentLine("ping"));
-    }, this.options.heartbeatMs);
-    this.heartbeat.unref();
+    startHeartbeat(this, this.options.heartbeatMs);
   }
 
   get isOpen(): boolean {
@@ -66,28 +103,33 @@ export class SseWriter {
   /** Queues text for this turn's single write. */
   send(text: string): void {
     if (this.closed) return;
-    this.pending.push(text);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
+    this.pending += text;
+    dirtyWriters.add(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushDirtyWriters);
     }
+  }
+
+  ping(): void {
+    if (!this.waitingForDrain) this.send(PING);
   }
 
   /** Writes queued text, then ends the response. */
   end(finalText?: string): void {
     if (this.closed) return;
-    if (finalText) this.pending.push(finalText);
+    if (finalText) this.pending += finalText;
     this.flush();
     this.closeReason = "server";
     this.res.end();
     this.finish();
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.closed || this.pending.length === 0) return;
-    const text = this.pending.length === 1 ? this.pending[0]! : this.pending.join("");
-    this.pending = [];
+  /** Writes what was queued (called once per turn by the shared flush). */
+  flush(): void {
+    if (this.closed || this.pending === "") return;
+    const text = this.pending;
+    this.pending = "";
     this.writeNow(text);
   }
 
@@ -114,8 +156,9 @@ export class SseWriter {
   private finish(): void {
     if (this.closed) return;
     this.closed = true;
-    this.pending = [];
-    clearInterval(this.heartbeat);
+    this.pending = "";
+    dirtyWriters.delete(this);
+    stopHeartbeat(this, this.options.heartbeatMs);
     clearTimeout(this.slowTimer);
     this.hooks.onClose(this.closeReason);
   }
