@@ -73,13 +73,20 @@ export function buildApp(context: AppContext): express.Express {
       customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? "error" : "info"),
     }),
   );
-  app.use(
-    helmet({
-      // The dashboard streams over EventSource from the same origin; nothing else is loaded.
-      contentSecurityPolicy: { directives: { "connect-src": ["'self'"], "upgrade-insecure-requests": null } },
-      hsts: false,
-    }),
-  );
+  const pageHeaders = helmet({
+    // The dashboard streams over EventSource from the same origin; nothing else is loaded.
+    contentSecurityPolicy: { directives: { "connect-src": ["'self'"], "upgrade-insecure-requests": null } },
+    hsts: false,
+  });
+  // helmet's headers protect pages; JSON and event streams only need nosniff. Every header of an open
+  // stream stays in memory for its lifetime, so streams carry no more than they need.
+  app.use((req, res, next) => {
+    if (req.path.startsWith("/api/")) {
+      res.setHeader("X-Content-Type-Options", "nosniff");
+      return next();
+    }
+    pageHeaders(req, res, next);
+  });
   if (context.config.corsOrigins.length > 0) {
     const origins = context.config.corsOrigins;
     app.use(
