@@ -160,20 +160,8 @@ export function sessionsRouter(context: AppContext): Router {
       assertAcceptingWork(context);
       const principal = requireScope(res, "publish");
       if (!principal.open) assertCanAccess(principal, id, await store.getSession(id));
-      const rate = await context.limiter.consume(
-        `publish:${id}`,
-        1,
-        body.events.length,
-        config.limits.publishEventsPerSecond,
-      );
-      if (!rate.ok) {
-        throw limited(
-          "too_many_events",
-          `at most ${config.limits.publishEventsPerSecond} events per second per session`,
-          rate.retryAfterSeconds,
-        );
-      }
       const outcome = await store.append(id, body.events, {
+        rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
         createIfMissing: {
           id,
           model: body.model ?? null,
@@ -184,6 +172,13 @@ export function sessionsRouter(context: AppContext): Router {
       });
       if (outcome.kind === "ended")
         throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
+      if (outcome.kind === "limited") {
+        throw limited(
+          "too_many_events",
+          `at most ${config.limits.publishEventsPerSecond} events per second per session`,
+          1,
+        );
+      }
       if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
       for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
       res.status(202).json({ ids: outcome.ids });

@@ -7,6 +7,8 @@ export interface KeyScheme {
   events(sessionId: string): string;
   meta(sessionId: string): string;
   lease(sessionId: string): string;
+  /** Events appended to a session in one publish-rate window. */
+  publishRate(sessionId: string, windowIndex: number): string;
   /** Pub/sub channel announcing appends to one session's stream. */
   notices(sessionId: string): string;
   /** Sorted set of running sessions by lease expiry: where the crash sweeper looks. */
@@ -22,6 +24,7 @@ export function createKeyScheme(prefix: string): KeyScheme {
     events: (id) => `${prefix}s:{${id}}:events`,
     meta: (id) => `${prefix}s:{${id}}:meta`,
     lease: (id) => `${prefix}s:{${id}}:lease`,
+    publishRate: (id, windowIndex) => `${prefix}s:{${id}}:rate:${windowIndex}`,
     notices: (id) => `${prefix}n:{${id}}`,
     leaseIndex: () => `${prefix}leases`,
     control: () => `${prefix}control`,

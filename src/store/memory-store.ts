@@ -13,6 +13,7 @@ import {
   type AppendOutcome,
   type EventInput,
   LIFECYCLE_FEED,
+  rateWindowIndex,
   type SessionInfo,
   type SessionStatus,
   type StoredEvent,
@@ -47,11 +48,22 @@ export function createMemoryStore({
   const sessions = new Map<string, MemorySession>();
   const leases = new Map<string, { holderId: string; expiresAtMs: number }>();
   const leaseIndex = new Map<string, number>();
+  const publishCounts = new Map<string, { window: number; events: number }>();
+
+  function overRate(sessionId: string, count: number, rateLimit: AppendOptions["rateLimit"]): boolean {
+    if (!rateLimit) return false;
+    const window = rateWindowIndex(clock(), rateLimit);
+    const current = publishCounts.get(sessionId);
+    const events = (current?.window === window ? current.events : 0) + count;
+    publishCounts.set(sessionId, { window, events });
+    return events > rateLimit.events;
+  }
 
   function live(id: string): MemorySession | undefined {
     const session = sessions.get(id);
     if (session && session.expiresAtMs <= clock()) {
       sessions.delete(id);
+      publishCounts.delete(id);
       return undefined;
     }
     return session;
@@ -80,6 +92,7 @@ export function createMemoryStore({
     options: AppendOptions,
   ): AppendOutcome {
     const isFeed = sessionId === LIFECYCLE_FEED;
+    if (overRate(sessionId, events.length, options.rateLimit)) return { kind: "limited" };
     let session = live(sessionId);
     let created = false;
     if (!session) {

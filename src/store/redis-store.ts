@@ -16,6 +16,7 @@ import {
   LIFECYCLE_FEED,
   type NewSession,
   type ReadResult,
+  rateWindowIndex,
   type SessionStatus,
   type StoredEvent,
   type StreamStore,
@@ -46,7 +47,7 @@ export function createRedisStore({
 }: RedisStoreDeps): StreamStore {
   const client = redis as ScriptedRedis;
   if (typeof client.gatewayAppend !== "function") {
-    client.defineCommand("gatewayAppend", { numberOfKeys: 3, lua: scriptSource("append-3") });
+    client.defineCommand("gatewayAppend", { numberOfKeys: 4, lua: scriptSource("append-4") });
     client.defineCommand("gatewayRead", { numberOfKeys: 1, lua: scriptSource("read-1") });
   }
 
@@ -60,6 +61,7 @@ export function createRedisStore({
       keys.events(sessionId),
       keys.meta(sessionId),
       keys.lease(sessionId),
+      keys.publishRate(sessionId, rateWindowIndex(clock(), options.rateLimit)),
       isFeed ? retention.lifecycleMaxEvents : retention.maxEventsPerSession,
       retention.endedSessionTtlSeconds,
       isFeed ? 0 : retention.idleSessionTtlSeconds,
@@ -73,6 +75,8 @@ export function createRedisStore({
           : "",
       options.requireNoLease ? "1" : "0",
       clock(),
+      options.rateLimit?.events ?? 0,
+      options.rateLimit?.windowSeconds ?? 1,
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
     const reply = await client.gatewayAppend(...args);
@@ -181,6 +185,8 @@ function parseAppendReply(reply: unknown[]): AppendOutcome {
       return { kind: "ended", status: reply[1] as SessionStatus };
     case "leased":
       return { kind: "leased" };
+    case "limited":
+      return { kind: "limited" };
     default:
       throw new Error(`unexpected append reply: ${String(reply[0])}`);
   }

@@ -51,6 +51,12 @@ export interface AppendOptions {
   writer?: WriterStamp;
   /** Only append if no run holds the session's lease (used to end crashed runs). */
   requireNoLease?: boolean;
+  /** Refuse (`limited`) once this many events were appended to the session in the current window. */
+  rateLimit?: { events: number; windowSeconds: number };
+}
+
+export function rateWindowIndex(nowMs: number, rateLimit: AppendOptions["rateLimit"]): number {
+  return rateLimit ? Math.floor(nowMs / (rateLimit.windowSeconds * 1000)) : 0;
 }
 
 export type AppendOutcome =
@@ -61,7 +67,9 @@ export type AppendOutcome =
   | { kind: "out_of_order" }
   | { kind: "missing" }
   | { kind: "ended"; status: SessionStatus }
-  | { kind: "leased" };
+  | { kind: "leased" }
+  /** Over the publish rate: nothing was appended. */
+  | { kind: "limited" };
 
 export interface ReadResult {
   events: StoredEvent[];

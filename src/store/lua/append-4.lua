@@ -1,13 +1,24 @@
 -- Appends a batch of events to one session's stream, atomically with its metadata.
--- KEYS: 1 events stream, 2 metadata hash, 3 run lease
+-- KEYS: 1 events stream, 2 metadata hash, 3 run lease, 4 publish-rate counter of the current window
 -- ARGV: 1 max events kept (trimmed in small chunks), 2 ended TTL s, 3 idle TTL s, 4 notice channel,
 --       5 writer id ("" for none), 6 writer batch seq, 7 creation fields as JSON array ("" = must exist),
 --       (idle TTL "0": never expires, for the lifecycle feed)
---       8 "1" to refuse while a lease is held, 9 now (ms), then pairs: type, data (JSON text)
--- Returns: {"appended", created, ended, owner, id...} | {"duplicate"} | {"out_of_order"} | {"missing"} | {"ended", status} | {"leased"}
-local events, meta, lease = KEYS[1], KEYS[2], KEYS[3]
+--       8 "1" to refuse while a lease is held, 9 now (ms),
+--       10 events allowed per window (0: no limit), 11 window length s, then pairs: type, data (JSON text)
+-- Returns: {"appended", created, ended, owner, id...} | {"duplicate"} | {"out_of_order"} | {"missing"}
+--        | {"ended", status} | {"leased"} | {"limited"}
+local events, meta, lease, rate = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxLen, endedTtl, idleTtl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local writer, seq, creation, requireNoLease, now = ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
+local rateLimit, rateWindow = tonumber(ARGV[10]), ARGV[11]
+local FIRST_EVENT = 12
+
+-- The publish rate is counted here, in the session's slot, so a limited append costs no extra round trip.
+if rateLimit > 0 then
+  local count = redis.call('INCRBY', rate, (#ARGV - FIRST_EVENT + 1) / 2)
+  if count == (#ARGV - FIRST_EVENT + 1) / 2 then redis.call('EXPIRE', rate, rateWindow * 2) end
+  if count > rateLimit then return {'limited'} end
+end
 
 local status = redis.call('HGET', meta, 'status')
 local created = 0
@@ -34,7 +45,7 @@ local function refreshIdleExpiry()
     redis.call('EXPIRE', meta, idleTtl)
   end
 end
-if #ARGV < 10 then
+if #ARGV < FIRST_EVENT then
   refreshIdleExpiry()
   return {'appended', created, 0, redis.call('HGET', meta, 'owner') or ''}
 end
@@ -43,7 +54,7 @@ local prev = redis.call('HGET', meta, 'last') or ''
 local result = {'appended', created, 0, redis.call('HGET', meta, 'owner') or ''}
 local notice = {prev}
 local terminal = nil
-for i = 10, #ARGV, 2 do
+for i = FIRST_EVENT, #ARGV, 2 do
   local eventType, data = ARGV[i], ARGV[i + 1]
   local id = redis.call('XADD', events, '*', 't', eventType, 'd', data)
   result[#result + 1] = id
