@@ -339,6 +339,60 @@ describe("connect", () => {
     expect(states.at(-1)![1]).toEqual({ connectionId: "c_5", resumed: true });
   });
 
+  it("starts from a given cursor with `lastEventId`, and reconnects with the newer one", async () => {
+    const gateway = await fakeGateway();
+    gateway.onStream = (s, count) => {
+      openStream(s.res);
+      if (count === 1) {
+        s.res.write(
+          frame("connected", { connectionId: "c_9", sessions: ["a"] }) +
+            frame("a:token", { content: "three " }, "cur3"),
+        );
+        s.res.end();
+        return;
+      }
+      s.res.write(
+        frame("connected", { connectionId: "c_10", sessions: ["a"] }) +
+          frame("a:token", { content: "four" }, "cur4"),
+      );
+    };
+    const tokens: string[] = [];
+    const { connection, states } = open(gateway, {
+      sessions: ["a"],
+      lastEventId: "cur2",
+      accessToken: "t",
+      handlers: { onToken: (content) => tokens.push(content) },
+    });
+    expect(connection.lastEventId).toBe("cur2");
+    await vi.waitFor(() => expect(tokens).toEqual(["three ", "four"]), { timeout: 5000 });
+    const [first, second] = gateway.streams;
+    expect(first!.url.searchParams.get("lastEventId")).toBe("cur2");
+    expect(first!.url.searchParams.get("access_token")).toBe("t");
+    expect(first!.lastEventId).toBeUndefined();
+    // The EventSource's own reconnect keeps the URL and sends the newer cursor as a header.
+    expect(second!.lastEventId).toBe("cur3");
+    expect(states.map(([state, info]) => [state, info?.resumed])).toEqual([
+      ["connecting", undefined],
+      ["live", true],
+      ["reconnecting", undefined],
+      ["live", true],
+    ]);
+    expect(connection.lastEventId).toBe("cur4");
+  });
+
+  it("sends no lastEventId parameter without the option", async () => {
+    const gateway = await fakeGateway();
+    gateway.onStream = (s) => {
+      openStream(s.res);
+      s.res.write(frame("connected", { connectionId: "c_11", sessions: ["a"] }));
+    };
+    const { connection, states } = open(gateway, { sessions: ["a"], lastEventId: "" });
+    await vi.waitFor(() => expect(states.at(-1)?.[0]).toBe("live"));
+    expect(gateway.streams[0]!.url.searchParams.has("lastEventId")).toBe(false);
+    expect(states.at(-1)![1]).toEqual({ connectionId: "c_11", resumed: false });
+    expect(connection.lastEventId).toBeUndefined();
+  });
+
   it("closes on close() and reports it once", async () => {
     const gateway = await fakeGateway();
     gateway.onStream = (s) => {
