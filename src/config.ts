@@ -135,25 +135,34 @@ export const SIMULATED_MODEL = "simulated";
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
-    throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
-  }
-  const e = parsed.data;
-  const authMode = e.AUTH_MODE ?? (e.AUTH_JWT_SECRET || e.AUTH_JWKS_URL ? "jwt" : "none");
-  const problems: string[] = [];
-  if (authMode === "jwt" && !e.AUTH_JWT_SECRET && !e.AUTH_JWKS_URL) {
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`);
+  // Checks across variables read the raw values, so that they are reported with the others, in one error.
+  const text = (name: string) => {
+    const value = env[name]?.trim();
+    return value ? value : undefined;
+  };
+  const secret = text("AUTH_JWT_SECRET");
+  const jwksUrl = text("AUTH_JWKS_URL");
+  const explicitMode: Config["auth"]["mode"] | undefined =
+    env.AUTH_MODE === "none" || env.AUTH_MODE === "jwt" ? env.AUTH_MODE : undefined;
+  const authMode: Config["auth"]["mode"] = explicitMode ?? (secret || jwksUrl ? "jwt" : "none");
+  if (authMode === "jwt" && !secret && !jwksUrl) {
     problems.push("AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_URL");
   }
-  if (e.AUTH_JWT_SECRET && e.AUTH_JWT_SECRET.length < 32) {
+  if (secret && secret.length < 32) {
     problems.push("AUTH_JWT_SECRET: at least 32 characters (HS256 needs a 256-bit secret)");
   }
-  if (e.NODE_ENV === "production" && authMode === "none" && e.AUTH_MODE !== "none") {
+  if (text("NODE_ENV") === "production" && authMode === "none" && explicitMode !== "none") {
     problems.push(
       "NODE_ENV=production without authentication: set AUTH_JWT_SECRET or AUTH_JWKS_URL, or AUTH_MODE=none to run open on purpose",
     );
   }
-  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  if (!parsed.success || problems.length > 0) {
+    throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+  const e = parsed.data;
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,

@@ -70,7 +70,10 @@ function toAppError(error: unknown): AppError {
 
 function isStoreDown(error: unknown): boolean {
   const message = error instanceof Error ? error.message : "";
-  return /Connection is closed|ECONNREFUSED|Stream isn't writeable|max retries/i.test(message);
+  // WRONGPASS/NOAUTH: Redis refuses the configured credentials, which is as unusable as unreachable.
+  return /Connection is closed|ECONNREFUSED|Stream isn't writeable|max retries|WRONGPASS|NOAUTH/i.test(
+    message,
+  );
 }
 
 export const notFoundHandler: RequestHandler = (req, _res, next) => {

@@ -141,7 +141,18 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       runBufferMaxEvents: config.runBufferMaxEvents,
     },
   );
-  await runs.init();
+  // Subscribing to the control channel waits for Redis. During a start-up outage it completes in the
+  // background (ioredis queues it), so the instance listens meanwhile and /readyz says 503.
+  const controlSubscribed = runs.init();
+  if (store.isReady()) await controlSubscribed;
+  else {
+    controlSubscribed.catch((error: unknown) =>
+      logger.error(
+        { err: { message: String(error) } },
+        "could not subscribe to the control channel: cancels from other instances will not reach this one",
+      ),
+    );
+  }
   runs.startSweeper();
 
   const context: AppContext = {

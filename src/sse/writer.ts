@@ -87,6 +87,11 @@ export class SseWriter {
     this.res.socket?.setNoDelay(true);
     this.res.on("close", () => this.finish());
     this.res.on("drain", () => this.drained());
+    // Node sends a HEAD response's headers only when it ends: end it (once the caller is set up) instead of hanging.
+    if (this.res.req?.method === "HEAD") {
+      setImmediate(() => this.end());
+      return;
+    }
     this.writeNow(retryLine(this.options.retryMs));
     startHeartbeat(this, this.options.heartbeatMs);
   }

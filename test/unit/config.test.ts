@@ -1,0 +1,168 @@
+/** loadConfig: the authentication modes, production's refusal to run open by accident, and one error for all problems. */
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
+
+const LONG_SECRET = "0123456789abcdef0123456789abcdef";
+
+function errorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe("loadConfig: authentication", () => {
+  it("is open (mode none) when no secret or JWKS URL is set, outside production", () => {
+    const config = loadConfig({});
+    expect(config.auth.mode).toBe("none");
+    expect(loadConfig({ NODE_ENV: "development" }).auth.mode).toBe("none");
+  });
+
+  it("refuses to start open in production, naming AUTH_MODE", () => {
+    const error = errorOf({ NODE_ENV: "production" });
+    expect(error.message).toContain("AUTH_MODE");
+    expect(error.message).toContain("NODE_ENV=production");
+  });
+
+  it("starts open in production when AUTH_MODE=none says so", () => {
+    const config = loadConfig({ NODE_ENV: "production", AUTH_MODE: "none" });
+    expect(config.auth.mode).toBe("none");
+  });
+
+  it("starts in production with a secret or a JWKS URL", () => {
+    expect(loadConfig({ NODE_ENV: "production", AUTH_JWT_SECRET: LONG_SECRET }).auth.mode).toBe("jwt");
+    expect(
+      loadConfig({ NODE_ENV: "production", AUTH_JWKS_URL: "https://issuer.example/.well-known/jwks.json" })
+        .auth.mode,
+    ).toBe("jwt");
+  });
+
+  it("refuses a short AUTH_JWT_SECRET", () => {
+    const error = errorOf({ AUTH_JWT_SECRET: "too-short" });
+    expect(error.message).toContain("AUTH_JWT_SECRET");
+    expect(error.message).toMatch(/32/);
+    // Exactly 32 characters is enough.
+    expect(loadConfig({ AUTH_JWT_SECRET: LONG_SECRET }).auth.jwtSecret).toBe(LONG_SECRET);
+  });
+
+  it("refuses AUTH_MODE=jwt without a key, and a JWKS URL that is not a URL", () => {
+    expect(errorOf({ AUTH_MODE: "jwt" }).message).toMatch(/AUTH_JWT_SECRET or AUTH_JWKS_URL/);
+    expect(errorOf({ AUTH_JWKS_URL: "not a url" }).message).toContain("AUTH_JWKS_URL");
+    expect(errorOf({ AUTH_MODE: "maybe" }).message).toContain("AUTH_MODE");
+  });
+
+  it("reads the auth variables and their defaults", () => {
+    const config = loadConfig({
+      AUTH_JWT_SECRET: `  ${LONG_SECRET}  `,
+      AUTH_ISSUER: "https://issuer.example",
+      AUTH_AUDIENCE: "gateway",
+      AUTH_COOKIE_NAME: "my_cookie",
+      AUTH_CLOCK_TOLERANCE_SECONDS: "0",
+    });
+    expect(config.auth).toMatchObject({
+      mode: "jwt",
+      jwtSecret: LONG_SECRET,
+      issuer: "https://issuer.example",
+      audience: "gateway",
+      cookieName: "my_cookie",
+      clockToleranceSeconds: 0,
+    });
+    const defaults = loadConfig({}).auth;
+    expect(defaults).toMatchObject({ cookieName: "sse_token", clockToleranceSeconds: 5 });
+    expect(errorOf({ AUTH_COOKIE_NAME: "bad cookie;" }).message).toContain("AUTH_COOKIE_NAME");
+  });
+});
+
+describe("loadConfig: limits and hardening", () => {
+  it("has the documented defaults", () => {
+    const config = loadConfig({});
+    expect(config.limits).toEqual({
+      runsPerMinute: 60,
+      concurrentRuns: 10,
+      connectionsPerSubject: 1000,
+      connectionsPerIp: 1000,
+      publishEventsPerSecond: 10_000,
+    });
+    expect(config.corsOrigins).toEqual([]);
+    expect(config.maxJsonDepth).toBe(32);
+    expect(config.maxBodyBytes).toBe(1_048_576);
+    expect(config.maxOutputTokens).toBeUndefined();
+    expect(config.upstreamTimeoutMs).toBe(120_000);
+  });
+
+  it("reads the limits, CORS origins and upstream caps", () => {
+    const config = loadConfig({
+      LIMIT_RUNS_PER_MINUTE: "3",
+      LIMIT_CONCURRENT_RUNS: "2",
+      LIMIT_CONNECTIONS_PER_SUBJECT: "4",
+      LIMIT_CONNECTIONS_PER_IP: "5",
+      LIMIT_PUBLISH_EVENTS_PER_SECOND: "6",
+      CORS_ORIGINS: " https://a.example , https://b.example,, ",
+      MAX_OUTPUT_TOKENS: "256",
+      UPSTREAM_TIMEOUT_MS: "5000",
+      MAX_JSON_DEPTH: "8",
+    });
+    expect(config.limits).toEqual({
+      runsPerMinute: 3,
+      concurrentRuns: 2,
+      connectionsPerSubject: 4,
+      connectionsPerIp: 5,
+      publishEventsPerSecond: 6,
+    });
+    expect(config.corsOrigins).toEqual(["https://a.example", "https://b.example"]);
+    expect(config.maxOutputTokens).toBe(256);
+    expect(config.upstreamTimeoutMs).toBe(5000);
+    expect(config.maxJsonDepth).toBe(8);
+  });
+
+  it("reads the Redis URL and key prefix; a prefix with odd characters is refused", () => {
+    const config = loadConfig({
+      REDIS_URL: "rediss://gw:s3cret@redis.example:6380",
+      REDIS_KEY_PREFIX: "prod:eu:",
+    });
+    expect(config.redisUrl).toBe("rediss://gw:s3cret@redis.example:6380");
+    expect(config.keyPrefix).toBe("prod:eu:");
+    expect(errorOf({ REDIS_KEY_PREFIX: "a b*" }).message).toContain("REDIS_KEY_PREFIX");
+  });
+
+  it("names every problem in ONE error", () => {
+    const error = errorOf({
+      LIMIT_RUNS_PER_MINUTE: "0",
+      LIMIT_CONCURRENT_RUNS: "many",
+      MAX_JSON_DEPTH: "1",
+      AUTH_JWKS_URL: "nope",
+      LOG_LEVEL: "loud",
+      PORT: "-1",
+    });
+    for (const variable of [
+      "LIMIT_RUNS_PER_MINUTE",
+      "LIMIT_CONCURRENT_RUNS",
+      "MAX_JSON_DEPTH",
+      "AUTH_JWKS_URL",
+      "LOG_LEVEL",
+      "PORT",
+    ]) {
+      expect(error.message, variable).toContain(variable);
+    }
+    expect(error.message.split("\n").length).toBeGreaterThanOrEqual(7);
+  });
+
+  it("lists a bad variable and a cross-variable problem in the same error", () => {
+    const production = errorOf({ NODE_ENV: "production", LIMIT_RUNS_PER_MINUTE: "0" });
+    expect(production.message).toContain("LIMIT_RUNS_PER_MINUTE");
+    expect(production.message).toContain("AUTH_MODE");
+    const short = errorOf({ AUTH_JWT_SECRET: "short", PORT: "not-a-port" });
+    expect(short.message).toContain("PORT");
+    expect(short.message).toContain("AUTH_JWT_SECRET");
+  });
+
+  it("names every cross-variable problem in ONE error too", () => {
+    const error = errorOf({ NODE_ENV: "production", AUTH_MODE: "jwt", AUTH_JWT_SECRET: "short" });
+    expect(error.message).toContain("AUTH_JWT_SECRET: at least 32 characters");
+    // AUTH_MODE=jwt with a (short) secret: the short secret is the problem, and the only one.
+    expect(error.message.split("\n").length).toBe(2);
+  });
+});
