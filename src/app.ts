@@ -47,7 +47,7 @@ function rejectDeepJson(maxDepth: number): RequestHandler {
 export function buildApp(context: AppContext): express.Express {
   const app = express();
   app.disable("x-powered-by");
-  app.set("trust proxy", "loopback, linklocal, uniquelocal");
+  app.set("trust proxy", context.config.trustProxy === "false" ? false : context.config.trustProxy);
   app.set("etag", false);
 
   app.use(

@@ -15,6 +15,8 @@ const optionalText = z
 const schema = z.object({
   PORT: integer(3000),
   HOST: z.string().default("0.0.0.0"),
+  /** Which peers may set X-Forwarded-For (Express "trust proxy"): by default a proxy on a private address. */
+  TRUST_PROXY: z.string().default("loopback, linklocal, uniquelocal"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** Unset: the embedded in-memory store (one instance only). */
   REDIS_URL: optionalText,
@@ -77,6 +79,7 @@ const schema = z.object({
 export interface Config {
   port: number;
   host: string;
+  trustProxy: string;
   logLevel: z.infer<typeof schema>["LOG_LEVEL"];
   redisUrl: string | undefined;
   keyPrefix: string;
@@ -166,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
+    trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
     keyPrefix: e.REDIS_KEY_PREFIX,

@@ -50,14 +50,24 @@ export function canAccessSession(principal: Principal, sessionId: string, owner:
   return owner !== null && owner === principal.subject;
 }
 
-/** Creating a session with this id: any id without a claim (the subject becomes its owner), else a claimed one. */
+/**
+ * Creating a session with this id: a claimed id, or (without a claim) any id, which the subject then
+ * owns. A token with neither a claim nor a subject could never read what it created, so it may not.
+ */
 export function canCreateSession(principal: Principal, sessionId: string): boolean {
-  return isAdmin(principal) || principal.sessionPatterns === null || claimAllows(principal, sessionId);
+  if (isAdmin(principal) || claimAllows(principal, sessionId)) return true;
+  return principal.sessionPatterns === null && principal.subject !== null;
+}
+
+/** Owning a subscription set needs a subject (or admin): the set is checked against it on every use. */
+export function canOwnSubscription(principal: Principal): boolean {
+  return isAdmin(principal) || principal.subject !== null;
 }
 
 /** A prefix for generated ids when the claim allows only a prefix (so the new session stays readable). */
 export function generatedIdPrefix(principal: Principal): string | null {
-  if (isAdmin(principal) || principal.sessionPatterns === null) return "";
+  if (isAdmin(principal) || (principal.sessionPatterns === null && principal.subject !== null)) return "";
+  if (principal.sessionPatterns === null) return null;
   const prefix = principal.sessionPatterns.find((pattern) => pattern.endsWith("*"));
   return prefix === undefined ? null : prefix.slice(0, -1);
 }

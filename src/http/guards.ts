@@ -46,7 +46,13 @@ export async function admitRun(
   if (id === undefined) {
     const prefix = generatedIdPrefix(principal);
     if (prefix === null) {
-      throw authError(403, "forbidden", "this token may only use the session ids it names: give an `id`");
+      throw authError(
+        403,
+        "forbidden",
+        principal.subject === null
+          ? "a token without `sub` or a `sessions` claim cannot own a session"
+          : "this token may only use the session ids it names: give an `id`",
+      );
     }
     id = `${prefix}${newSessionId()}`.slice(0, 64);
   } else if (!canCreateSession(principal, id)) {

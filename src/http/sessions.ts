@@ -1,7 +1,8 @@
 /** Sessions: start runs, read status, stream one session, append from outside producers, cancel. */
 import { Router } from "express";
 import type { RunRequest } from "../agent/run-manager.js";
-import { principalOf, requireScope } from "../auth/middleware.js";
+import { forbiddenSession, principalOf, requireScope } from "../auth/middleware.js";
+import { canCreateSession } from "../auth/principal.js";
 import { AppError, errors } from "../errors.js";
 import { hasReceivedEnd } from "../mux/stream-connection.js";
 import { isPosition } from "../store/positions.js";
@@ -159,7 +160,11 @@ export function sessionsRouter(context: AppContext): Router {
       }
       assertAcceptingWork(context);
       const principal = requireScope(res, "publish");
-      if (!principal.open) assertCanAccess(principal, id, await store.getSession(id));
+      if (!principal.open) {
+        const info = await store.getSession(id);
+        if (info) assertCanAccess(principal, id, info);
+        else if (!canCreateSession(principal, id)) throw forbiddenSession(id);
+      }
       const outcome = await store.append(id, body.events, {
         rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
         createIfMissing: {

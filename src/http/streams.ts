@@ -135,8 +135,12 @@ export function openStream(
     },
   );
   holdAdmission(options.admission);
-  // A token that expires while the stream is open ends it; the client reconnects with a fresh one and resumes by id.
-  const expiresAtMs = principalOf(res).expiresAtMs;
+  // A token that expires while the stream is open ends it; the client reconnects with a fresh one and
+  // resumes by id. Not before the clock tolerance has passed too: until then the same token would be
+  // accepted again, and a reconnect would get a stream that closes at once.
+  const tokenExpiresAtMs = principalOf(res).expiresAtMs;
+  const expiresAtMs =
+    tokenExpiresAtMs === null ? null : tokenExpiresAtMs + config.auth.clockToleranceSeconds * 1000;
   const expiry =
     expiresAtMs === null
       ? undefined

@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { Router } from "express";
 import { requireScope } from "../auth/middleware.js";
+import { canOwnSubscription } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
 import type { PatchOutcome } from "../mux/subscriptions.js";
@@ -37,6 +38,9 @@ export function subscriptionsRouter(context: AppContext): Router {
     .route("/subscriptions")
     .post(async (req, res) => {
       const principal = requireScope(res, "subscribe");
+      if (!canOwnSubscription(principal)) {
+        throw authError(403, "forbidden", "a subscription set needs a token with a `sub` to own it");
+      }
       const body = parseOrThrow(subscriptionCreateBody, req.body);
       const sessions = checkIds("sessions", body.sessions);
       if (sessions.length > config.maxSessionsPerSubscription)

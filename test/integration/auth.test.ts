@@ -780,4 +780,27 @@ describe("auth (HS256) over redis", () => {
       "forbidden",
     );
   });
+
+  it("refuses to let a token with neither `sub` nor a claim own sessions or subscription sets", async () => {
+    const token = await mint({ scope: "run publish subscribe" });
+    expectError(await hit("POST", api("/sessions"), { token, body: { message: "hi" } }), 403, "forbidden");
+    expectError(
+      await hit("POST", api("/sessions"), { token, body: { message: "hi", id: newId("nosub") } }),
+      403,
+      "forbidden",
+    );
+    expectError(
+      await hit("POST", api(`/sessions/${newId("nosub")}/events`), {
+        token,
+        body: { events: [{ type: "token", data: { content: "x" } }] },
+      }),
+      403,
+      "forbidden",
+    );
+    expectError(
+      await hit("POST", api("/subscriptions"), { token, body: { sessions: ["a"] } }),
+      403,
+      "forbidden",
+    );
+  });
 });
