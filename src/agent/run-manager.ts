@@ -61,6 +61,8 @@ export class RunManager {
     { abort: AbortController; cancelReason: string | null; done: Promise<void> }
   >();
   private sweeper: NodeJS.Timeout | undefined;
+  /** When the sweeper first saw the store ready after an outage (or at start); null while it is down. */
+  private storeReadySince: number | null = null;
   private readonly clock: () => number;
 
   constructor(
@@ -143,7 +145,17 @@ export class RunManager {
   }
 
   async sweep(): Promise<number> {
-    if (!this.deps.store.isReady()) return 0;
+    const now = this.clock();
+    if (!this.deps.store.isReady()) {
+      this.storeReadySince = null;
+      return 0;
+    }
+    // Leases also lapse while Redis is unreachable, not only when their instance dies. Instances
+    // reconnect at different moments, so right after an outage every live run's lease looks expired
+    // until its owner renews it (every leaseMs / 3). Sweep only once the store has been back for a
+    // whole lease period: otherwise a healthy run would be ended as interrupted.
+    this.storeReadySince ??= now;
+    if (now - this.storeReadySince < this.options.leaseMs) return 0;
     let interrupted = 0;
     for (const id of await this.deps.store.expiredLeases(this.clock(), 100)) {
       if (this.running.has(id)) continue;
