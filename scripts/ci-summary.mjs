@@ -11,7 +11,8 @@ for (const file of existsSync(resultsDir) ? readdirSync(resultsDir) : []) {
   if (!file.endsWith(".json")) continue;
   const report = JSON.parse(readFileSync(join(resultsDir, file), "utf8"));
   passed += report.numPassedTests ?? 0;
-  const failedTests = (report.numFailedTests ?? 0) + (report.numTodoTests ?? 0) + (report.numPendingTests ?? 0);
+  const failedTests =
+    (report.numFailedTests ?? 0) + (report.numTodoTests ?? 0) + (report.numPendingTests ?? 0);
   failed += failedTests;
   for (const suite of report.testResults ?? []) {
     for (const test of suite.assertionResults ?? []) {

@@ -1,6 +1,6 @@
 // `npm start` runs the built server; on a fresh clone there is nothing built yet, so build first.
 import { execSync } from "node:child_process";
-import { existsSync, statSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 function newestMtime(dir) {
