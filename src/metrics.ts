@@ -18,11 +18,25 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registers = [registry];
   // Counted on the hot path (per event, per connection) as a plain number, handed to prom-client on scrape.
   let deliveredSinceScrape = 0;
+  let writesSinceScrape = 0;
 
   return {
     addDelivered(count: number): void {
       deliveredSinceScrape += count;
     },
+    addSocketWrite(): void {
+      writesSinceScrape += 1;
+    },
+    socketWrites: new Counter({
+      name: "sse_socket_writes_total",
+      help: "Writes to SSE sockets (events are coalesced: compare with sse_events_delivered_total)",
+      registers,
+      collect() {
+        if (writesSinceScrape === 0) return;
+        this.inc(writesSinceScrape);
+        writesSinceScrape = 0;
+      },
+    }),
     registry,
     openConnections: new Gauge({
       name: "sse_open_connections",

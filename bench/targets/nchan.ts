@@ -48,6 +48,8 @@ http {
       nchan_subscriber eventsource;
       nchan_channel_id $arg_channels;
       nchan_channel_id_split_delimiter ",";
+      # 200 channel ids in one request exceed the default 1024-character limit (a 403 otherwise).
+      nchan_max_channel_id_length 8192;
       nchan_subscriber_first_message newest;
     }
   }

@@ -88,7 +88,14 @@ export class RunManager {
     const createdAt = this.clock();
     const session = { id, model, metadata: request.metadata ?? {}, owner: request.owner ?? null, createdAt };
     if (!(await this.deps.store.createSession(session))) return { kind: "exists" };
-    await this.deps.store.holdLease(id, this.options.instanceId, this.options.leaseMs);
+    // The lease is taken while the upstream request starts (not before): one round trip less to the
+    // first token. Until it lands, nothing can sweep the run: the session has no lease-index entry yet.
+    this.deps.store.holdLease(id, this.options.instanceId, this.options.leaseMs).catch((error: unknown) => {
+      this.deps.logger.warn(
+        { err: error, sessionId: id },
+        "could not take the run's lease; renewing retries it",
+      );
+    });
 
     const messages: ChatMessage[] = request.instructions
       ? [{ role: "system", content: request.instructions }, ...request.messages]

@@ -60,17 +60,21 @@ export async function admitRun(
   }
   const { limiter, config } = context;
   const subject = limitSubject(principal, ip);
-  const rate = await limiter.consume(`runs:${subject}`, 60, 1, config.limits.runsPerMinute);
+  const concurrencyKey = `active-runs:${subject}`;
+  const slotTtlMs = config.leaseMs * 3;
+  // Both limits in one round trip (this is on the way to a run's first token).
+  const [rate, placed] = await Promise.all([
+    limiter.consume(`runs:${subject}`, 60, 1, config.limits.runsPerMinute),
+    limiter.acquire(concurrencyKey, id, config.limits.concurrentRuns, slotTtlMs),
+  ]);
   if (!rate.ok) {
+    if (placed) await limiter.release(concurrencyKey, id);
     throw limited(
       "too_many_runs",
       `at most ${config.limits.runsPerMinute} runs per minute`,
       rate.retryAfterSeconds,
     );
   }
-  const concurrencyKey = `active-runs:${subject}`;
-  const slotTtlMs = config.leaseMs * 3;
-  const placed = await limiter.acquire(concurrencyKey, id, config.limits.concurrentRuns, slotTtlMs);
   if (!placed) {
     throw limited("too_many_active_runs", `at most ${config.limits.concurrentRuns} runs at once`, 5);
   }

@@ -51,15 +51,23 @@ export function sessionsRouter(context: AppContext): Router {
     .post(async (req, res) => {
       const body = parseOrThrow(agentStreamBody, req.body);
       assertAcceptingWork(context);
-      const admitted = await admitRun(context, res, req.ip, undefined);
-      const admission = await admitStream(context, req, res).catch(async (error: unknown) => {
-        await admitted.slot?.release();
-        throw error;
-      });
-      const outcome = await runs.start({ ...runRequest({ ...body, messages: undefined }), ...admitted });
-      if (outcome.kind !== "started") throw new AppError(500, "internal", "could not create a session");
+      // Both admissions at once: every round trip here delays the run's first token.
+      const [run, stream] = await Promise.allSettled([
+        admitRun(context, res, req.ip, undefined),
+        admitStream(context, req, res),
+      ]);
+      if (run.status === "rejected" || stream.status === "rejected") {
+        if (run.status === "fulfilled") await run.value.slot?.release();
+        if (stream.status === "fulfilled") await stream.value.release();
+        throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
+      }
+      const outcome = await runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value });
+      if (outcome.kind !== "started") {
+        await Promise.all([run.value.slot?.release(), stream.value.release()]);
+        throw new AppError(500, "internal", "could not create a session");
+      }
       const connection = openStream(context, req, res, {
-        admission,
+        admission: stream.value,
         kind: "agent",
         framing: "single",
         closeWhenAllEnded: true,

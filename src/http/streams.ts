@@ -117,6 +117,7 @@ export function openStream(
         metrics.openConnections.dec({ kind: options.kind });
       },
       onFull: () => metrics.slowClientCatchUps.inc(),
+      onWrite: () => metrics.addSocketWrite(),
       onSlowClient: () => {
         metrics.slowClientCloses.inc();
         logger.info("closed a client stuck longer than the slow-client timeout");

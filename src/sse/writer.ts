@@ -26,6 +26,8 @@ export interface SseWriterHooks {
   /** The socket filled up: live events stop until `onDrain`. */
   onFull?(): void;
   onSlowClient?(): void;
+  /** Every write to the socket (for the coalescing ratio). */
+  onWrite?(): void;
 }
 
 export type CloseReason = "client" | "server" | "slow";
@@ -139,6 +141,7 @@ export class SseWriter {
   }
 
   private writeNow(text: string): void {
+    this.hooks.onWrite?.();
     if (this.res.write(text) || this.waitingForDrain) return;
     this.waitingForDrain = true;
     this.hooks.onFull?.();
