@@ -66,7 +66,8 @@ export function readings(name: string, results: Results): string {
       }
       lines.push(
         "- Node's floor per connection is the socket, the HTTP parser state and the response object; the gateway adds",
-        "  per connection a writer (timers for heartbeat and slow clients) and per session a reader in the hub.",
+        "  Express's request objects, a pino-http child logger, a writer, a cursor and one hub reader per session",
+        "  (heartbeats, connection-limit renewals and flushes are shared timers). See the notes below.",
       );
       break;
     case "replay": {

@@ -4,7 +4,7 @@
  *
  *   node --import tsx bench/render.ts [--in bench/results/results.jsonl] [--out BENCHMARKS.md] [--run ID]
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -49,6 +49,12 @@ function pickRun(lines: Line[], runId?: string): RunLine {
     : ([...runs].reverse().find((r) => ended.has(r.runId) && !r.quick) ?? runs.at(-1));
   if (!run) throw new Error(runId ? `no run ${runId} in the results` : "no run in the results");
   return run;
+}
+
+/** Hand-written notes (bench/NOTES.md): profiles, what was changed, what is left. */
+function notes(): string {
+  const path = join(ROOT, "bench/NOTES.md");
+  return existsSync(path) ? `${readFileSync(path, "utf8").trim()}\n` : "";
 }
 
 function history(lines: Line[]): string {
@@ -132,7 +138,7 @@ export function render(lines: Line[], runId?: string): string {
     const text = section(name, results.get(name));
     if (text) out.push(text, readings(name, results), "");
   }
-  out.push(history(lines));
+  out.push(notes(), history(lines));
   return `${out
     .join("\n")
     .replace(/\n{3,}/g, "\n\n")
