@@ -187,15 +187,15 @@ export function section(name: string, rows: Rows): string {
       const out = [
         "## Cursor size",
         "",
-        "Bytes of the multiplexed `id:` value with every session positioned (each received one token), and once every session has ended.",
+        "Bytes of the multiplexed `id:` value with every session positioned (each received one token), with 90% of them ended, and once every session has ended.",
         "",
-        "| sessions | via | id bytes while streaming | bytes per session | id bytes once all ended |",
-        "| --- | --- | --- | --- | --- |",
+        "| sessions | via | id bytes while streaming | bytes per session | id bytes with 90% ended | id bytes once all ended |",
+        "| --- | --- | --- | --- | --- | --- |",
       ];
       for (const [count, line] of rows) {
         const d = line.data;
         out.push(
-          `| ${count} | ${d.via} | ${d.positionedBytes} | ${d.positionedBytesPerSession} | ${d.finishedBytes} |`,
+          `| ${count} | ${d.via} | ${d.positionedBytes} | ${d.positionedBytesPerSession} | ${d.mostlyFinishedBytes ?? "–"} | ${d.finishedBytes} |`,
         );
       }
       return out.join("\n");

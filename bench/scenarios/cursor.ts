@@ -1,6 +1,6 @@
 /**
  * Cursor size: bytes of the multiplexed `id:` for 1, 10, 100 and 1000 sessions on one connection,
- * when every session has a position (each received one token) and when every session has ended
+ * when every session has a position (each received one token), when 90% have ended, and when every session has ended
  * (the cursor keeps only "finished" marks). Up to 256 sessions ride a `sessions=` query, beyond that
  * a subscription set.
  */
@@ -47,8 +47,25 @@ export const cursorScenario = {
         if (open.failed > 0) throw new Error(`cursor n=${n}: ${open.errors.join("; ")}`);
         await waitFor(`${n} tokens`, async () => (await loadgen.behind(new Int32Array(n).fill(1))) === 0);
         const positioned = await loadgen.snapshot(false);
+        const end = (some: string[]) =>
+          Promise.all(
+            some.map(async (id) => {
+              const reply = await client.json("POST", `/api/v1/sessions/${id}/events`, {
+                events: [{ type: "done", data: { session_id: id, total_tokens: 1, finish_reason: "stop" } }],
+              });
+              expectOk(`end ${id}`, reply);
+            }),
+          );
+        const mostly = Math.floor(n * 0.9);
+        await end(ids.slice(0, mostly));
+        // Every session's `start` counts as another event, plus `connected`, plus the `done`s so far.
+        await waitFor(
+          `${mostly} done events`,
+          async () => (await loadgen.snapshot(false)).others >= n + mostly + 1,
+        );
+        const mostlyFinished = await loadgen.snapshot(false);
         await Promise.all(
-          ids.map(async (id) => {
+          ids.slice(mostly).map(async (id) => {
             const reply = await client.json("POST", `/api/v1/sessions/${id}/events`, {
               events: [{ type: "done", data: { session_id: id, total_tokens: 1, finish_reason: "stop" } }],
             });
@@ -63,13 +80,15 @@ export const cursorScenario = {
           via: n > QUERY_LIMIT ? "subscription" : "sessions",
           positionedBytes: positioned.idLast,
           positionedBytesPerSession: Math.round((positioned.idLast / n) * 10) / 10,
+          mostlyFinishedBytes: mostlyFinished.idLast,
           finishedBytes: finished.idLast,
           maxBytes: finished.idMax,
           closedByServer: finished.closedByServer,
         };
         context.log(
           `${String(n).padStart(5)} sessions (${data.via}): id ${data.positionedBytes} B while streaming ` +
-            `(${data.positionedBytesPerSession} B/session), ${data.finishedBytes} B once all ended`,
+            `(${data.positionedBytesPerSession} B/session), ${data.mostlyFinishedBytes} B with 90% ended, ` +
+            `${data.finishedBytes} B once all ended`,
         );
         context.record("cursor", "gateway", { sessions: n }, data);
       }
