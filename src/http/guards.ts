@@ -1,7 +1,7 @@
 /** Authorization and cost limits applied by the routes: one place for who may do what, and how often. */
 import type { Response } from "express";
 import { newSessionId, type RunRequest } from "../agent/run-manager.js";
-import { principalOf, requireScope } from "../auth/middleware.js";
+import { requireScope } from "../auth/middleware.js";
 import {
   canAccessSession,
   canCreateSession,
@@ -90,4 +90,3 @@ export async function admitRun(
   };
 }
 
-export { principalOf };
