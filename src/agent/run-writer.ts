@@ -8,6 +8,8 @@
 import type { AppendOutcome, EventInput, StreamStore } from "../store/types.js";
 
 export interface RunWriterOptions {
+  /** Nothing is sent before this resolves; false (the session was not created) stops the writer. */
+  ready?: Promise<boolean>;
   maxBufferedEvents: number;
   retryDelayMs: number;
   /** The buffer overflowed: the run must stop and end with `store_unavailable`. */
@@ -31,13 +33,27 @@ export class RunWriter {
   private stopped = false;
   private overflowed = false;
   private idleWaiters: Array<() => void> = [];
+  private ready: boolean;
 
   constructor(
     private readonly store: StreamStore,
     private readonly sessionId: string,
     private readonly writerId: string,
     private readonly options: RunWriterOptions,
-  ) {}
+  ) {
+    this.ready = options.ready === undefined;
+    options.ready?.then(
+      (created) => {
+        if (!created) {
+          this.stop();
+          return;
+        }
+        this.ready = true;
+        this.flush();
+      },
+      () => this.stop(),
+    );
+  }
 
   get bufferedEvents(): number {
     let count = this.queued.length;
@@ -76,6 +92,7 @@ export class RunWriter {
 
   private flush(): void {
     this.flushScheduled = false;
+    if (!this.ready) return;
     if (this.queued.length === 0 || this.stopped) {
       this.notifyIfIdle();
       return;

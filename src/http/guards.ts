@@ -40,7 +40,7 @@ export async function admitRun(
   res: Response,
   ip: string | undefined,
   requestedId: string | undefined,
-): Promise<Pick<RunRequest, "id" | "owner" | "slot">> {
+): Promise<Pick<RunRequest, "id" | "owner" | "slot" | "freshId">> {
   const principal = requireScope(res, "run");
   let id = requestedId;
   if (id === undefined) {
@@ -80,6 +80,7 @@ export async function admitRun(
   }
   return {
     id,
+    freshId: requestedId === undefined,
     owner: principal.subject,
     slot: {
       refresh: async () => {
@@ -89,4 +90,3 @@ export async function admitRun(
     },
   };
 }
-

@@ -5,6 +5,7 @@ import { forbiddenSession, principalOf, requireScope } from "../auth/middleware.
 import { canCreateSession } from "../auth/principal.js";
 import { AppError, errors } from "../errors.js";
 import { hasReceivedEnd } from "../mux/stream-connection.js";
+import { plainFrame } from "../sse/frames.js";
 import { isPosition } from "../store/positions.js";
 import { type SessionInfo, TERMINAL_TYPES } from "../store/types.js";
 import type { AppContext } from "./context.js";
@@ -61,20 +62,37 @@ export function sessionsRouter(context: AppContext): Router {
         if (stream.status === "fulfilled") await stream.value.release();
         throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
       }
-      const outcome = await runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value });
-      if (outcome.kind !== "started") {
-        await Promise.all([run.value.slot?.release(), stream.value.release()]);
-        throw new AppError(500, "internal", "could not create a session");
-      }
+      // The id is known: the stream opens, and its reader joins the hub, while the session is created.
+      const id = run.value.id!;
       const connection = openStream(context, req, res, {
         admission: stream.value,
         kind: "agent",
         framing: "single",
         closeWhenAllEnded: true,
         tracker: null,
-        headers: { "X-Session-Id": outcome.session.id },
+        headers: { "X-Session-Id": id },
       });
-      await connection.addSession(outcome.session.id, 0, { kind: "none" }, outcome.session);
+      const starting: SessionInfo = {
+        id,
+        status: "running",
+        createdAt: Date.now(),
+        model: null,
+        metadata: {},
+        owner: run.value.owner ?? null,
+        lastEventId: null,
+        terminalId: null,
+      };
+      const [outcome] = await Promise.all([
+        runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value }),
+        connection.addSession(id, 0, { kind: "none" }, starting),
+      ]);
+      if (outcome.kind !== "started") {
+        // Cannot happen for a generated id; the stream is already open, so say it there.
+        await run.value.slot?.release();
+        connection.close();
+        res.end(plainFrame("error", { code: "internal", message: "could not create the session" }));
+        return;
+      }
       connection.sessionsAdded();
     })
     .all(notAllowed(["POST"]));

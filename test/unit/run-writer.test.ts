@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { RunWriter } from "../../src/agent/run-writer.js";
+import { createKeyScheme } from "../../src/store/keys.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
+import { createMemoryPubSub } from "../../src/store/pubsub.js";
+
+function memoryStore() {
+  return createMemoryStore({
+    pubsub: createMemoryPubSub(),
+    keys: createKeyScheme("t:"),
+    retention: {
+      maxEventsPerSession: 1000,
+      lifecycleMaxEvents: 1000,
+      endedSessionTtlSeconds: 60,
+      idleSessionTtlSeconds: 60,
+    },
+  });
+}
+
+const session = (id: string) => ({ id, model: null, metadata: {}, owner: null, createdAt: Date.now() });
+const token = (content: string) => ({ type: "token", data: { content } });
+
+function writerFor(store: ReturnType<typeof memoryStore>, id: string, ready?: Promise<boolean>) {
+  const stops: string[] = [];
+  const writer = new RunWriter(store, id, `w.${id}`, {
+    maxBufferedEvents: 100,
+    retryDelayMs: 10,
+    onOverflow: () => stops.push("overflow"),
+    onEndedElsewhere: () => stops.push("ended elsewhere"),
+    ...(ready ? { ready } : {}),
+  });
+  return { writer, stops };
+}
+
+describe("RunWriter", () => {
+  it("holds events until the session exists, then writes them once and in order", async () => {
+    const store = memoryStore();
+    let markCreated: (created: boolean) => void = () => {};
+    const ready = new Promise<boolean>((resolve) => {
+      markCreated = resolve;
+    });
+    const { writer } = writerFor(store, "gated", ready);
+    writer.push(token("a"));
+    writer.push(token("b"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await store.getSession("gated")).toBeNull();
+    await store.createSession(session("gated"));
+    markCreated(true);
+    writer.push(token("c"));
+    await writer.finish({
+      type: "done",
+      data: { session_id: "gated", total_tokens: 3, finish_reason: "stop" },
+    });
+    const { events } = await store.read("gated", null, 100);
+    expect(events.map((event) => `${event.type}:${event.data}`)).toEqual([
+      'token:{"content":"a"}',
+      'token:{"content":"b"}',
+      'token:{"content":"c"}',
+      'done:{"session_id":"gated","total_tokens":3,"finish_reason":"stop"}',
+    ]);
+  });
+
+  it("writes nothing and stops the run when the session could not be created", async () => {
+    const store = memoryStore();
+    await store.createSession(session("taken"));
+    await store.append("taken", [token("theirs")]);
+    const { writer, stops } = writerFor(store, "taken", Promise.resolve(false));
+    writer.push(token("ours"));
+    await writer.finish({
+      type: "done",
+      data: { session_id: "taken", total_tokens: 1, finish_reason: "stop" },
+    });
+    expect(stops).toEqual(["ended elsewhere"]);
+    const { events } = await store.read("taken", null, 100);
+    expect(events.map((event) => event.data)).toEqual(['{"content":"theirs"}']);
+    expect((await store.getSession("taken"))?.status).toBe("running");
+  });
+});
