@@ -39,7 +39,12 @@ export class Hub {
     set.add(reader);
     reader.state = "behind";
     // Watch before the first read: an append between the read and the watch would otherwise be missed.
-    await this.store.notifier.watch(reader.sessionId);
+    try {
+      await this.store.notifier.watch(reader.sessionId);
+    } catch (error) {
+      this.leave(reader);
+      throw error;
+    }
     reader.requestCatchUp();
   }
 

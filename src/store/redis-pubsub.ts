@@ -20,13 +20,25 @@ export function createRedisPubSub(subscriber: Redis, publisher: Redis): PubSub {
 
   return {
     async subscribe(channel, handler) {
-      if (router.add(channel, handler)) {
-        const pending = subscriber.subscribe(channel).finally(() => subscribing.delete(channel));
-        subscribing.set(channel, pending);
-        await pending;
-      } else {
-        // Another caller's SUBSCRIBE may still be in flight: wait for it, or notices could be missed.
-        await subscribing.get(channel);
+      const first = router.add(channel, handler);
+      try {
+        if (first) {
+          const pending = subscriber.subscribe(channel);
+          subscribing.set(channel, pending);
+          try {
+            await pending;
+          } finally {
+            subscribing.delete(channel);
+          }
+        } else {
+          // Another caller's SUBSCRIBE may still be in flight: wait for it, or notices could be missed.
+          await subscribing.get(channel);
+        }
+      } catch (error) {
+        // Refused (e.g. NOPERM for this channel): forget the handler, so that a later call asks Redis
+        // again instead of taking the channel for subscribed.
+        router.remove(channel, handler);
+        throw error;
       }
     },
     unsubscribe(channel, handler) {
