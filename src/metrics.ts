@@ -7,6 +7,30 @@ const NON_COUNTER_TOTALS = [
   "nodejs_active_resources_total",
 ];
 
+/**
+ * A counter for the hot path (per event, per connection): `add` bumps a plain number, and prom-client
+ * receives the sum when it is scraped.
+ */
+function hotPathCounter(name: string, help: string, registers: Registry[]) {
+  let sinceScrape = 0;
+  const counter = new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      if (sinceScrape === 0) return;
+      this.inc(sinceScrape);
+      sinceScrape = 0;
+    },
+  });
+  return {
+    counter,
+    add(count = 1): void {
+      sinceScrape += count;
+    },
+  };
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) {
@@ -16,27 +40,22 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     for (const name of NON_COUNTER_TOTALS) registry.removeSingleMetric(name);
   }
   const registers = [registry];
-  // Counted on the hot path (per event, per connection) as a plain number, handed to prom-client on scrape.
-  let deliveredSinceScrape = 0;
-  let writesSinceScrape = 0;
+  const delivered = hotPathCounter(
+    "sse_events_delivered_total",
+    "Events written to SSE connections (one per event per connection)",
+    registers,
+  );
+  const socketWrites = hotPathCounter(
+    "sse_socket_writes_total",
+    "Writes to SSE sockets (events are coalesced: compare with sse_events_delivered_total)",
+    registers,
+  );
 
   return {
-    addDelivered(count: number): void {
-      deliveredSinceScrape += count;
-    },
-    addSocketWrite(): void {
-      writesSinceScrape += 1;
-    },
-    socketWrites: new Counter({
-      name: "sse_socket_writes_total",
-      help: "Writes to SSE sockets (events are coalesced: compare with sse_events_delivered_total)",
-      registers,
-      collect() {
-        if (writesSinceScrape === 0) return;
-        this.inc(writesSinceScrape);
-        writesSinceScrape = 0;
-      },
-    }),
+    addDelivered: delivered.add,
+    addSocketWrite: socketWrites.add,
+    eventsDelivered: delivered.counter,
+    socketWrites: socketWrites.counter,
     registry,
     openConnections: new Gauge({
       name: "sse_open_connections",
@@ -49,16 +68,6 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: "Events appended to session streams by this instance, by event type",
       labelNames: ["type"] as const,
       registers,
-    }),
-    eventsDelivered: new Counter({
-      name: "sse_events_delivered_total",
-      help: "Events written to SSE connections (one per event per connection)",
-      registers,
-      collect() {
-        if (deliveredSinceScrape === 0) return;
-        this.inc(deliveredSinceScrape);
-        deliveredSinceScrape = 0;
-      },
     }),
     replayedEvents: new Counter({
       name: "sse_events_replayed_total",

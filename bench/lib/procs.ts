@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 
 const OUTPUT_TAIL_CHARS = 8_000;
 const STOP_GRACE_MS = 5_000;
@@ -93,18 +92,8 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...live.values()].map((proc) => proc.stop(2_000)));
 }
 
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen({ port: 0, host, exclusive: true }, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error("no free port"))));
-    });
-  });
-}
+// The test helpers' free-port finder serves the harness too (it already shares the OpenAI fixture).
+export { freePort } from "../../test/helpers/ports.js";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

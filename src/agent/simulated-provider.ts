@@ -166,7 +166,8 @@ function fnv1a(text: string): number {
   return hash >>> 0;
 }
 
-function mulberry32(seed: number): () => number {
+/** A small seeded PRNG (mulberry32): deterministic text here, replayable randomness in tests. */
+export function mulberry32(seed: number): () => number {
   let state = seed;
   return () => {
     state = (state + 0x6d2b79f5) | 0;

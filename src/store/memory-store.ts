@@ -7,7 +7,7 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier, formatNotice } from "./notices.js";
 import { comparePositions } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
-import { lifecycleEvent, type RetentionOptions } from "./session-fields.js";
+import { lifecycleEventsFor, type RetentionOptions } from "./session-fields.js";
 import {
   type AppendOptions,
   type AppendOutcome,
@@ -176,15 +176,8 @@ export function createMemoryStore({
 
     async append(sessionId, events, options = {}) {
       const outcome = appendNow(sessionId, events, options);
-      if (outcome.kind === "appended" && sessionId !== LIFECYCLE_FEED) {
-        const lifecycle: EventInput[] = [];
-        if (outcome.created && options.createIfMissing)
-          lifecycle.push(lifecycleEvent.created(options.createIfMissing));
-        const terminal = outcome.ended ? events[events.length - 1] : undefined;
-        if (terminal)
-          lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus, outcome.owner));
-        if (lifecycle.length > 0) appendNow(LIFECYCLE_FEED, lifecycle, {});
-      }
+      const lifecycle = lifecycleEventsFor(sessionId, events, options, outcome);
+      if (lifecycle.length > 0) appendNow(LIFECYCLE_FEED, lifecycle, {});
       return outcome;
     },
 

@@ -4,7 +4,7 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
 import {
-  lifecycleEvent,
+  lifecycleEventsFor,
   type RetentionOptions,
   sessionCreationFields,
   sessionFromHash,
@@ -100,16 +100,9 @@ export function createRedisStore({
 
     async append(sessionId, events, options) {
       const outcome = await appendTo(sessionId, events, options);
-      if (outcome.kind === "appended" && sessionId !== LIFECYCLE_FEED) {
-        const lifecycle: EventInput[] = [];
-        if (outcome.created && options?.createIfMissing)
-          lifecycle.push(lifecycleEvent.created(options.createIfMissing));
-        const terminal = outcome.ended ? events[events.length - 1] : undefined;
-        if (terminal)
-          lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus, outcome.owner));
-        // A separate step: the feed lives in another Cluster slot than the session's keys.
-        if (lifecycle.length > 0) await appendTo(LIFECYCLE_FEED, lifecycle);
-      }
+      const lifecycle = lifecycleEventsFor(sessionId, events, options, outcome);
+      // A separate step: the feed lives in another Cluster slot than the session's keys.
+      if (lifecycle.length > 0) await appendTo(LIFECYCLE_FEED, lifecycle);
       return outcome;
     },
 

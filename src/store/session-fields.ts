@@ -1,5 +1,13 @@
 /** How a session's metadata is laid out in a flat hash, and the lifecycle events about it. */
-import type { EventInput, NewSession, SessionInfo, SessionStatus } from "./types.js";
+import {
+  type AppendOptions,
+  type AppendOutcome,
+  type EventInput,
+  LIFECYCLE_FEED,
+  type NewSession,
+  type SessionInfo,
+  type SessionStatus,
+} from "./types.js";
 
 export interface RetentionOptions {
   maxEventsPerSession: number;
@@ -62,3 +70,20 @@ export const lifecycleEvent = {
     return { type: "ended", data: { id, status, ...(owner !== null ? { owner } : {}) } };
   },
 };
+
+/** What an append announces on the lifecycle feed: the session's creation and its end, if it did either. */
+export function lifecycleEventsFor(
+  sessionId: string,
+  events: readonly EventInput[],
+  options: AppendOptions | undefined,
+  outcome: AppendOutcome,
+): EventInput[] {
+  if (outcome.kind !== "appended" || sessionId === LIFECYCLE_FEED) return [];
+  const lifecycle: EventInput[] = [];
+  if (outcome.created && options?.createIfMissing)
+    lifecycle.push(lifecycleEvent.created(options.createIfMissing));
+  const terminal = outcome.ended ? events[events.length - 1] : undefined;
+  if (terminal)
+    lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus, outcome.owner));
+  return lifecycle;
+}

@@ -5,6 +5,7 @@
  */
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { mulberry32 } from "../../src/agent/simulated-provider.js";
 import {
   collectUntilClosed,
   type GatewayProcess,
@@ -40,17 +41,6 @@ async function waitUntil(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
     await sleep(POLL_MS);
   }
-}
-
-/** Deterministic randomness, so a failing run can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function startRun(gw: GatewayProcess, message: string): Promise<string> {
