@@ -327,3 +327,26 @@ export const patchJson = (
 
 export const getJson = (url: string, headers?: Record<string, string>): Promise<JsonResponse> =>
   request("GET", url, { headers: headers ?? {} });
+
+/** Resolves when the server ends the stream; rejects after `timeoutMs` saying what the stream last carried. */
+export async function closedWithin(stream: SseConnection, timeoutMs = 15_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const last = stream.events
+        .slice(-5)
+        .map((event) => event.event)
+        .join(", ");
+      reject(
+        new Error(
+          `stream still open after ${timeoutMs} ms (${stream.events.length} events; last: ${last}): ${stream.raw().slice(-400)}`,
+        ),
+      );
+    }, timeoutMs);
+  });
+  try {
+    await Promise.race([stream.closed, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

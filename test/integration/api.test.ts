@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
+  closedWithin,
   getJson,
   type JsonResponse,
   openSse,
@@ -101,20 +102,6 @@ async function waitUntil(
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function closedWithin(conn: SseConnection, ms = WAIT_MS): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      conn.closed,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`stream still open after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -8,12 +8,12 @@
 import net from "node:net";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import {
+  closedWithin,
   type GatewayProcess,
   getJson,
   openSse,
   postJson,
   randomPrefix,
-  type SseConnection,
   type SseEvent,
   startGatewayProcess,
 } from "../helpers/index.js";
@@ -36,21 +36,6 @@ async function startGateway(prefix: string, env: Record<string, string>): Promis
   });
   cleanups.push(() => gateway.stop());
   return gateway;
-}
-
-async function closedWithin(stream: SseConnection, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`stream still open after ${ms} ms: ${stream.raw().slice(-400)}`)),
-      ms,
-    );
-  });
-  try {
-    await Promise.race([stream.closed, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function readWholeSession(url: string, id: string): Promise<SseEvent[]> {

@@ -7,12 +7,12 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { encodeCursor } from "../../src/mux/cursor.js";
 import {
+  closedWithin,
   collectUntilClosed,
   type JsonBody,
   openSse,
   patchJson,
   postJson,
-  type SseConnection,
   type SseEvent,
   STORE_KINDS,
   startTestGateway,
@@ -83,26 +83,6 @@ function eventsOf(events: readonly SseEvent[], sessionId: string): MuxEvent[] {
 
 /** Comparable form of an event: type and data. */
 const key = (event: { type: string; data: unknown }) => `${event.type} ${JSON.stringify(event.data)}`;
-
-async function closedWithin(conn: SseConnection, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const last = conn.events
-        .slice(-5)
-        .map((e) => e.event)
-        .join(", ");
-      reject(
-        new Error(`stream still open after ${timeoutMs} ms (${conn.events.length} events; last: ${last})`),
-      );
-    }, timeoutMs);
-  });
-  try {
-    await Promise.race([conn.closed, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Opens a stream expected to fail with `status`, and returns its JSON error body. */
 async function expectError(

@@ -8,10 +8,10 @@ import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
 import {
+  closedWithin,
   getJson,
   openSse,
   postJson,
-  type SseConnection,
   type SseEvent,
   startTestGateway,
   type TestGateway,
@@ -41,21 +41,6 @@ async function waitUntil(
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-async function closedWithin(stream: SseConnection, ms = STREAM_TIMEOUT_MS): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`stream still open after ${ms} ms: ${stream.raw().slice(-500)}`)),
-      ms,
-    );
-  });
-  try {
-    await Promise.race([stream.closed, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

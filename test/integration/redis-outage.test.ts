@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  closedWithin,
   getJson,
   openSse,
   postJson,
@@ -21,21 +22,6 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function closedWithin(stream: SseConnection, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`stream still open after ${ms} ms: ${stream.raw().slice(-400)}`)),
-      ms,
-    );
-  });
-  try {
-    await Promise.race([stream.closed, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import {
+  closedWithin,
   type GatewayProcess,
   openSse,
   postJson,
@@ -69,21 +70,6 @@ async function appendDone(url: string, sessionId: string, total: number): Promis
     events: [{ type: "done", data: { session_id: sessionId, total_tokens: total, finish_reason: "stop" } }],
   });
   expect(res.status, res.text).toBe(202);
-}
-
-async function closedWithin(stream: SseConnection, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`stream still open after ${ms} ms (${stream.events.length} events)`)),
-      ms,
-    );
-  });
-  try {
-    await Promise.race([stream.closed, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Token indexes as received, checked to be exactly `from..to-1` in order; returns a description of the first problem. */
