@@ -14,7 +14,7 @@
  * Each scenario first starts again any instance a previous one killed.
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { getJson, postJson, randomPrefix } from "../helpers/index.js";
+import { getJson, postJson, type RedisServerHandle, randomPrefix, startRedis } from "../helpers/index.js";
 import { nginxBinary } from "./helpers/binaries.js";
 import {
   createInstances,
@@ -26,7 +26,6 @@ import {
 } from "./helpers/cluster.js";
 import type { ResilientMuxClient } from "./helpers/mux-client.js";
 import { type NginxHandle, startNginx } from "./helpers/nginx.js";
-import { type PersistentRedis, startPersistentRedis } from "./helpers/persistent-redis.js";
 import { waitUntil } from "./helpers/process.js";
 import { setupSuite } from "./helpers/setup.js";
 import {
@@ -70,7 +69,7 @@ function expectDone(session: StoredSession, tokens: number, instance: string): v
 }
 
 describe("e2e: 3 gateway processes behind nginx on one persistent Redis", () => {
-  let redis: PersistentRedis | undefined;
+  let redis: RedisServerHandle | undefined;
   let nginx: NginxHandle | undefined;
   let instances: GatewayInstance[] = [];
   const extraInstances: GatewayInstance[] = [];
@@ -87,7 +86,7 @@ describe("e2e: 3 gateway processes behind nginx on one persistent Redis", () => 
 
   const stack = setupSuite(async () => {
     nginxBinary(); // a clear failure when nginx is not installed
-    redis = await startPersistentRedis();
+    redis = await startRedis({ persistent: true });
     gatewayEnv = e2eGatewayEnv(redis.url, randomPrefix());
     instances = await createInstances(["gw-a", "gw-b", "gw-c"], gatewayEnv);
     await ensureRunning(instances);

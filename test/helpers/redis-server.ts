@@ -24,8 +24,12 @@ export interface RedisServerHandle {
   readonly pid: number;
   /** SIGTERM, wait for exit, SIGKILL after 5 s. Idempotent. */
   stop(): Promise<void>;
-  /** Stops (if running) and starts a fresh server on the SAME port; data is gone. */
+  /** Starts a stopped server again on the SAME port (a persistent one with its data). */
+  start(): Promise<void>;
+  /** Stops (if running) and starts again on the SAME port; data is gone unless `persistent`. */
   restart(): Promise<void>;
+  /** Stops, and removes a persistent server's data directory. */
+  dispose(): Promise<void>;
   /** Captured stdout+stderr of the current process. */
   logs(): string;
 }
@@ -33,6 +37,11 @@ export interface RedisServerHandle {
 export interface StartRedisOptions {
   /** A fixed port; default: a free one. */
   port?: number;
+  /**
+   * Append-only file with fsync on every write, in one data directory kept across stop and start, so a
+   * restart keeps every stream (the end-to-end outage test). Default: no persistence.
+   */
+  persistent?: boolean;
 }
 
 // ---- children are killed when the test process exits, however it exits -------------------------------
@@ -101,6 +110,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 interface RunningRedis {
   child: ChildProcess;
   dir: string;
+  /** A throw-away directory, removed when this process stops (not a persistent server's). */
+  ownsDir: boolean;
   output: string[];
   exited: Promise<void>;
   hasExited: () => boolean;
@@ -115,8 +126,9 @@ class RedisStartError extends Error {
   }
 }
 
-async function spawnRedis(port: number): Promise<RunningRedis> {
-  const dir = mkdtempSync(join(tmpdir(), "sse-gw-redis-"));
+async function spawnRedis(port: number, dataDir?: string): Promise<RunningRedis> {
+  const ownsDir = dataDir === undefined;
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "sse-gw-redis-"));
   const args = [
     "--port",
     String(port),
@@ -124,8 +136,7 @@ async function spawnRedis(port: number): Promise<RunningRedis> {
     HOST,
     "--save",
     "",
-    "--appendonly",
-    "no",
+    ...(ownsDir ? ["--appendonly", "no"] : ["--appendonly", "yes", "--appendfsync", "always"]),
     "--daemonize",
     "no",
     "--loglevel",
@@ -152,12 +163,12 @@ async function spawnRedis(port: number): Promise<RunningRedis> {
       resolve();
     });
   });
-  const running: RunningRedis = { child, dir, output, exited, hasExited: () => exitedFlag };
+  const running: RunningRedis = { child, dir, ownsDir, output, exited, hasExited: () => exitedFlag };
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (exitedFlag) {
-      rmSync(dir, { recursive: true, force: true });
+      if (ownsDir) rmSync(dir, { recursive: true, force: true });
       const text = output.join("");
       throw new RedisStartError(
         `redis-server on port ${port} exited before answering PING` +
@@ -188,16 +199,17 @@ async function stopRunning(running: RunningRedis): Promise<void> {
       await running.exited;
     }
   }
-  rmSync(running.dir, { recursive: true, force: true });
+  if (running.ownsDir) rmSync(running.dir, { recursive: true, force: true });
 }
 
-/** Starts `redis-server` (no persistence) on 127.0.0.1 and resolves once it answers PING. */
+/** Starts `redis-server` on 127.0.0.1 and resolves once it answers PING. */
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisServerHandle> {
+  const dataDir = opts.persistent ? mkdtempSync(join(tmpdir(), "sse-gw-redis-data-")) : undefined;
   let port = opts.port ?? (await freePort());
   let running: RunningRedis | undefined;
   for (let attempt = 1; running === undefined; attempt++) {
     try {
-      running = await spawnRedis(port);
+      running = await spawnRedis(port, dataDir);
     } catch (error) {
       const retryable = error instanceof RedisStartError && error.addressInUse && opts.port === undefined;
       if (!retryable || attempt >= START_ATTEMPTS) throw error;
@@ -214,6 +226,25 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     if (toStop) await stopRunning(toStop);
   };
 
+  const start = async (): Promise<void> => {
+    if (current) return;
+    // The same port must be reused (clients reconnect to this URL); if something grabbed it meanwhile,
+    // wait briefly for it rather than move.
+    let next: RunningRedis | undefined;
+    for (let attempt = 1; next === undefined; attempt++) {
+      try {
+        next = await spawnRedis(port, dataDir);
+      } catch (error) {
+        if (!(error instanceof RedisStartError && error.addressInUse) || attempt >= START_ATTEMPTS)
+          throw error;
+        await sleep(200);
+      }
+    }
+    current = next;
+    lastPid = next.child.pid ?? -1;
+    lastOutput = next.output;
+  };
+
   return {
     url: `redis://${HOST}:${port}`,
     port,
@@ -221,23 +252,14 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       return current?.child.pid ?? lastPid;
     },
     stop,
+    start,
     async restart() {
       await stop();
-      // The same port must be reused (clients reconnect to this URL); if something grabbed it meanwhile,
-      // wait briefly for it rather than move.
-      let next: RunningRedis | undefined;
-      for (let attempt = 1; next === undefined; attempt++) {
-        try {
-          next = await spawnRedis(port);
-        } catch (error) {
-          if (!(error instanceof RedisStartError && error.addressInUse) || attempt >= START_ATTEMPTS)
-            throw error;
-          await sleep(200);
-        }
-      }
-      current = next;
-      lastPid = next.child.pid ?? -1;
-      lastOutput = next.output;
+      await start();
+    },
+    async dispose() {
+      await stop();
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
     logs: () => lastOutput.join(""),
   };
