@@ -132,7 +132,15 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
 
   const hub = new Hub(store, { catchUpBatch: config.catchUpBatch }, metrics, logger);
   const runs = new RunManager(
-    { store, pubsub, controlChannel: keys.control(), providers, metrics, logger },
+    {
+      store,
+      pubsub,
+      controlChannel: keys.control(),
+      providers,
+      metrics,
+      logger,
+      onLocalAppend: (notice) => hub.deliverLocal(notice),
+    },
     {
       instanceId,
       defaultModel: config.defaultModel,

@@ -8,7 +8,14 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
-import type { EventInput, SessionInfo, SessionStatus, StreamStore } from "../store/types.js";
+import type {
+  AppendNotice,
+  EventInput,
+  SessionInfo,
+  SessionStatus,
+  StoredEvent,
+  StreamStore,
+} from "../store/types.js";
 import { SIMULATED_MODEL, selectProvider } from "./index.js";
 import { RunWriter } from "./run-writer.js";
 import { type ChatMessage, type ModelProvider, UpstreamError, type Usage } from "./types.js";
@@ -42,6 +49,11 @@ export interface RunManagerDeps {
   metrics: Metrics;
   logger: Logger;
   clock?: () => number;
+  /**
+   * Receives each batch a run appended, as its notice will read, as soon as the store acknowledges it:
+   * readers on this instance get the run's events without waiting for the pub/sub hop.
+   */
+  onLocalAppend?: (notice: AppendNotice) => void;
 }
 
 export type StartOutcome = { kind: "started"; session: SessionInfo } | { kind: "exists" };
@@ -102,7 +114,10 @@ export class RunManager {
     const abort = new AbortController();
     const entry = { abort, cancelReason: null as string | null, done: Promise.resolve() };
     this.running.set(id, entry);
-    entry.done = this.execute(id, model, provider, messages, entry, request.slot, created).finally(() => {
+    // A fresh id's events need not wait for the creation either: the store applies one instance's
+    // commands in the order they were sent, so they land after it (or find no session and stop).
+    const ready = request.freshId ? undefined : created;
+    entry.done = this.execute(id, model, provider, messages, entry, request.slot, ready).finally(() => {
       if (this.running.get(id) === entry) this.running.delete(id);
       request.slot?.release().catch(() => {});
     });
@@ -227,13 +242,14 @@ export class RunManager {
     messages: ChatMessage[],
     entry: { abort: AbortController; cancelReason: string | null },
     slot: RunRequest["slot"],
-    created: Promise<boolean>,
+    /** The session's creation, when events must wait for it. */
+    ready: Promise<boolean> | undefined,
   ): Promise<void> {
     const { store, metrics, logger } = this.deps;
     const log = logger.child({ sessionId: id });
     let overflowed = false;
     const writer = new RunWriter(store, id, `${this.options.instanceId}.${id}`, {
-      ready: created,
+      ready,
       maxBufferedEvents: this.options.runBufferMaxEvents,
       retryDelayMs: 200,
       onOverflow: () => {
@@ -241,8 +257,15 @@ export class RunManager {
         entry.abort.abort();
       },
       onEndedElsewhere: () => entry.abort.abort(),
-      onAppended: (events) => {
+      onAppended: (events, outcome) => {
         for (const event of events) metrics.eventsAppended.inc({ type: event.type });
+        if (!this.deps.onLocalAppend || outcome.ids.length !== events.length) return;
+        const stored: StoredEvent[] = events.map((event, i) => ({
+          id: outcome.ids[i]!,
+          type: event.type,
+          data: JSON.stringify(event.data),
+        }));
+        this.deps.onLocalAppend({ sessionId: id, prevId: outcome.prevId, events: stored });
       },
     });
     const lease = setInterval(

@@ -1,11 +1,13 @@
 /**
- * Appends one run's events: every event pushed in one turn of the event loop goes out as one batch
- * (one round trip for a burst of deltas), batches are pipelined without waiting for the previous
- * reply, and each carries the writer's sequence number so a batch re-sent after a lost reply or an
- * outage lands exactly once and in order. While the store is unreachable, events wait here, up to
+ * Appends one run's events: the first event pushed in a turn of the event loop goes at once, and the
+ * rest of that turn's events follow as one batch (one round trip for a burst of deltas). Batches are
+ * pipelined without waiting for the previous reply, and each carries the writer's sequence number so
+ * a batch re-sent after a lost reply or an outage lands exactly once and in order. While the store is unreachable, events wait here, up to
  * `maxBufferedEvents`; past that the run is told to stop and only its terminal event is still queued.
  */
 import type { AppendOutcome, EventInput, StreamStore } from "../store/types.js";
+
+type Appended = Extract<AppendOutcome, { kind: "appended" }>;
 
 export interface RunWriterOptions {
   /** Nothing is sent before this resolves; false (the session was not created) stops the writer. */
@@ -16,7 +18,8 @@ export interface RunWriterOptions {
   onOverflow(): void;
   /** The session was ended by someone else (forced cancel, crash sweeper): the run must stop. */
   onEndedElsewhere(): void;
-  onAppended?(events: readonly EventInput[]): void;
+  /** A batch landed (not called for a re-sent batch found already applied). */
+  onAppended?(events: readonly EventInput[], outcome: Appended): void;
 }
 
 interface Batch {
@@ -84,6 +87,9 @@ export class RunWriter {
 
   private enqueue(event: EventInput): void {
     this.queued.push(event);
+    // The first event of a turn goes at once (a run's first token must not wait for the rest of its
+    // burst to be parsed); the rest of the turn's events follow as one batch.
+    if (this.ready && this.queued.length === 1 && !this.flushScheduled && !this.resending) this.flush();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -117,7 +123,7 @@ export class RunWriter {
       case "appended":
       case "duplicate":
         this.unacknowledged = this.unacknowledged.filter((pending) => pending !== batch);
-        if (outcome.kind === "appended") this.options.onAppended?.(batch.events);
+        if (outcome.kind === "appended") this.options.onAppended?.(batch.events, outcome);
         break;
       case "out_of_order":
         this.resendLater();

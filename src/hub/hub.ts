@@ -7,8 +7,15 @@
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import { comparePositions, parsePosition } from "../store/positions.js";
-import type { AppendNotice, StreamStore } from "../store/types.js";
+import type { AppendNotice, ReadResult, StreamStore } from "../store/types.js";
 import type { Reader } from "./reader.js";
+
+interface PendingRead {
+  /** The position the read starts after. */
+  from: string | null;
+  checkGap: boolean;
+  result: Promise<ReadResult>;
+}
 
 export interface HubOptions {
   catchUpBatch: number;
@@ -16,6 +23,8 @@ export interface HubOptions {
 
 export class Hub {
   private readonly readers = new Map<string, Set<Reader>>();
+  /** At most one batch per reader catching up, read ahead of its delivery. */
+  private readonly prefetched = new Map<Reader, PendingRead>();
 
   constructor(
     private readonly store: StreamStore,
@@ -49,6 +58,7 @@ export class Hub {
   }
 
   leave(reader: Reader): void {
+    this.prefetched.delete(reader);
     const set = this.readers.get(reader.sessionId);
     if (!set?.delete(reader)) return;
     if (set.size === 0) {
@@ -63,40 +73,59 @@ export class Hub {
   }
 
   /**
-   * Reads one batch for a reader that is behind and delivers it. Returns true when more may remain;
-   * false when the reader is now live.
+   * Delivers one batch to a reader that is behind. Returns true when more may remain; false when the
+   * reader is now live. When more remains, the next batch is read at once and held (at most one per
+   * reader), so the store's latency overlaps the delivery and the writing of this one.
    */
   async readBatch(reader: Reader): Promise<boolean> {
     // Every catch-up request marks the reader behind first; a live one here was queued before it caught
     // up (e.g. while its connection's reads were at their limit) and is fed by notices now. Reading it
     // anyway would race those notices and deliver their events twice.
     if (reader.state === "live") return false;
-    reader.reading = true;
-    reader.dirty = false;
+    let read = this.prefetched.get(reader);
+    this.prefetched.delete(reader);
+    // A held batch is used only if it starts where the reader is (always, unless something moved it).
+    if (read === undefined || read.from !== reader.position) read = this.startRead(reader, reader.position);
     try {
-      const checkGap = !reader.gapChecked;
-      const from = reader.position;
-      const result = await this.store.read(reader.sessionId, from, this.options.catchUpBatch);
+      const result = await read.result;
       reader.gapChecked = true;
-      const gap = checkGap ? result.gap : null;
+      const gap = read.checkGap ? result.gap : null;
       if (gap) this.metrics.gaps.inc({ reason: gap.oldest === null ? "expired" : "trimmed" });
+      const more = result.events.length >= this.options.catchUpBatch || reader.dirty;
+      // The next read starts where this batch ends, before it is delivered (delivering moves the reader
+      // there; should the session end in it or the connection close, the reader leaves, which drops it).
+      if (more && this.readers.get(reader.sessionId)?.has(reader)) {
+        this.prefetched.set(reader, this.startRead(reader, result.events.at(-1)?.id ?? reader.position));
+      }
       // Defensive: should anything have advanced the reader while the read was in flight, deliver only
       // what it has not had yet.
       const now = reader.position;
       const events =
-        now === from || now === null
+        now === read.from || now === null
           ? result.events
           : result.events.filter((event) => comparePositions(event.id, now) > 0);
       if (events.length > 0 || gap) {
         this.metrics.replayedEvents.inc(events.length);
         reader.deliver(events, gap, true);
       }
-      const more = result.events.length >= this.options.catchUpBatch || reader.dirty;
       if (!more) reader.state = "live";
       return more;
     } finally {
-      reader.reading = false;
+      reader.reading = this.prefetched.has(reader);
     }
+  }
+
+  /**
+   * Starts a store read. From here until its batch is delivered the reader is `reading`: a notice
+   * arriving meanwhile marks it dirty, as the read may not include that append.
+   */
+  private startRead(reader: Reader, from: string | null): PendingRead {
+    reader.reading = true;
+    reader.dirty = false;
+    const result = this.store.read(reader.sessionId, from, this.options.catchUpBatch);
+    // A held read may fail before anyone awaits it; the failure surfaces when it is awaited.
+    result.catch(() => {});
+    return { from, checkGap: !reader.gapChecked, result };
   }
 
   private onAppend(notice: AppendNotice): void {
@@ -117,8 +146,11 @@ export class Hub {
       if (position === null ? notice.prevId === "" : position === notice.prevId) {
         reader.deliver(notice.events, null, false);
         handedOff = true;
-      } else if (position !== null && notice.prevId !== "" && comparePositions(position, notice.prevId) > 0) {
-        // Already has part of the batch (it was read from the store): deliver only the rest.
+      } else if (
+        position !== null &&
+        (notice.prevId === "" || comparePositions(position, notice.prevId) > 0)
+      ) {
+        // Already has part of the batch (read from the store, or handed over locally): deliver only the rest.
         if (comparePositions(position, last.id) < 0) {
           reader.deliver(
             notice.events.filter((event) => comparePositions(event.id, position) > 0),
@@ -151,5 +183,14 @@ export class Hub {
         reader.requestCatchUp();
       }
     }
+  }
+
+  /**
+   * A batch this instance appended, handed over when the store acknowledged it, before its notice
+   * comes back over pub/sub. Readers take it by the same position rule as a notice, so whichever of
+   * the two arrives second delivers nothing.
+   */
+  deliverLocal(notice: AppendNotice): void {
+    this.onAppend(notice);
   }
 }

@@ -9,7 +9,7 @@ export interface Reader {
   /** Position of the last event handed to this reader; null until it has one (start from the beginning). */
   position: string | null;
   state: "live" | "behind";
-  /** A catch-up read is in flight. */
+  /** A catch-up read is in flight, or its batch is held (prefetched) until the connection takes it. */
   reading: boolean;
   /** Set when a notice arrived during a read: one more read is needed before going live. */
   dirty: boolean;

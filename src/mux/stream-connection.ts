@@ -30,7 +30,10 @@ export interface StreamConnectionOptions {
   closeWhenAllEnded: boolean;
   mergeTokensWhenBehind: boolean;
   catchUpBatch: number;
-  /** Catch-up reads in flight at once for this connection. */
+  /**
+   * Catch-up batches (`Hub.readBatch`) in progress at once for this connection; each reader may also
+   * have its next batch read ahead by the hub.
+   */
   maxConcurrentReads: number;
   retryReadAfterMs: number;
 }
@@ -53,6 +56,8 @@ class SessionReader implements Reader {
   gapChecked: boolean;
   finished = false;
   queued = false;
+  /** A `Hub.readBatch` of this reader is running (`reading` also covers a batch the hub holds for it). */
+  catchingUp = false;
 
   constructor(
     readonly sessionId: string,
@@ -250,16 +255,23 @@ export class StreamConnection {
     ) {
       const reader = this.catchUpQueue.shift()!;
       reader.queued = false;
-      if (reader.finished || reader.reading) continue;
+      if (reader.finished || reader.catchingUp) continue;
       this.readsInFlight++;
+      reader.catchingUp = true;
+      const done = () => {
+        reader.catchingUp = false;
+        this.readsInFlight--;
+      };
       this.deps.hub
         .readBatch(reader)
         .then(
           (more) => {
+            done();
             // Round-robin: a session with more to read goes to the back of the queue.
             if (more) this.scheduleCatchUp(reader);
           },
           (error: unknown) => {
+            done();
             reader.state = "behind";
             this.deps.logger.warn(
               { err: error, sessionId: reader.sessionId },
@@ -268,10 +280,7 @@ export class StreamConnection {
             setTimeout(() => this.scheduleCatchUp(reader), this.options.retryReadAfterMs).unref();
           },
         )
-        .finally(() => {
-          this.readsInFlight--;
-          this.pump();
-        });
+        .finally(() => this.pump());
     }
   }
 }

@@ -123,7 +123,14 @@ export function createMemoryStore({
     const idleExpiry = isFeed ? Number.POSITIVE_INFINITY : clock() + retention.idleSessionTtlSeconds * 1000;
     if (events.length === 0) {
       session.expiresAtMs = idleExpiry;
-      return { kind: "appended", ids: [], ended: false, created, owner: session.info.owner };
+      return {
+        kind: "appended",
+        ids: [],
+        prevId: session.info.lastEventId ?? "",
+        ended: false,
+        created,
+        owner: session.info.owner,
+      };
     }
 
     const prevId = session.info.lastEventId ?? "";
@@ -153,6 +160,7 @@ export function createMemoryStore({
     return {
       kind: "appended",
       ids: stored.map((event) => event.id),
+      prevId,
       ended,
       created,
       owner: session.info.owner,

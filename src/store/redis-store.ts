@@ -26,7 +26,7 @@ const scriptSource = (name: string) => readFileSync(new URL(`./lua/${name}.lua`,
 
 interface ScriptedRedis extends Redis {
   gatewayAppend(...args: Array<string | number>): Promise<unknown[]>;
-  gatewayRead(...args: Array<string | number>): Promise<[string | null, Array<[string, string[]]>]>;
+  gatewayRead(...args: Array<string | number>): Promise<[string | null, string]>;
 }
 
 export interface RedisStoreDeps {
@@ -107,13 +107,13 @@ export function createRedisStore({
     },
 
     async read(sessionId, after, count): Promise<ReadResult> {
-      const [gapOldest, entries] = await client.gatewayRead(
+      const [gapOldest, text] = await client.gatewayRead(
         keys.events(sessionId),
         after === null ? "-" : `(${after}`,
         count,
         after ?? "",
       );
-      const events: StoredEvent[] = entries.map(([id, fields]) => entryToEvent(id, fields));
+      const events = parseEventLines(text);
       const gap =
         after !== null && typeof gapOldest === "string"
           ? { requested: after, oldest: gapOldest === "" ? null : gapOldest }
@@ -148,14 +148,23 @@ export function createRedisStore({
   return store;
 }
 
-function entryToEvent(id: string, fields: string[]): StoredEvent {
-  let type = "";
-  let data = "{}";
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === "t") type = fields[i + 1]!;
-    else if (fields[i] === "d") data = fields[i + 1]!;
+/** The read script's events: one line per event, `id \t type \t data` (data is JSON: no raw tab or newline). */
+function parseEventLines(text: string): StoredEvent[] {
+  const events: StoredEvent[] = [];
+  let start = 0;
+  while (start < text.length) {
+    const firstTab = text.indexOf("\t", start);
+    const secondTab = text.indexOf("\t", firstTab + 1);
+    let end = text.indexOf("\n", secondTab + 1);
+    if (end < 0) end = text.length;
+    events.push({
+      id: text.slice(start, firstTab),
+      type: text.slice(firstTab + 1, secondTab),
+      data: text.slice(secondTab + 1, end),
+    });
+    start = end + 1;
   }
-  return { id, type, data };
+  return events;
 }
 
 function parseAppendReply(reply: unknown[]): AppendOutcome {
@@ -166,7 +175,8 @@ function parseAppendReply(reply: unknown[]): AppendOutcome {
         created: reply[1] === 1,
         ended: reply[2] === 1,
         owner: reply[3] === "" ? null : (reply[3] as string),
-        ids: reply.slice(4) as string[],
+        prevId: reply[4] as string,
+        ids: reply.slice(5) as string[],
       };
     case "duplicate":
       return { kind: "duplicate" };

@@ -60,7 +60,15 @@ export function rateWindowIndex(nowMs: number, rateLimit: AppendOptions["rateLim
 }
 
 export type AppendOutcome =
-  | { kind: "appended"; ids: string[]; ended: boolean; created: boolean; owner: string | null }
+  | {
+      kind: "appended";
+      ids: string[];
+      /** The stream's last position before this batch ("" when it was empty), as in the batch's notice. */
+      prevId: string;
+      ended: boolean;
+      created: boolean;
+      owner: string | null;
+    }
   /** The writer's batch was already applied earlier (re-sent after a lost reply). */
   | { kind: "duplicate" }
   /** A writer's batch arrived before an earlier one of the same writer: re-send from the earliest. */

@@ -184,6 +184,19 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         expect(await store.read(uniqueId("nobody"), null, 10)).toEqual({ events: [], gap: null });
       });
 
+      it("an append reports the stream's previous last position (as its notice does): empty first", async () => {
+        const id = await created();
+        const first = await store.append(id, tokens(2));
+        expect(first).toMatchObject({ kind: "appended", prevId: "" });
+        const second = await store.append(id, tokens(1));
+        const firstIds = first.kind === "appended" ? first.ids : [];
+        expect(second).toMatchObject({ kind: "appended", prevId: firstIds[1] });
+        expect(await store.append(id, [])).toMatchObject({
+          kind: "appended",
+          prevId: second.kind === "appended" ? second.ids[0] : "?",
+        });
+      });
+
       it("appending to a missing session without createIfMissing is {kind: missing}", async () => {
         const id = uniqueId("missing");
         expect(await store.append(id, tokens(1))).toEqual({ kind: "missing" });
@@ -258,6 +271,7 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         expect(await store.append(id, [])).toEqual({
           kind: "appended",
           ids: [],
+          prevId: "",
           ended: false,
           created: false,
           owner: null,

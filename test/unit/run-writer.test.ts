@@ -75,4 +75,51 @@ describe("RunWriter", () => {
     expect(events.map((event) => event.data)).toEqual(['{"content":"theirs"}']);
     expect((await store.getSession("taken"))?.status).toBe("running");
   });
+
+  it("sends a turn's first event at once and the rest of that turn as one batch", async () => {
+    const store = memoryStore();
+    await store.createSession(session("burst"));
+    const batches: string[][] = [];
+    const recording: typeof store = {
+      ...store,
+      append: (id, events, options) => {
+        batches.push(events.map((event) => String(event.data.content ?? event.type)));
+        return store.append(id, events, options);
+      },
+    };
+    const writer = new RunWriter(recording, "burst", "w.burst", {
+      maxBufferedEvents: 100,
+      retryDelayMs: 10,
+      onOverflow: () => {},
+      onEndedElsewhere: () => {},
+    });
+    writer.push(token("a"));
+    expect(batches).toEqual([["a"]]);
+    writer.push(token("b"));
+    writer.push(token("c"));
+    await new Promise((resolve) => setImmediate(resolve));
+    writer.push(token("d"));
+    await writer.finish({
+      type: "done",
+      data: { session_id: "burst", total_tokens: 4, finish_reason: "stop" },
+    });
+    expect(batches).toEqual([["a"], ["b", "c"], ["d"], ["done"]]);
+    const { events } = await store.read("burst", null, 100);
+    expect(events.map((event) => event.type)).toEqual(["token", "token", "token", "token", "done"]);
+  });
+
+  it("without a ready gate, writes right behind a creation that was only sent", async () => {
+    const store = memoryStore();
+    const created = store.createSession(session("fresh"));
+    const { writer, stops } = writerFor(store, "fresh");
+    writer.push(token("first"));
+    await writer.finish({
+      type: "done",
+      data: { session_id: "fresh", total_tokens: 1, finish_reason: "stop" },
+    });
+    expect(await created).toBe(true);
+    expect(stops).toEqual([]);
+    const { events } = await store.read("fresh", null, 100);
+    expect(events.map((event) => event.type)).toEqual(["token", "done"]);
+  });
 });

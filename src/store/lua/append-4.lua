@@ -45,13 +45,13 @@ local function refreshIdleExpiry()
     redis.call('EXPIRE', meta, idleTtl)
   end
 end
+local prev = redis.call('HGET', meta, 'last') or ''
 if #ARGV < FIRST_EVENT then
   refreshIdleExpiry()
-  return {'appended', created, 0, redis.call('HGET', meta, 'owner') or ''}
+  return {'appended', created, 0, redis.call('HGET', meta, 'owner') or '', prev}
 end
 
-local prev = redis.call('HGET', meta, 'last') or ''
-local result = {'appended', created, 0, redis.call('HGET', meta, 'owner') or ''}
+local result = {'appended', created, 0, redis.call('HGET', meta, 'owner') or '', prev}
 local notice = {prev}
 local terminal = nil
 for i = FIRST_EVENT, #ARGV, 2 do
