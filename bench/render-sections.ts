@@ -84,7 +84,8 @@ export function section(name: string, rows: Rows): string {
         "",
         `C=${p.connections} connections × S=${p.sessionsPerConnection} sessions out of P=${p.sessions} (${p.subscribersPerSession} subscribers per session); ` +
           `the append rate doubles from ${p.startRate}/s until a step fails, then is bisected. A step passes with p99 < ${p.p99LimitMs} ms, ` +
-          `nothing lost, duplicated or reordered, and the appends keeping up. Steps: ${Number(p.warmupMs) / 1000} s warm-up, ${Number(p.measureMs) / 1000} s measured.`,
+          `nothing lost, duplicated or reordered, and the appends keeping up. Steps: ${Number(p.warmupMs) / 1000} s warm-up, ${Number(p.measureMs) / 1000} s measured. ` +
+          `The producer sends each session's due events once per ${p.tickMs} ms tick, ${Number(p.phases ?? 1) > 1 ? `with the sessions in ${p.phases} groups a ${Number(p.tickMs) / Number(p.phases)} ms apart (independent runs are not in step)` : "every session at the same instant"}.`,
         "",
         "| target | highest passing appends/s | delivered events/s | first failing appends/s | gateway ÷ target | events per server CPU-second (at best) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -167,10 +168,23 @@ export function section(name: string, rows: Rows): string {
     case "agent": {
       const d = first.data as {
         direct: Record<string, number>;
+        sdk?: Record<string, number>;
         gateway: Record<string, number>;
         addedFirstTokenMs: number;
+        addedBeyondSdkFirstTokenMs?: number;
         addedPerTokenMs: number;
       };
+      const sdkRows = d.sdk
+        ? [
+            `| the openai SDK (as the gateway uses it), reading the fixture directly | ${d.sdk.headersMs} | ${d.sdk.firstTokenMs} | ${d.sdk.totalMs} | ${d.sdk.perTokenMs} |`,
+          ]
+        : [];
+      const beyondSdk =
+        d.addedBeyondSdkFirstTokenMs === undefined
+          ? []
+          : [
+              `| added by the gateway beyond the SDK's own cost | | **${d.addedBeyondSdkFirstTokenMs}** | | |`,
+            ];
       return [
         "## Agent path",
         "",
@@ -179,8 +193,10 @@ export function section(name: string, rows: Rows): string {
         "| path | response head ms | time to first token ms | whole stream ms | ms per token |",
         "| --- | --- | --- | --- | --- |",
         `| fixture, read directly | ${d.direct.headersMs} | ${d.direct.firstTokenMs} | ${d.direct.totalMs} | ${d.direct.perTokenMs} |`,
+        ...sdkRows,
         `| through the gateway | ${d.gateway.headersMs} | ${d.gateway.firstTokenMs} | ${d.gateway.totalMs} | ${d.gateway.perTokenMs} |`,
         `| added by the gateway | | **${d.addedFirstTokenMs}** | | **${d.addedPerTokenMs}** (whole stream ÷ tokens) |`,
+        ...beyondSdk,
       ].join("\n");
     }
     case "cursor": {

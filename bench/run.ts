@@ -10,6 +10,7 @@
  *   --workers N             load-generator threads (default: cores - 1, at least 1, at most 4)
  *   --out FILE              results file (default bench/results/results.jsonl; quick: a temp file)
  *   --idle-connections N    the idle scenario's C (default 5,000; quick 200)
+ *   --producer-phases N     fan-out producer phase groups (default 10; 1 = every session in step)
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
 import { execSync } from "node:child_process";
@@ -79,6 +80,7 @@ async function main(): Promise<number> {
       "no-render": { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       "idle-connections": { type: "string" },
+      "producer-phases": { type: "string" },
     },
   });
   const quick = values.quick ?? false;
@@ -122,6 +124,7 @@ async function main(): Promise<number> {
     targets,
     idleConnections:
       values["idle-connections"] === undefined ? undefined : Number(values["idle-connections"]),
+    producerPhases: values["producer-phases"] === undefined ? undefined : Number(values["producer-phases"]),
     targetOptions: values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {},
     record: (scenario, target, params, data) =>
       appendLine(out, {

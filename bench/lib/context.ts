@@ -45,6 +45,8 @@ export interface ScenarioContext {
   readonly targetOptions: TargetOptions;
   /** Overrides the idle scenario's connection count. */
   readonly idleConnections: number | undefined;
+  /** Overrides the fan-out producer's phase groups (1: every session sends at the same instant). */
+  readonly producerPhases: number | undefined;
   record(
     scenario: string,
     target: string,

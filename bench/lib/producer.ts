@@ -3,6 +3,11 @@
  * sessions. Each tick adds the events that came due to each session's pending count; a session with
  * pending events and no request in flight sends them all in one request (up to the publisher's batch
  * size). Each event carries the time it came due. One request in flight per session keeps each session's order.
+ *
+ * With `phases` > 1 the sessions are split into that many groups, served in turn on sub-ticks of
+ * tickMs / phases: every session still sends once per tick, but independent sessions are not all in
+ * step (agent runs start at unrelated moments), so the server sees a steady flow instead of one burst
+ * of every session's events per tick.
  */
 import type { Publisher } from "../targets/types.js";
 
@@ -30,10 +35,13 @@ export class Producer {
   private readonly pending: Int32Array;
   private readonly inFlight: Uint8Array;
   private rate = 0;
-  private carry = 0;
-  private cursor = 0;
+  /** Active session indexes by phase group. */
+  private readonly groups: number[][];
+  private readonly carry: number[];
+  private readonly cursor: number[];
+  private readonly lastTickMs: number[];
+  private phase = 0;
   private timer: NodeJS.Timeout | null = null;
-  private lastTickMs = 0;
   private requestsInFlight = 0;
   private idleWaiters: Array<() => void> = [];
   private window = { sent: 0, requests: 0, errors: 0, firstError: null as string | null, startedMs: 0 };
@@ -44,7 +52,13 @@ export class Producer {
     /** Indexes of the sessions that stream. */
     private readonly active: readonly number[],
     private readonly tickMs: number,
+    phases = 1,
   ) {
+    const groupCount = Math.max(1, Math.min(phases, active.length));
+    this.groups = Array.from({ length: groupCount }, (_, g) => active.filter((_, k) => k % groupCount === g));
+    this.carry = this.groups.map(() => 0);
+    this.cursor = this.groups.map(() => 0);
+    this.lastTickMs = this.groups.map(() => 0);
     this.seq = new Int32Array(sessions.length);
     this.pending = new Int32Array(sessions.length);
     this.inFlight = new Uint8Array(sessions.length);
@@ -55,16 +69,16 @@ export class Producer {
   run(eventsPerSecond: number): void {
     this.rate = eventsPerSecond;
     if (this.timer) return;
-    this.lastTickMs = performance.now();
-    this.timer = setInterval(() => this.tick(), this.tickMs);
+    this.lastTickMs.fill(performance.now());
+    this.timer = setInterval(() => this.tickNextGroup(), this.tickMs / this.groups.length);
   }
 
   /** Stops producing, sends what is still due, and resolves once no request is in flight. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.tick();
-    this.carry = 0;
+    for (let g = 0; g < this.groups.length; g++) this.tick(g);
+    this.carry.fill(0);
     while (this.requestsInFlight > 0 || this.pending.some((count) => count > 0)) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       for (const index of this.active) this.maybeSend(index);
@@ -96,25 +110,32 @@ export class Producer {
     else queue.push({ t, count });
   }
 
-  private tick(): void {
-    const now = performance.now();
-    const due = (this.rate * (now - this.lastTickMs)) / 1000 + this.carry;
-    this.lastTickMs = now;
-    let count = Math.floor(due);
-    this.carry = due - count;
-    const sessions = this.active.length;
+  private tickNextGroup(): void {
+    this.tick(this.phase);
+    this.phase = (this.phase + 1) % this.groups.length;
+  }
+
+  private tick(g: number): void {
+    const group = this.groups[g]!;
+    const sessions = group.length;
     if (sessions === 0) return;
+    const now = performance.now();
+    const share = sessions / this.active.length;
+    const due = (this.rate * share * (now - this.lastTickMs[g]!)) / 1000 + this.carry[g]!;
+    this.lastTickMs[g] = now;
+    let count = Math.floor(due);
+    this.carry[g] = due - count;
     // An event's time is when it came due, so time spent waiting behind a slow append counts as latency.
     const t = performance.timeOrigin + now;
     const each = Math.floor(count / sessions);
-    if (each > 0) for (const index of this.active) this.addDue(index, t, each);
+    if (each > 0) for (const index of group) this.addDue(index, t, each);
     count -= each * sessions;
     // The remainder goes round-robin, so every session gets the same share over time.
     for (; count > 0; count--) {
-      this.addDue(this.active[this.cursor]!, t, 1);
-      this.cursor = (this.cursor + 1) % sessions;
+      this.addDue(group[this.cursor[g]!]!, t, 1);
+      this.cursor[g] = (this.cursor[g]! + 1) % sessions;
     }
-    for (const index of this.active) this.maybeSend(index);
+    for (const index of group) this.maybeSend(index);
   }
 
   private maybeSend(index: number): void {

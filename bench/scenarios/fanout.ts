@@ -33,7 +33,7 @@ interface FanoutPlan {
 function plan(quick: boolean): FanoutPlan {
   return quick
     ? {
-        shape: { connections: 40, sessionsPerConnection: 5, sessions: 20, tickMs: 50 },
+        shape: { connections: 40, sessionsPerConnection: 5, sessions: 20, tickMs: 50, phases: 10 },
         timing: { warmupMs: 300, measureMs: 700, drainTimeoutMs: 10_000, strict: true },
         startRate: 100,
         maxRate: 400,
@@ -41,7 +41,7 @@ function plan(quick: boolean): FanoutPlan {
         bisectSteps: 1,
       }
     : {
-        shape: { connections: 1000, sessionsPerConnection: 10, sessions: 100, tickMs: 50 },
+        shape: { connections: 1000, sessionsPerConnection: 10, sessions: 100, tickMs: 50, phases: 10 },
         timing: { warmupMs: 2_000, measureMs: 5_000, drainTimeoutMs: 15_000 },
         startRate: 100,
         maxRate: 200_000,
@@ -138,7 +138,11 @@ export const fanoutScenario = {
   name: "fanout",
   title: "Fan-out ceiling (ramp + bisection)",
   async run(context: ScenarioContext) {
-    const fanout = plan(context.quick);
+    const planned = plan(context.quick);
+    const fanout = {
+      ...planned,
+      shape: { ...planned.shape, phases: context.producerPhases ?? planned.shape.phases },
+    };
     const { shape } = fanout;
     const subscribersPerSession = (shape.connections * shape.sessionsPerConnection) / shape.sessions;
     for (const name of context.targets) {

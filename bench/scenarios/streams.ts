@@ -23,6 +23,8 @@ export interface StreamShape {
   /** Sessions that stream (the first ones); default all. */
   activeSessions?: number;
   tickMs: number;
+  /** Producer phase groups (see Producer); default 1: every session sends at the same instant of each tick. */
+  phases?: number;
 }
 
 export interface Streams {
@@ -88,7 +90,7 @@ export async function openStreams(
   // Subscriptions settle server-side after the response head (the gateway joins its hub, nchan subscribes).
   await sleep(Math.min(3_000, 200 + shape.connections));
   const active = Array.from({ length: shape.activeSessions ?? shape.sessions }, (_, i) => i);
-  const producer = new Producer(target.publisher, ids, active, shape.tickMs);
+  const producer = new Producer(target.publisher, ids, active, shape.tickMs, shape.phases);
   return { target, shape, producer, subscribers, active, open, clockSkewMs };
 }
 
