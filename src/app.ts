@@ -1,27 +1,30 @@
-/** buildApp(context): the Express app. It never listens; the server (or a test) does. */
-import { randomUUID } from "node:crypto";
+/**
+ * buildApp(context): the request listener. It never listens; the server (or a test) does. The stream
+ * routes are served in front of Express (see http/stream-front.ts); everything else is Express.
+ */
 import { existsSync } from "node:fs";
-import type { IncomingMessage } from "node:http";
-import cors from "cors";
+import { createServer, type IncomingMessage, type RequestListener, type Server } from "node:http";
 import express, { type RequestHandler } from "express";
 import helmet from "helmet";
 import { pinoHttp } from "pino-http";
 import { createAuthenticator } from "./auth/middleware.js";
 import { createErrorHandler, errors, notFoundHandler } from "./errors.js";
 import type { AppContext } from "./http/context.js";
+import { corsFor } from "./http/cors.js";
 import { healthRouter } from "./http/health.js";
 import { multiplexRouter } from "./http/multiplex.js";
+import { requestIdOf, serializeRequest } from "./http/request-log.js";
 import { sessionsRouter } from "./http/sessions.js";
+import { createStreamFront, rethrowHandedErrors } from "./http/stream-front.js";
 import { subscriptionsRouter } from "./http/subscriptions.js";
 
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export { redactUrl } from "./http/request-log.js";
+
 const clientModule = new URL("./client/index.js", import.meta.url);
 const publicDir = new URL("../public/", import.meta.url);
 
-/** Strips secrets that EventSource clients must put in the URL (`access_token`) before a URL is logged. */
-export function redactUrl(url: string): string {
-  return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[redacted]");
-}
+/** The gateway's request listener, with `listen` as Express's app has it. */
+export type GatewayApp = RequestListener & { listen(port: number, host: string): Server };
 
 /** Deeply nested JSON costs the validators and the store; it is refused before any route sees it. */
 function rejectDeepJson(maxDepth: number): RequestHandler {
@@ -44,7 +47,7 @@ function rejectDeepJson(maxDepth: number): RequestHandler {
   };
 }
 
-export function buildApp(context: AppContext): express.Express {
+export function buildApp(context: AppContext): GatewayApp {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", context.config.trustProxy === "false" ? false : context.config.trustProxy);
@@ -54,18 +57,12 @@ export function buildApp(context: AppContext): express.Express {
     pinoHttp({
       logger: context.logger,
       genReqId: (req, res) => {
-        const given = req.headers["x-request-id"];
-        const id = typeof given === "string" && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+        const id = requestIdOf(req);
         res.setHeader("X-Request-Id", id);
         return id;
       },
       serializers: {
-        req: (req: IncomingMessage & { id?: unknown }) => ({
-          id: req.id,
-          method: req.method,
-          url: redactUrl(req.url ?? ""),
-          remoteAddress: req.socket?.remoteAddress,
-        }),
+        req: (req: IncomingMessage & { id?: unknown }) => serializeRequest(req, req.id),
       },
       autoLogging: {
         ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics",
@@ -87,17 +84,9 @@ export function buildApp(context: AppContext): express.Express {
     }
     pageHeaders(req, res, next);
   });
-  if (context.config.corsOrigins.length > 0) {
-    const origins = context.config.corsOrigins;
-    app.use(
-      cors({
-        origin: origins.includes("*") ? true : origins,
-        allowedHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
-        exposedHeaders: ["X-Session-Id", "X-Request-Id", "Retry-After"],
-        maxAge: 600,
-      }),
-    );
-  }
+  const cors = corsFor(context.config);
+  if (cors) app.use(cors);
+  app.use(rethrowHandedErrors);
   app.use(express.json({ limit: context.config.maxBodyBytes, strict: true }));
   app.use(rejectDeepJson(context.config.maxJsonDepth));
 
@@ -120,5 +109,10 @@ export function buildApp(context: AppContext): express.Express {
 
   app.use(notFoundHandler);
   app.use(createErrorHandler(context.logger));
-  return app;
+
+  const front = createStreamFront(context, app, cors);
+  const listener: GatewayApp = Object.assign(front, {
+    listen: (port: number, host: string) => createServer(listener).listen(port, host),
+  });
+  return listener;
 }

@@ -1,43 +1,51 @@
 /** Authentication for /api/v1: finds the token (header, cookie, or `access_token` for EventSource), verifies it. */
+import type { IncomingHttpHeaders } from "node:http";
 import { parse as parseCookies } from "cookie";
-import type { Request, RequestHandler, Response } from "express";
+import type { RequestHandler, Response } from "express";
 import { hasScope, OPEN_PRINCIPAL, type Principal, type Scope } from "./principal.js";
 import { authError, type TokenVerifier } from "./verifier.js";
 
-export function tokenFrom(req: Request, cookieName: string): string | null {
-  const header = req.get("authorization");
+/** Query parameters as Express's "simple" parser (node:querystring) gives them. */
+export type Query = Readonly<Record<string, unknown>>;
+
+export function tokenFrom(headers: IncomingHttpHeaders, query: Query, cookieName: string): string | null {
+  const header = headers.authorization;
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     return match ? match[1]! : null;
   }
-  const cookieHeader = req.get("cookie");
+  const cookieHeader = headers.cookie;
   if (cookieHeader) {
     const value = parseCookies(cookieHeader)[cookieName];
     if (value) return value;
   }
-  const query = req.query.access_token;
-  return typeof query === "string" && query !== "" ? query : null;
+  const token = query.access_token;
+  return typeof token === "string" && token !== "" ? token : null;
 }
 
-/** With no verifier (open mode) every request gets the open principal. */
+/** Who is asking: the open principal without a verifier (open mode), else the verified token's. */
+export async function authenticate(
+  verifier: TokenVerifier | null,
+  cookieName: string,
+  headers: IncomingHttpHeaders,
+  query: Query,
+): Promise<Principal> {
+  if (!verifier) return OPEN_PRINCIPAL;
+  const token = tokenFrom(headers, query, cookieName);
+  if (token === null) {
+    throw authError(
+      401,
+      "missing_token",
+      "send a bearer token (Authorization header, cookie, or access_token)",
+    );
+  }
+  return verifier(token);
+}
+
 export function createAuthenticator(verifier: TokenVerifier | null, cookieName: string): RequestHandler {
   return async (req, res, next) => {
-    if (!verifier) {
-      res.locals.principal = OPEN_PRINCIPAL;
-      return next();
-    }
-    const token = tokenFrom(req, cookieName);
-    if (token === null) {
-      return next(
-        authError(
-          401,
-          "missing_token",
-          "send a bearer token (Authorization header, cookie, or access_token)",
-        ),
-      );
-    }
     try {
-      res.locals.principal = await verifier(token);
+      res.locals.principal = await authenticate(verifier, cookieName, req.headers, req.query);
       next();
     } catch (error) {
       next(error);
@@ -50,7 +58,10 @@ export function principalOf(res: Response): Principal {
 }
 
 export function requireScope(res: Response, scope: Scope): Principal {
-  const principal = principalOf(res);
+  return requireScopeOf(principalOf(res), scope);
+}
+
+export function requireScopeOf(principal: Principal, scope: Scope): Principal {
   if (!hasScope(principal, scope))
     throw authError(403, "insufficient_scope", `this needs the \`${scope}\` scope`);
   return principal;

@@ -1,6 +1,6 @@
 /** `GET /api/v1/stream`: many sessions on one SSE connection, by list or by subscription set. */
-import { type Request, Router } from "express";
-import { requireScope } from "../auth/middleware.js";
+import { Router } from "express";
+import { requireScopeOf } from "../auth/middleware.js";
 import { canAccessSession, claimAllows, isAdmin, type Principal } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
@@ -10,7 +10,8 @@ import type { SubscriptionChange } from "../mux/subscriptions.js";
 import { plainFrame } from "../sse/frames.js";
 import { LIFECYCLE_FEED, type SessionInfo, type StoredEvent } from "../store/types.js";
 import type { AppContext } from "./context.js";
-import { admitStream, openStream, resumeId } from "./streams.js";
+import { endEmpty, fromExpress, type StreamRequest } from "./stream-request.js";
+import { admitConnection, resumeId, startStream } from "./streams.js";
 import { SESSION_ID_PATTERN } from "./validation.js";
 
 /** Indexes of subscription sets grow with every add; this bounds what a cursor may name. */
@@ -79,8 +80,8 @@ export function mayUseSubscription(principal: Principal, owner: string | null): 
   return isAdmin(principal) || (owner !== null && owner === principal.subject);
 }
 
-function readCursor(req: Request, maxIndex: number, maxEntries: number): CursorTracker | null {
-  const text = resumeId(req);
+function readCursor(stream: StreamRequest, maxIndex: number, maxEntries: number): CursorTracker | null {
+  const text = resumeId(stream.req, stream.query);
   if (text === undefined) return null;
   try {
     return new CursorTracker(decodeCursor(text, { maxIndex, maxEntries, maxLength: MAX_CURSOR_CHARS }));
@@ -120,138 +121,146 @@ function parseSessionList(raw: unknown, max: number): string[] {
 
 export function multiplexRouter(context: AppContext): Router {
   const router = Router();
-  const { store, config, metrics, subscriptions } = context;
-
-  const infosOf = (ids: readonly string[]) =>
-    Promise.all(ids.map((id) => (id === LIFECYCLE_FEED ? Promise.resolve(null) : store.getSession(id))));
-
   router
     .route("/stream")
-    .get(async (req, res) => {
-      const { sessions: sessionsQuery, subscription } = req.query;
-      if ((sessionsQuery === undefined) === (subscription === undefined)) {
-        throw errors.badRequest("invalid_request", "give exactly one of `sessions` or `subscription`");
-      }
-      if (context.state.draining) throw errors.draining();
-      const principal = requireScope(res, "subscribe");
-
-      if (sessionsQuery !== undefined) {
-        const ids = parseSessionList(sessionsQuery, config.maxSessionsPerConnection);
-        const tracker = readCursor(req, ids.length - 1, ids.length);
-        const infos = await infosOf(ids);
-        const entries: Entry[] = ids.map((id, index) => ({
-          id,
-          index,
-          info: infos[index]!,
-          start: startOf(tracker, index, infos[index]!, id),
-        }));
-        const readable = entries.filter((entry) => mayRead(principal, entry.id, entry.info));
-        if (readable.length === 0)
-          throw authError(403, "forbidden", "this token may not read any of these sessions");
-        const endless = ids.includes(LIFECYCLE_FEED);
-        if (tracker && !endless && readable.every((entry) => entry.start.kind === "finished")) {
-          res.status(204).end();
-          return;
-        }
-        const admission = await admitStream(context, req, res);
-        if (tracker) metrics.resumes.inc({ kind: "multiplexed" });
-        metrics.sessionsPerConnection.observe(ids.length);
-        const connection = openStream(context, req, res, {
-          kind: "multiplexed",
-          framing: "mux",
-          closeWhenAllEnded: !endless,
-          tracker: tracker ?? new CursorTracker(),
-          admission,
-        });
-        connection.send(plainFrame("connected", { connectionId: admission.connectionId, sessions: ids }));
-        await addEntries(connection, principal, entries);
-        connection.sessionsAdded();
-        return;
-      }
-
-      if (typeof subscription !== "string" || !SESSION_ID_PATTERN.test(subscription)) {
-        throw errors.badRequest("invalid_subscription_id", "subscription: must match ^[A-Za-z0-9_-]{1,64}$");
-      }
-      const tracker =
-        readCursor(req, MAX_SUBSCRIPTION_INDEX, config.maxSessionsPerSubscription * 2) ?? new CursorTracker();
-      // Follow before reading the set: a change made in between is then applied (idempotently) too.
-      const changes: SubscriptionChange[] = [];
-      let onChange: (change: SubscriptionChange) => void = (change) => {
-        changes.push(change);
-      };
-      const unfollow = await subscriptions.follow(subscription, (change) => onChange(change));
-      const members = await subscriptions.get(subscription).catch((error: unknown) => {
-        unfollow();
-        throw error;
-      });
-      if (!members) {
-        unfollow();
-        throw errors.notFound(`no subscription ${subscription}`);
-      }
-      if (!mayUseSubscription(principal, await subscriptions.owner(subscription))) {
-        unfollow();
-        throw authError(403, "forbidden", "this subscription set belongs to another subject");
-      }
-      const admission = await admitStream(context, req, res).catch((error: unknown) => {
-        unfollow();
-        throw error;
-      });
-      if (resumeId(req) !== undefined) metrics.resumes.inc({ kind: "subscription" });
-      metrics.sessionsPerConnection.observe(members.size);
-      const connection = openStream(context, req, res, {
-        kind: "multiplexed",
-        framing: "mux",
-        closeWhenAllEnded: false,
-        tracker,
-        admission,
-      });
-      metrics.subscriptionSetsOpen.inc();
-      const touch = setInterval(
-        () => subscriptions.touch(subscription).catch(() => {}),
-        Math.max(1000, (config.subscriptionTtlSeconds * 1000) / 4),
-      );
-      touch.unref();
-      res.on("close", () => {
-        unfollow();
-        clearInterval(touch);
-        metrics.subscriptionSetsOpen.dec();
-      });
-      await subscriptions.touch(subscription);
-      const ids = [...members.keys()];
-      connection.send(
-        plainFrame("connected", { connectionId: admission.connectionId, sessions: ids, subscription }),
-      );
-      const addAll = async (added: Array<{ id: string; index: number }>) => {
-        const infos = await infosOf(added.map((entry) => entry.id));
-        await addEntries(
-          connection,
-          principal,
-          added.map((entry, i) => ({
-            ...entry,
-            info: infos[i]!,
-            start: startOf(tracker, entry.index, infos[i]!, entry.id),
-          })),
-        );
-      };
-      await addAll(ids.map((id) => ({ id, index: members.get(id)! })));
-      const apply = (change: SubscriptionChange) => {
-        for (const id of change.remove) connection.removeSession(id);
-        connection.send(
-          plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }),
-        );
-        addAll(change.add).catch((error: unknown) =>
-          context.logger.warn({ err: error }, "could not add sessions"),
-        );
-      };
-      for (const change of changes) apply(change);
-      onChange = apply;
-      connection.sessionsAdded();
-    })
+    .get((req, res) => serveMultiplexedStream(context, fromExpress(context, req, res)))
     .all(() => {
       throw errors.methodNotAllowed(["GET"]);
     });
-
   return router;
+}
+
+/** `GET /api/v1/stream?sessions=…|subscription=…` (Express and the front handler both serve it). */
+export async function serveMultiplexedStream(context: AppContext, stream: StreamRequest): Promise<void> {
+  const { config, metrics, subscriptions } = context;
+  const { req, res, query } = stream;
+  const { sessions: sessionsQuery, subscription } = query;
+  if ((sessionsQuery === undefined) === (subscription === undefined)) {
+    throw errors.badRequest("invalid_request", "give exactly one of `sessions` or `subscription`");
+  }
+  if (context.state.draining) throw errors.draining();
+  const principal = requireScopeOf(stream.principal, "subscribe");
+
+  if (sessionsQuery !== undefined) {
+    const ids = parseSessionList(sessionsQuery, config.maxSessionsPerConnection);
+    const tracker = readCursor(stream, ids.length - 1, ids.length);
+    const infos = await infosOf(context, ids);
+    const entries: Entry[] = ids.map((id, index) => ({
+      id,
+      index,
+      info: infos[index]!,
+      start: startOf(tracker, index, infos[index]!, id),
+    }));
+    const readable = entries.filter((entry) => mayRead(principal, entry.id, entry.info));
+    if (readable.length === 0)
+      throw authError(403, "forbidden", "this token may not read any of these sessions");
+    const endless = ids.includes(LIFECYCLE_FEED);
+    if (tracker && !endless && readable.every((entry) => entry.start.kind === "finished")) {
+      endEmpty(stream, 204);
+      return;
+    }
+    const admission = await admitConnection(context, principal, stream.ip);
+    if (tracker) metrics.resumes.inc({ kind: "multiplexed" });
+    metrics.sessionsPerConnection.observe(ids.length);
+    const connection = startStream(context, stream, {
+      kind: "multiplexed",
+      framing: "mux",
+      closeWhenAllEnded: !endless,
+      tracker: tracker ?? new CursorTracker(),
+      admission,
+    });
+    connection.send(plainFrame("connected", { connectionId: admission.connectionId, sessions: ids }));
+    await addEntries(connection, principal, entries);
+    connection.sessionsAdded();
+    return;
+  }
+
+  if (typeof subscription !== "string" || !SESSION_ID_PATTERN.test(subscription)) {
+    throw errors.badRequest("invalid_subscription_id", "subscription: must match ^[A-Za-z0-9_-]{1,64}$");
+  }
+  const tracker =
+    readCursor(stream, MAX_SUBSCRIPTION_INDEX, config.maxSessionsPerSubscription * 2) ?? new CursorTracker();
+  // Follow before reading the set: a change made in between is then applied (idempotently) too.
+  const changes: SubscriptionChange[] = [];
+  let onChange: (change: SubscriptionChange) => void = (change) => {
+    changes.push(change);
+  };
+  const unfollow = await subscriptions.follow(subscription, (change) => onChange(change));
+  const members = await subscriptions.get(subscription).catch((error: unknown) => {
+    unfollow();
+    throw error;
+  });
+  if (!members) {
+    unfollow();
+    throw errors.notFound(`no subscription ${subscription}`);
+  }
+  if (!mayUseSubscription(principal, await subscriptions.owner(subscription))) {
+    unfollow();
+    throw authError(403, "forbidden", "this subscription set belongs to another subject");
+  }
+  const admission = await admitConnection(context, principal, stream.ip).catch((error: unknown) => {
+    unfollow();
+    throw error;
+  });
+  if (resumeId(req, query) !== undefined) metrics.resumes.inc({ kind: "subscription" });
+  metrics.sessionsPerConnection.observe(members.size);
+  const connection = startStream(context, stream, {
+    kind: "multiplexed",
+    framing: "mux",
+    closeWhenAllEnded: false,
+    tracker,
+    admission,
+  });
+  metrics.subscriptionSetsOpen.inc();
+  const touch = setInterval(
+    () => subscriptions.touch(subscription).catch(() => {}),
+    Math.max(1000, (config.subscriptionTtlSeconds * 1000) / 4),
+  );
+  touch.unref();
+  res.on("close", () => {
+    unfollow();
+    clearInterval(touch);
+    metrics.subscriptionSetsOpen.dec();
+  });
+  await subscriptions.touch(subscription);
+  const ids = [...members.keys()];
+  connection.send(
+    plainFrame("connected", { connectionId: admission.connectionId, sessions: ids, subscription }),
+  );
+  const addAll = async (added: Array<{ id: string; index: number }>) => {
+    const infos = await infosOf(
+      context,
+      added.map((entry) => entry.id),
+    );
+    await addEntries(
+      connection,
+      principal,
+      added.map((entry, i) => ({
+        ...entry,
+        info: infos[i]!,
+        start: startOf(tracker, entry.index, infos[i]!, entry.id),
+      })),
+    );
+  };
+  await addAll(ids.map((id) => ({ id, index: members.get(id)! })));
+  const apply = (change: SubscriptionChange) => {
+    for (const id of change.remove) connection.removeSession(id);
+    connection.send(
+      plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }),
+    );
+    addAll(change.add).catch((error: unknown) =>
+      context.logger.warn({ err: error }, "could not add sessions"),
+    );
+  };
+  for (const change of changes) apply(change);
+  onChange = apply;
+  connection.sessionsAdded();
+}
+
+function infosOf(context: AppContext, ids: readonly string[]): Promise<Array<SessionInfo | null>> {
+  return Promise.all(
+    ids.map((id) => (id === LIFECYCLE_FEED ? Promise.resolve(null) : context.store.getSession(id))),
+  );
 }
 
 function startOf(

@@ -4,13 +4,13 @@ import type { RunRequest } from "../agent/run-manager.js";
 import { forbiddenSession, principalOf, requireScope } from "../auth/middleware.js";
 import { canCreateSession } from "../auth/principal.js";
 import { AppError, errors } from "../errors.js";
-import { hasReceivedEnd } from "../mux/stream-connection.js";
 import { plainFrame } from "../sse/frames.js";
-import { isPosition } from "../store/positions.js";
 import { type SessionInfo, TERMINAL_TYPES } from "../store/types.js";
 import type { AppContext } from "./context.js";
 import { admitRun, assertCanAccess, limited } from "./guards.js";
-import { admitStream, openStream, resumeId } from "./streams.js";
+import { serveSessionStream } from "./session-stream.js";
+import { fromExpress } from "./stream-request.js";
+import { admitStream, openStream } from "./streams.js";
 import {
   agentStreamBody,
   appendEventsBody,
@@ -130,41 +130,7 @@ export function sessionsRouter(context: AppContext): Router {
 
   router
     .route("/sessions/:id/stream")
-    .get(async (req, res) => {
-      const id = parseSessionId(req.params.id);
-      const after = resumeId(req);
-      if (after !== undefined && !isPosition(after)) {
-        throw errors.badRequest(
-          "invalid_last_event_id",
-          "Last-Event-ID must be a stream position like 1732300000000-0",
-        );
-      }
-      if (context.state.draining) throw errors.draining();
-      const principal = requireScope(res, "subscribe");
-      const info = await store.getSession(id);
-      assertCanAccess(principal, id, info);
-      if (!info) throw errors.notFound(`no session ${id}`);
-      if (hasReceivedEnd(info, after ?? null)) {
-        res.status(204).end();
-        return;
-      }
-      const admission = await admitStream(context, req, res);
-      if (after !== undefined) metrics.resumes.inc({ kind: "session" });
-      const connection = openStream(context, req, res, {
-        admission,
-        kind: "session",
-        framing: "single",
-        closeWhenAllEnded: true,
-        tracker: null,
-      });
-      await connection.addSession(
-        id,
-        0,
-        after === undefined ? { kind: "none" } : { kind: "at", position: after },
-        info,
-      );
-      connection.sessionsAdded();
-    })
+    .get((req, res) => serveSessionStream(context, req.params.id, fromExpress(context, req, res)))
     .all(notAllowed(["GET"]));
 
   router

@@ -1,12 +1,23 @@
-/** Opening an SSE response and wiring it to a StreamConnection: shared by every streaming endpoint. */
+/**
+ * Opening an SSE response and wiring it to a StreamConnection: shared by every streaming endpoint.
+ * An open stream lives for hours, so what it keeps is kept small: one hooks object instead of a
+ * closure per hook, option objects shared by every stream, places in the limits held by one object.
+ */
 import { randomBytes } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import type { Request, Response } from "express";
-import { principalOf } from "../auth/middleware.js";
+import type { Logger } from "pino";
+import { principalOf, type Query } from "../auth/middleware.js";
+import type { Principal } from "../auth/principal.js";
+import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
+import type { Limiter } from "../limits/limiter.js";
 import type { CursorTracker } from "../mux/cursor.js";
-import { StreamConnection } from "../mux/stream-connection.js";
-import { SseWriter } from "../sse/writer.js";
+import { StreamConnection, type StreamConnectionOptions } from "../mux/stream-connection.js";
+import { type CloseReason, SseWriter, type SseWriterHooks, type SseWriterOptions } from "../sse/writer.js";
 import type { AppContext } from "./context.js";
+import type { RequestLog } from "./request-log.js";
+import type { StreamRequest } from "./stream-request.js";
 
 export interface OpenStreamOptions {
   kind: "session" | "multiplexed" | "agent";
@@ -49,115 +60,220 @@ function dropAdmission(admission: Admission): void {
   }
 }
 
+/** One stream's places: per IP, and per subject when the token has one. */
+class ConnectionPlaces implements Admission {
+  readonly connectionId = `c_${randomBytes(6).toString("base64url")}`;
+
+  constructor(
+    private readonly limiter: Limiter,
+    private readonly limits: Config["limits"],
+    // The address and subject, not the keys: those strings are built when used, not kept per stream.
+    private readonly ip: string,
+    private readonly subject: string | null,
+  ) {}
+
+  /** Takes (or renews) every place; false when one of them is full. */
+  async take(): Promise<boolean> {
+    const { limiter, limits, connectionId, subject } = this;
+    const [byIp, bySubject] = await Promise.all([
+      limiter.acquire(`conn:ip:${this.ip}`, connectionId, limits.connectionsPerIp, CONNECTION_PLACE_TTL_MS),
+      subject === null ||
+        limiter.acquire(
+          `conn:sub:${subject}`,
+          connectionId,
+          limits.connectionsPerSubject,
+          CONNECTION_PLACE_TTL_MS,
+        ),
+    ]);
+    return byIp && bySubject;
+  }
+
+  async refresh(): Promise<void> {
+    await this.take();
+  }
+
+  async release(): Promise<void> {
+    const { limiter, connectionId, subject } = this;
+    await Promise.all([
+      limiter.release(`conn:ip:${this.ip}`, connectionId),
+      subject === null ? undefined : limiter.release(`conn:sub:${subject}`, connectionId),
+    ]);
+  }
+}
+
 /** Takes the stream's places in the per-subject and per-IP connection limits, or refuses with 429. */
-export async function admitStream(context: AppContext, req: Request, res: Response): Promise<Admission> {
-  const { limiter, config } = context;
-  const connectionId = `c_${randomBytes(6).toString("base64url")}`;
-  const subject = principalOf(res).subject;
-  const places: Array<{ key: string; limit: number }> = [
-    { key: `conn:ip:${req.ip ?? "unknown"}`, limit: config.limits.connectionsPerIp },
-  ];
-  if (subject !== null)
-    places.push({ key: `conn:sub:${subject}`, limit: config.limits.connectionsPerSubject });
-  const take = () =>
-    Promise.all(
-      places.map((place) => limiter.acquire(place.key, connectionId, place.limit, CONNECTION_PLACE_TTL_MS)),
-    );
-  const release = async () => {
-    await Promise.all(places.map((place) => limiter.release(place.key, connectionId)));
-  };
-  const taken = await take();
-  if (taken.includes(false)) {
-    await release();
+export async function admitConnection(
+  context: AppContext,
+  principal: Principal,
+  ip: string | undefined,
+): Promise<Admission> {
+  const places = new ConnectionPlaces(
+    context.limiter,
+    context.config.limits,
+    ip ?? "unknown",
+    principal.subject,
+  );
+  if (!(await places.take())) {
+    await places.release();
     throw new AppError(
       429,
       "too_many_connections",
       "too many open streams for this client; close one or retry later",
-      {
-        "Retry-After": "5",
-      },
+      { "Retry-After": "5" },
     );
   }
-  return {
-    connectionId,
-    refresh: async () => {
-      await take();
-    },
-    release,
-  };
+  return places;
+}
+
+/** `admitConnection` for an Express route. */
+export function admitStream(context: AppContext, req: Request, res: Response): Promise<Admission> {
+  return admitConnection(context, principalOf(res), req.ip);
 }
 
 const MAX_CONCURRENT_READS_PER_CONNECTION = 4;
 const RETRY_READ_AFTER_MS = 500;
 
+/** Option objects shared by every stream of a config (each open stream keeps its own otherwise). */
+const sharedOptions = new WeakMap<
+  Readonly<Config>,
+  { writer: SseWriterOptions; connection: Map<string, StreamConnectionOptions> }
+>();
+
+function optionsOf(config: Readonly<Config>, framing: "single" | "mux", closeWhenAllEnded: boolean) {
+  let shared = sharedOptions.get(config);
+  if (!shared) {
+    shared = {
+      writer: Object.freeze({
+        heartbeatMs: config.heartbeatMs,
+        retryMs: config.retryMs,
+        slowClientTimeoutMs: config.slowClientTimeoutMs,
+      }),
+      connection: new Map(),
+    };
+    sharedOptions.set(config, shared);
+  }
+  const key = `${framing}:${closeWhenAllEnded}`;
+  let connection = shared.connection.get(key);
+  if (!connection) {
+    connection = Object.freeze({
+      framing,
+      closeWhenAllEnded,
+      mergeTokensWhenBehind: config.mergeTokensWhenBehind,
+      catchUpBatch: config.catchUpBatch,
+      maxConcurrentReads: MAX_CONCURRENT_READS_PER_CONNECTION,
+      retryReadAfterMs: RETRY_READ_AFTER_MS,
+    });
+    shared.connection.set(key, connection);
+  }
+  return { writer: shared.writer, connection };
+}
+
+/** The writer's hooks for one open stream, and what its end releases. */
+class OpenStream implements SseWriterHooks {
+  connection: StreamConnection | undefined;
+  writer: SseWriter | undefined;
+  expiry: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly context: AppContext,
+    private readonly kind: OpenStreamOptions["kind"],
+    private readonly admission: Admission,
+    private readonly logger: Logger,
+    private readonly log: RequestLog | null,
+  ) {}
+
+  onDrain(): void {
+    this.connection?.onDrain();
+  }
+
+  onClose(_reason: CloseReason): void {
+    const { metrics, streams } = this.context;
+    this.connection?.close();
+    clearTimeout(this.expiry);
+    dropAdmission(this.admission);
+    if (this.writer) streams.delete(this.writer);
+    metrics.openConnections.dec({ kind: this.kind });
+    this.log?.finished();
+  }
+
+  onFull(): void {
+    this.context.metrics.slowClientCatchUps.inc();
+  }
+
+  onWrite(): void {
+    this.context.metrics.addSocketWrite();
+  }
+
+  onSlowClient(): void {
+    this.context.metrics.slowClientCloses.inc();
+    this.logger.info(
+      this.log ? { req: { id: this.log.id } } : {},
+      "closed a client stuck longer than the slow-client timeout",
+    );
+  }
+}
+
+/** What opening a stream needs of its request. */
+export type StreamTarget = Pick<StreamRequest, "req" | "res" | "principal" | "logger" | "headers" | "log">;
+
+export function startStream(
+  context: AppContext,
+  target: StreamTarget,
+  options: OpenStreamOptions,
+): StreamConnection {
+  const { config, metrics, hub, store, streams } = context;
+  const shared = optionsOf(config, options.framing, options.closeWhenAllEnded);
+  const hooks = new OpenStream(context, options.kind, options.admission, target.logger, target.log);
+  const writer = new SseWriter(target.res, shared.writer, hooks);
+  const connection = new StreamConnection(
+    { hub, store, writer, metrics, logger: target.logger, tracker: options.tracker },
+    shared.connection,
+  );
+  hooks.writer = writer;
+  hooks.connection = connection;
+  holdAdmission(options.admission);
+  // A token that expires while the stream is open ends it; the client reconnects with a fresh one and
+  // resumes by id. Not before the clock tolerance has passed too: until then the same token would be
+  // accepted again, and a reconnect would get a stream that closes at once.
+  const tokenExpiresAtMs = target.principal.expiresAtMs;
+  if (tokenExpiresAtMs !== null) {
+    const expiresAtMs = tokenExpiresAtMs + config.auth.clockToleranceSeconds * 1000;
+    hooks.expiry = setTimeout(
+      () => writer.end(),
+      Math.min(2 ** 31 - 1, Math.max(0, expiresAtMs - Date.now())),
+    );
+    hooks.expiry.unref();
+  }
+  target.req.socket.setTimeout(0);
+  writer.start(
+    target.headers && options.headers
+      ? { ...target.headers, ...options.headers }
+      : (options.headers ?? target.headers),
+  );
+  streams.add(writer);
+  metrics.openConnections.inc({ kind: options.kind });
+  target.log?.opened();
+  return connection;
+}
+
+/** `startStream` for an Express route. */
 export function openStream(
   context: AppContext,
   req: Request,
   res: Response,
   options: OpenStreamOptions,
 ): StreamConnection {
-  const { config, metrics, hub, store, streams } = context;
-  const logger = req.log ?? context.logger;
-  let connection: StreamConnection | undefined;
-  const writer = new SseWriter(
-    res,
-    {
-      heartbeatMs: config.heartbeatMs,
-      retryMs: config.retryMs,
-      slowClientTimeoutMs: config.slowClientTimeoutMs,
-      ...(options.headers ? { headers: options.headers } : {}),
-    },
-    {
-      onDrain: () => connection?.onDrain(),
-      onClose: () => {
-        connection?.close();
-        clearTimeout(expiry);
-        dropAdmission(options.admission);
-        streams.delete(writer);
-        metrics.openConnections.dec({ kind: options.kind });
-      },
-      onFull: () => metrics.slowClientCatchUps.inc(),
-      onWrite: () => metrics.addSocketWrite(),
-      onSlowClient: () => {
-        metrics.slowClientCloses.inc();
-        logger.info("closed a client stuck longer than the slow-client timeout");
-      },
-    },
+  return startStream(
+    context,
+    { req, res, principal: principalOf(res), logger: req.log ?? context.logger, headers: null, log: null },
+    options,
   );
-  connection = new StreamConnection(
-    { hub, store, writer, metrics, logger, tracker: options.tracker },
-    {
-      framing: options.framing,
-      closeWhenAllEnded: options.closeWhenAllEnded,
-      mergeTokensWhenBehind: config.mergeTokensWhenBehind,
-      catchUpBatch: config.catchUpBatch,
-      maxConcurrentReads: MAX_CONCURRENT_READS_PER_CONNECTION,
-      retryReadAfterMs: RETRY_READ_AFTER_MS,
-    },
-  );
-  holdAdmission(options.admission);
-  // A token that expires while the stream is open ends it; the client reconnects with a fresh one and
-  // resumes by id. Not before the clock tolerance has passed too: until then the same token would be
-  // accepted again, and a reconnect would get a stream that closes at once.
-  const tokenExpiresAtMs = principalOf(res).expiresAtMs;
-  const expiresAtMs =
-    tokenExpiresAtMs === null ? null : tokenExpiresAtMs + config.auth.clockToleranceSeconds * 1000;
-  const expiry =
-    expiresAtMs === null
-      ? undefined
-      : setTimeout(() => writer.end(), Math.min(2 ** 31 - 1, Math.max(0, expiresAtMs - Date.now())));
-  expiry?.unref();
-  req.socket.setTimeout(0);
-  writer.start();
-  streams.add(writer);
-  metrics.openConnections.inc({ kind: options.kind });
-  return connection;
 }
 
 /** The client's resume point: the Last-Event-ID header, else the `lastEventId` query parameter. */
-export function resumeId(req: Request): string | undefined {
-  const header = req.get("last-event-id");
-  if (header !== undefined && header !== "") return header;
-  const query = req.query.lastEventId;
-  return typeof query === "string" && query !== "" ? query : undefined;
+export function resumeId(req: IncomingMessage, query: Query): string | undefined {
+  const header = req.headers["last-event-id"];
+  if (typeof header === "string" && header !== "") return header;
+  const given = query.lastEventId;
+  return typeof given === "string" && given !== "" ? given : undefined;
 }
