@@ -217,11 +217,14 @@ export async function serveMultiplexedStream(context: AppContext, stream: Stream
     Math.max(1000, (config.subscriptionTtlSeconds * 1000) / 4),
   );
   touch.unref();
-  res.on("close", () => {
+  const stopFollowing = () => {
     unfollow();
     clearInterval(touch);
     metrics.subscriptionSetsOpen.dec();
-  });
+  };
+  // The stream is closed already when the client went away while it was being set up.
+  if (res.destroyed) stopFollowing();
+  else res.on("close", stopFollowing);
   await subscriptions.touch(subscription);
   const ids = [...members.keys()];
   connection.send(

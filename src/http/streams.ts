@@ -245,14 +245,15 @@ export function startStream(
     hooks.expiry.unref();
   }
   target.req.socket.setTimeout(0);
+  streams.add(writer);
+  metrics.openConnections.inc({ kind: options.kind });
+  target.log?.opened();
+  // Last: a client that is gone already closes the stream (and undoes the above) here.
   writer.start(
     target.headers && options.headers
       ? { ...target.headers, ...options.headers }
       : (options.headers ?? target.headers),
   );
-  streams.add(writer);
-  metrics.openConnections.inc({ kind: options.kind });
-  target.log?.opened();
   return connection;
 }
 

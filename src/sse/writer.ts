@@ -86,6 +86,11 @@ export class SseWriter {
   /** Sends the head, with `headers` (e.g. X-Session-Id, X-Request-Id) besides the SSE ones. */
   start(headers?: Readonly<Record<string, string>> | null): void {
     const { res } = this;
+    // The client may have gone while the stream was being set up: its `close` has been emitted already.
+    if (res.destroyed) {
+      this.finish();
+      return;
+    }
     const socket = res.socket;
     socket?.setNoDelay(true);
     // Node keeps the head it sent (`res._header`) for the life of the response, as the rope of ~30

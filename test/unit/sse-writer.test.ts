@@ -1,4 +1,4 @@
-/** SseWriter.start on a real socket: the head and the first `retry:` go out. */
+/** SseWriter.start on a real socket: the head and the first `retry:` go out; a client already gone closes the stream at once. */
 import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -51,5 +51,17 @@ describe("SseWriter.start", () => {
     expect(writer.isOpen).toBe(true);
     writer.end();
     expect(closes).toEqual(["server"]);
+  });
+
+  it("closes at once when the client left while the stream was being set up", async () => {
+    const { res, client } = await exchange();
+    const closed = new Promise<void>((resolve) => res.once("close", resolve));
+    client.destroy();
+    await closed;
+    const { hooks, closes } = recordingHooks();
+    const writer = new SseWriter(res, OPTIONS, hooks);
+    writer.start();
+    expect(writer.isOpen).toBe(false);
+    expect(closes).toEqual(["client"]);
   });
 });
