@@ -64,6 +64,9 @@ interface ControlMessage {
   reason: string;
 }
 
+/** The longest a run pauses reading its model for its first token to be stored (the store may be down). */
+const FIRST_TOKEN_WAIT_MS = 25;
+
 /** Short, URL-safe and unguessable: 16 random bytes. */
 export function newSessionId(): string {
   return randomBytes(16).toString("base64url");
@@ -302,9 +305,14 @@ export class RunManager {
       for await (const chunk of provider.stream({ model, messages, signal: entry.abort.signal })) {
         if (entry.abort.signal.aborted) break;
         if (chunk.kind === "token") {
-          if (tokens === 0) metrics.timeToFirstToken.observe((this.clock() - startedAt) / 1000);
           tokens++;
           writer.push({ type: "token", data: { content: chunk.content } });
+          if (tokens === 1) {
+            metrics.timeToFirstToken.observe((this.clock() - startedAt) / 1000);
+            // When the model sends a burst, parsing the rest of it would hold the event loop, and the
+            // first token's delivery with it: read on once the first token is stored and handed over.
+            await writer.written(FIRST_TOKEN_WAIT_MS);
+          }
         } else if (chunk.kind === "usage") {
           usage = chunk.usage;
         } else {

@@ -85,6 +85,17 @@ export class RunWriter {
     await this.idle();
   }
 
+  /** Resolves once everything pushed so far is written, or after `timeoutMs` (the store may be down). */
+  async written(timeoutMs: number): Promise<void> {
+    if (this.isIdle()) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([this.idle(), timeout]);
+    clearTimeout(timer);
+  }
+
   private enqueue(event: EventInput): void {
     this.queued.push(event);
     // The first event of a turn goes at once (a run's first token must not wait for the rest of its

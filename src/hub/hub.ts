@@ -40,21 +40,35 @@ export class Hub {
 
   /** Registers a reader (state `behind`); resolves once live notices for its session are flowing. */
   async join(reader: Reader): Promise<void> {
+    // Watch before the first read: an append between the read and the watch would otherwise be missed.
+    await this.add(reader, "behind");
+    reader.requestCatchUp();
+  }
+
+  /**
+   * Registers the reader of a session created by this request, which has no events yet: it is live at
+   * once, so the run's first events (handed over locally) reach it without waiting for the watch and a
+   * first read. Should another instance append before the watch is in place, the next notice's
+   * previous position will not match the reader's, and the reader catches up from the store.
+   */
+  async joinNew(reader: Reader): Promise<void> {
+    await this.add(reader, "live");
+  }
+
+  private async add(reader: Reader, state: Reader["state"]): Promise<void> {
     let set = this.readers.get(reader.sessionId);
     if (!set) {
       set = new Set();
       this.readers.set(reader.sessionId, set);
     }
     set.add(reader);
-    reader.state = "behind";
-    // Watch before the first read: an append between the read and the watch would otherwise be missed.
+    reader.state = state;
     try {
       await this.store.notifier.watch(reader.sessionId);
     } catch (error) {
       this.leave(reader);
       throw error;
     }
-    reader.requestCatchUp();
   }
 
   leave(reader: Reader): void {

@@ -136,6 +136,15 @@ export class StreamConnection {
     if (this.closed) this.deps.hub.leave(reader);
   }
 
+  /** Adds a session this request is creating (no events yet): its reader is live from the start. */
+  async addNewSession(sessionId: string, index: number): Promise<void> {
+    if (this.closed || this.readers.has(sessionId)) return;
+    const reader = new SessionReader(sessionId, index, null, this, null);
+    this.readers.set(sessionId, reader);
+    await this.deps.hub.joinNew(reader);
+    if (this.closed) this.deps.hub.leave(reader);
+  }
+
   /** Called once the initial sessions are added: from now on the connection closes when all have ended. */
   sessionsAdded(): void {
     this.acceptingClose = true;

@@ -122,4 +122,47 @@ describe("Hub local hand-over", () => {
     expect(reader.state).toBe("live");
     expect(reader.catchUps).toBe(1);
   });
+
+  it("a new session's reader is live at once, and heals by a read if another instance appended before its watch", async () => {
+    const { store } = setup();
+    let openWatch: () => void = () => {};
+    const watchGate = new Promise<void>((resolve) => {
+      openWatch = resolve;
+    });
+    const slowWatch: StreamStore = {
+      ...store,
+      notifier: {
+        setListener: (listener) => store.notifier.setListener(listener),
+        watch: async (id) => {
+          await watchGate;
+          await store.notifier.watch(id);
+        },
+        unwatch: (id) => store.notifier.unwatch(id),
+      },
+    };
+    const hub = new Hub(
+      slowWatch,
+      { catchUpBatch: CATCH_UP_BATCH },
+      createMetrics({ defaultMetrics: false }),
+      pino({ level: "silent" }),
+    );
+    await store.createSession({ id: "n", model: null, metadata: {}, owner: null, createdAt: Date.now() });
+    const reader = new RecordingReader("n", hub);
+    const joined = hub.joinNew(reader);
+    expect(reader.state).toBe("live");
+
+    // The run's first batch, handed over locally while the watch is still pending.
+    hub.deliverLocal(await appendLocally(store, "n", [token("1")]));
+    // Another instance appends before the watch is in place: its notice is never seen here.
+    await store.append("n", [token("2")]);
+    await settle();
+    openWatch();
+    await joined;
+    // The next notice does not follow the reader's position: it reads what it missed, then goes on.
+    await store.append("n", [token("3")]);
+    await settle();
+
+    expect(reader.received).toEqual(['{"content":"1"}', '{"content":"2"}', '{"content":"3"}']);
+    expect(reader.catchUps).toBe(1);
+  });
 });

@@ -122,4 +122,24 @@ describe("RunWriter", () => {
     const { events } = await store.read("fresh", null, 100);
     expect(events.map((event) => event.type)).toEqual(["token", "done"]);
   });
+
+  it("written() resolves once pushed events are stored, or after its timeout when the store does not answer", async () => {
+    const store = memoryStore();
+    await store.createSession(session("w"));
+    const { writer } = writerFor(store, "w");
+    writer.push(token("a"));
+    await writer.written(10_000);
+    expect((await store.read("w", null, 10)).events).toHaveLength(1);
+
+    const stuck: typeof store = { ...store, append: () => new Promise(() => {}) };
+    const stalled = new RunWriter(stuck, "w", "w.stuck", {
+      maxBufferedEvents: 100,
+      retryDelayMs: 10,
+      onOverflow: () => {},
+      onEndedElsewhere: () => {},
+    });
+    stalled.push(token("b"));
+    await stalled.written(20);
+    expect(stalled.bufferedEvents).toBe(1);
+  });
 });
