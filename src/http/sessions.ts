@@ -72,19 +72,10 @@ export function sessionsRouter(context: AppContext): Router {
         tracker: null,
         headers: { "X-Session-Id": id },
       });
-      const starting: SessionInfo = {
-        id,
-        status: "running",
-        createdAt: Date.now(),
-        model: null,
-        metadata: {},
-        owner: run.value.owner ?? null,
-        lastEventId: null,
-        terminalId: null,
-      };
+      // The run starts first: its reader joins before the first append can be acknowledged.
       const [outcome] = await Promise.all([
         runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value }),
-        connection.addSession(id, 0, { kind: "none" }, starting),
+        connection.addNewSession(id, 0),
       ]);
       if (outcome.kind !== "started") {
         // Cannot happen for a generated id; the stream is already open, so say it there.
