@@ -10,8 +10,14 @@ export interface MergeResult {
   merged: number;
 }
 
+/** Stored data is `JSON.stringify` output, so a `{content}`-only object always has this shape. */
+const CONTENT_ONLY_START = '{"content":"';
+const CONTENT_ONLY_END = '"}';
+
 function tokenContent(event: StoredEvent): string | null {
   if (event.type !== "token") return null;
+  // Most tokens that carry more than `content` are told apart without parsing them.
+  if (!event.data.startsWith(CONTENT_ONLY_START) || !event.data.endsWith(CONTENT_ONLY_END)) return null;
   try {
     const data: unknown = JSON.parse(event.data);
     if (data === null || typeof data !== "object") return null;
