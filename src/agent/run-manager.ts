@@ -5,6 +5,7 @@
  * of runs whose instance died.
  */
 import { randomBytes } from "node:crypto";
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
@@ -310,8 +311,10 @@ export class RunManager {
           if (tokens === 1) {
             metrics.timeToFirstToken.observe((this.clock() - startedAt) / 1000);
             // When the model sends a burst, parsing the rest of it would hold the event loop, and the
-            // first token's delivery with it: read on once the first token is stored and handed over.
+            // first token's delivery with it: read on once the first token is stored, handed over, and
+            // (one turn later, when the streams flush) written.
             await writer.written(FIRST_TOKEN_WAIT_MS);
+            await setImmediatePromise();
           }
         } else if (chunk.kind === "usage") {
           usage = chunk.usage;
