@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
+import { detachedPosition } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
 import {
   lifecycleEventsFor,
@@ -158,7 +159,7 @@ function parseEventLines(text: string): StoredEvent[] {
     let end = text.indexOf("\n", secondTab + 1);
     if (end < 0) end = text.length;
     events.push({
-      id: text.slice(start, firstTab),
+      id: detachedPosition(text.slice(start, firstTab)),
       type: text.slice(firstTab + 1, secondTab),
       data: text.slice(secondTab + 1, end),
     });
