@@ -44,6 +44,7 @@ export function readings(name: string, results: Results): string {
   const lines: string[] = [];
   switch (name) {
     case "fanout":
+    case "fanout-staggered":
       lines.push(...fanoutReading(rows));
       break;
     case "dashboard":

@@ -134,7 +134,16 @@ export function render(lines: Line[], runId?: string): string {
     ...summaryRows(results),
     "",
   ];
-  for (const name of ["fanout", "dashboard", "idle", "replay", "agent", "cursor", "redis-cost"]) {
+  for (const name of [
+    "fanout",
+    "fanout-staggered",
+    "dashboard",
+    "idle",
+    "replay",
+    "agent",
+    "cursor",
+    "redis-cost",
+  ]) {
     const text = section(name, results.get(name));
     if (text) out.push(text, readings(name, results), "");
   }

@@ -5,12 +5,12 @@
  *
  *   --quick                 every scenario at tiny sizes (~1 min; CI): exits non-zero only on a
  *                           contract violation (loss, duplicates, reordering, gaps) or a crash
- *   --only a,b              scenarios: fanout,dashboard,idle,replay,agent,cursor,redis-cost
+ *   --only a,b              scenarios: fanout,fanout-staggered,dashboard,idle,replay,agent,cursor,redis-cost
  *   --targets a,b           gateway,raw-node,nchan (default all three)
  *   --workers N             load-generator threads (default: cores - 1, at least 1, at most 4)
  *   --out FILE              results file (default bench/results/results.jsonl; quick: a temp file)
  *   --idle-connections N    the idle scenario's C (default 5,000; quick 200)
- *   --producer-phases N     fan-out producer phase groups (default 10; 1 = every session in step)
+ *   --producer-phases N     overrides both fan-out scenarios' producer phase groups (1 = every session in step)
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
 import { execSync } from "node:child_process";
@@ -26,7 +26,7 @@ import { renderFile } from "./render.js";
 import { agentScenario } from "./scenarios/agent.js";
 import { cursorScenario } from "./scenarios/cursor.js";
 import { dashboardScenario } from "./scenarios/dashboard.js";
-import { fanoutScenario } from "./scenarios/fanout.js";
+import { fanoutScenario, fanoutStaggeredScenario } from "./scenarios/fanout.js";
 import { idleScenario } from "./scenarios/idle.js";
 import { redisCostScenario } from "./scenarios/redis-cost.js";
 import { replayScenario } from "./scenarios/replay.js";
@@ -34,6 +34,7 @@ import { REPO_ROOT, TARGET_NAMES, type TargetName } from "./targets/index.js";
 
 const SCENARIOS: readonly Scenario[] = [
   fanoutScenario,
+  fanoutStaggeredScenario,
   dashboardScenario,
   idleScenario,
   replayScenario,
