@@ -61,28 +61,20 @@ export interface CursorLimits {
 
 export type CursorState = { kind: "none" } | { kind: "at"; position: string } | { kind: "finished" };
 
-interface Entry {
-  index: number;
-  ms: number;
-  seq: number;
-  position: string;
-}
-
 const NONE: CursorState = Object.freeze({ kind: "none" });
 const FINISHED: CursorState = Object.freeze({ kind: "finished" });
 
 export function encodeCursor(entries: CursorEntries): string {
-  const sorted: Entry[] = [];
+  const rows: Array<[number, number, number]> = [];
   for (const [index, position] of entries.positions) {
     assertIndex(index);
     if (entries.finished.has(index)) throw new RangeError(`cursor index ${index} is positioned and finished`);
-    const entry: Entry = { index, ms: 0, seq: 0, position };
-    assertPositionInto(position, entry);
-    sorted.push(entry);
+    parsePositionInto(position, parsed, 0);
+    rows.push([index, parsed[0]!, parsed[1]!]);
   }
-  sorted.sort((a, b) => a.index - b.index);
+  rows.sort((a, b) => a[0] - b[0]);
   const writer = new ByteWriter();
-  writePositioned(writer, sorted);
+  writePositioned(writer, rows.flat());
   writer.append(encodeFinished(sortedFinished(entries.finished)));
   return writer.toCursor();
 }
@@ -161,12 +153,18 @@ export function decodeCursor(text: string, limits: CursorLimits): CursorEntries 
  * The cursor of one connection, updated as events are sent. `encode()` runs once per event sent: it
  * reuses its last result until something changes, keeps the finished section (which changes rarely)
  * encoded, and writes into one growing buffer without allocating per entry.
+ *
+ * A tracker lives as long as its connection, so its state is a few flat arrays (no object, map or
+ * set entry per session): positioned sessions by ascending index in `slots` as (index, ms, seq)
+ * triples, which V8 keeps as unboxed doubles, with the position texts alongside.
  */
 export class CursorTracker {
-  /** Positioned sessions by ascending index. */
-  private readonly entries: Entry[] = [];
-  private readonly byIndex = new Map<number, Entry>();
-  private readonly finished = new Set<number>();
+  /** (index, ms, seq) per positioned session, by ascending index. */
+  private readonly slots: number[] = [];
+  /** The position text of each triple in `slots`. */
+  private readonly positions: string[] = [];
+  /** Finished indexes, ascending. */
+  private readonly finished: number[] = [];
   /** null when stale. */
   private finishedSection: Uint8Array | null = null;
   /** null when stale. */
@@ -183,34 +181,39 @@ export class CursorTracker {
   }
 
   get size(): number {
-    return this.byIndex.size + this.finished.size;
+    return this.positions.length + this.finished.length;
   }
 
   /** The client received the event at `position`. A finished session that streams again is positioned again. */
   setPosition(index: number, position: string): void {
-    const existing = this.byIndex.get(index);
-    if (existing) {
-      if (existing.position === position) return;
-      assertPositionInto(position, existing);
-      existing.position = position;
+    const slot = search(this.slots, SLOT_STRIDE, index);
+    if (slot >= 0) {
+      if (this.positions[slot] === position) return;
+      parsePositionInto(position, this.slots, slot * SLOT_STRIDE + 1);
+      this.positions[slot] = position;
       this.encoded = null;
       return;
     }
     assertIndex(index);
-    const entry: Entry = { index, ms: 0, seq: 0, position };
-    assertPositionInto(position, entry);
-    if (this.finished.delete(index)) this.finishedSection = null;
-    this.entries.splice(this.insertionPoint(index), 0, entry);
-    this.byIndex.set(index, entry);
+    parsePositionInto(position, parsed, 0);
+    const finishedAt = search(this.finished, 1, index);
+    if (finishedAt >= 0) {
+      this.finished.splice(finishedAt, 1);
+      this.finishedSection = null;
+    }
+    const at = ~slot;
+    this.slots.splice(at * SLOT_STRIDE, 0, index, parsed[0]!, parsed[1]!);
+    this.positions.splice(at, 0, position);
     this.encoded = null;
   }
 
   /** The client received the session's terminal event: it is never replayed. */
   markFinished(index: number): void {
-    if (this.finished.has(index)) return;
+    const at = search(this.finished, 1, index);
+    if (at >= 0) return;
     assertIndex(index);
     this.removePositioned(index);
-    this.finished.add(index);
+    this.finished.splice(~at, 0, index);
     this.finishedSection = null;
     this.encoded = null;
   }
@@ -218,77 +221,90 @@ export class CursorTracker {
   /** The session left the connection. */
   forget(index: number): void {
     this.removePositioned(index);
-    if (this.finished.delete(index)) {
+    const at = search(this.finished, 1, index);
+    if (at >= 0) {
+      this.finished.splice(at, 1);
       this.finishedSection = null;
       this.encoded = null;
     }
   }
 
   get(index: number): CursorState {
-    const entry = this.byIndex.get(index);
-    if (entry) return { kind: "at", position: entry.position };
-    return this.finished.has(index) ? FINISHED : NONE;
+    const slot = search(this.slots, SLOT_STRIDE, index);
+    if (slot >= 0) return { kind: "at", position: this.positions[slot]! };
+    return search(this.finished, 1, index) >= 0 ? FINISHED : NONE;
   }
 
   /** A copy of the current state. */
   toEntries(): CursorEntries {
     const positions = new Map<number, string>();
-    for (const entry of this.entries) positions.set(entry.index, entry.position);
-    return { positions, finished: new Set(sortedFinished(this.finished)) };
+    for (let k = 0; k < this.positions.length; k++)
+      positions.set(this.slots[k * SLOT_STRIDE]!, this.positions[k]!);
+    return { positions, finished: new Set(this.finished) };
   }
 
   encode(): string {
     if (this.encoded !== null) return this.encoded;
-    if (this.finishedSection === null) this.finishedSection = encodeFinished(sortedFinished(this.finished));
+    if (this.finishedSection === null) this.finishedSection = encodeFinished(this.finished);
     // Encoding is synchronous, so every tracker shares one scratch buffer: nothing per connection.
     const writer = scratchWriter;
     writer.reset();
-    writePositioned(writer, this.entries);
+    writePositioned(writer, this.slots);
     writer.append(this.finishedSection);
     this.encoded = writer.toCursor();
     return this.encoded;
   }
 
   private removePositioned(index: number): void {
-    if (!this.byIndex.delete(index)) return;
-    this.entries.splice(this.insertionPoint(index), 1);
+    const slot = search(this.slots, SLOT_STRIDE, index);
+    if (slot < 0) return;
+    this.slots.splice(slot * SLOT_STRIDE, SLOT_STRIDE);
+    this.positions.splice(slot, 1);
     this.encoded = null;
-  }
-
-  /** The first slot whose index is >= `index`; appending in order (a decoded cursor) is O(1). */
-  private insertionPoint(index: number): number {
-    const entries = this.entries;
-    const last = entries[entries.length - 1];
-    if (last === undefined || last.index < index) return entries.length;
-    let low = 0;
-    let high = entries.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (entries[middle]!.index < index) low = middle + 1;
-      else high = middle;
-    }
-    return low;
   }
 }
 
-function writePositioned(writer: ByteWriter, entries: readonly Entry[]): void {
-  const count = entries.length;
+const SLOT_STRIDE = 3;
+/** Scratch (ms, seq) for a position being parsed. */
+const parsed: number[] = [0, 0];
+
+/**
+ * The record (of `stride` numbers, keyed by its first) holding `key` in `values`, ascending by key;
+ * else `~insertionPoint`. Appending in order (a decoded cursor) needs one comparison.
+ */
+function search(values: readonly number[], stride: number, key: number): number {
+  const count = values.length / stride;
+  if (count === 0 || values[(count - 1) * stride]! < key) return ~count;
+  let low = 0;
+  let high = count;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (values[middle * stride]! < key) low = middle + 1;
+    else high = middle;
+  }
+  return low < count && values[low * stride] === key ? low : ~low;
+}
+
+/** Positioned (index, ms, seq) triples by ascending index. */
+function writePositioned(writer: ByteWriter, slots: readonly number[]): void {
+  const count = slots.length / SLOT_STRIDE;
   writer.varint(count);
   if (count === 0) return;
-  let baseMs = entries[0]!.ms;
-  for (let k = 1; k < count; k++) baseMs = Math.min(baseMs, entries[k]!.ms);
+  let baseMs = slots[1]!;
+  for (let k = 1; k < count; k++) baseMs = Math.min(baseMs, slots[k * SLOT_STRIDE + 1]!);
   writer.varint(baseMs);
   let next = 0;
-  for (let k = 0; k < count; k++) {
-    const entry = entries[k]!;
-    writer.varint(entry.index - next);
-    next = entry.index + 1;
-    const msField = (entry.ms - baseMs) * 2;
-    if (entry.seq === 0) {
+  for (let k = 0; k < slots.length; k += SLOT_STRIDE) {
+    const index = slots[k]!;
+    const seq = slots[k + 2]!;
+    writer.varint(index - next);
+    next = index + 1;
+    const msField = (slots[k + 1]! - baseMs) * 2;
+    if (seq === 0) {
       writer.varint(msField);
     } else {
       writer.varint(msField + 1);
-      writer.varint(entry.seq);
+      writer.varint(seq);
     }
   }
 }
@@ -344,15 +360,18 @@ function assertIndex(index: number): void {
     throw new RangeError(`cursor index ${index} is not a natural number`);
 }
 
-/** Parses `<ms>-<seq>` exactly as `parsePosition` does, without allocating (it runs once per event). */
-function assertPositionInto(position: string, entry: Entry): void {
+/**
+ * Parses `<ms>-<seq>` exactly as `parsePosition` does into `into[at]` and `into[at + 1]`, without
+ * allocating (it runs once per event).
+ */
+function parsePositionInto(position: string, into: number[], at: number): void {
   const dash = position.indexOf("-");
   const ms = parseDigits(position, 0, dash);
   const seq = parseDigits(position, dash + 1, position.length);
   if (dash < 0 || ms < 0 || seq < 0)
     throw new TypeError(`not a stream position: ${JSON.stringify(position)}`);
-  entry.ms = ms;
-  entry.seq = seq;
+  into[at] = ms;
+  into[at + 1] = seq;
 }
 
 /** The value of 1 to 15 decimal digits in text[start, end), or -1. */
