@@ -35,29 +35,40 @@ export function parseNotice(sessionId: string, text: string): AppendNotice | nul
 /** Append notices over pub/sub: one channel per watched session, all on the instance's one link. */
 export function createNotifier(pubsub: PubSub, keys: KeyScheme): AppendNotifier {
   let listener: NotificationListener | null = null;
-  const handlers = new Map<string, (message: string) => void>();
+  const watched = new Map<string, Watch>();
   pubsub.onReconnect(() => listener?.onResync());
 
   return {
     setListener(next) {
       listener = next;
     },
-    async watch(sessionId) {
-      let handler = handlers.get(sessionId);
-      if (!handler) {
-        handler = (message) => {
-          const notice = parseNotice(sessionId, message);
-          if (notice) listener?.onAppend(notice);
-        };
-        handlers.set(sessionId, handler);
-      }
-      await pubsub.subscribe(keys.notices(sessionId), handler);
+    watch(sessionId) {
+      // Every reader of a session joins through here: once watched, a call allocates nothing (the
+      // same promise serves every caller, while the SUBSCRIBE is in flight and after).
+      const known = watched.get(sessionId);
+      if (known) return known.subscribed;
+      const handler = (message: string) => {
+        const notice = parseNotice(sessionId, message);
+        if (notice) listener?.onAppend(notice);
+      };
+      const watch: Watch = { handler, subscribed: pubsub.subscribe(keys.notices(sessionId), handler) };
+      watched.set(sessionId, watch);
+      // Refused: forgotten, so that the next call asks again.
+      watch.subscribed.catch(() => {
+        if (watched.get(sessionId) === watch) watched.delete(sessionId);
+      });
+      return watch.subscribed;
     },
     unwatch(sessionId) {
-      const handler = handlers.get(sessionId);
-      if (!handler) return;
-      handlers.delete(sessionId);
-      pubsub.unsubscribe(keys.notices(sessionId), handler);
+      const watch = watched.get(sessionId);
+      if (!watch) return;
+      watched.delete(sessionId);
+      pubsub.unsubscribe(keys.notices(sessionId), watch.handler);
     },
   };
+}
+
+interface Watch {
+  handler: (message: string) => void;
+  subscribed: Promise<void>;
 }
