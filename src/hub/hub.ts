@@ -17,6 +17,8 @@ interface PendingRead {
   result: Promise<ReadResult>;
 }
 
+const ignore = (): void => {};
+
 export interface HubOptions {
   catchUpBatch: number;
 }
@@ -138,7 +140,7 @@ export class Hub {
     reader.dirty = false;
     const result = this.store.read(reader.sessionId, from, this.options.catchUpBatch);
     // A held read may fail before anyone awaits it; the failure surfaces when it is awaited.
-    result.catch(() => {});
+    result.catch(ignore);
     return { from, checkGap: !reader.gapChecked, result };
   }
 

@@ -48,16 +48,22 @@ export interface StreamConnectionDeps {
   tracker: CursorTracker | null;
 }
 
+const LIVE = 1;
+const READING = 2;
+const DIRTY = 4;
+const GAP_CHECKED = 8;
+const FINISHED = 16;
+const QUEUED = 32;
+/** A `Hub.readBatch` of this reader is running (`reading` also covers a batch the hub holds for it). */
+const CATCHING_UP = 64;
+
+/**
+ * A reader lives as long as its connection, one per session: its flags share one small integer
+ * (behind the accessors) instead of a field each.
+ */
 class SessionReader implements Reader {
   position: string | null;
-  state: "live" | "behind" = "behind";
-  reading = false;
-  dirty = false;
-  gapChecked: boolean;
-  finished = false;
-  queued = false;
-  /** A `Hub.readBatch` of this reader is running (`reading` also covers a batch the hub holds for it). */
-  catchingUp = false;
+  private flags: number;
 
   constructor(
     readonly sessionId: string,
@@ -68,7 +74,50 @@ class SessionReader implements Reader {
     readonly visible: ((event: StoredEvent) => boolean) | null,
   ) {
     this.position = start;
-    this.gapChecked = start === null;
+    this.flags = start === null ? GAP_CHECKED : 0;
+  }
+
+  get state(): "live" | "behind" {
+    return (this.flags & LIVE) !== 0 ? "live" : "behind";
+  }
+  set state(state: "live" | "behind") {
+    this.set(LIVE, state === "live");
+  }
+  get reading(): boolean {
+    return (this.flags & READING) !== 0;
+  }
+  set reading(on: boolean) {
+    this.set(READING, on);
+  }
+  get dirty(): boolean {
+    return (this.flags & DIRTY) !== 0;
+  }
+  set dirty(on: boolean) {
+    this.set(DIRTY, on);
+  }
+  get gapChecked(): boolean {
+    return (this.flags & GAP_CHECKED) !== 0;
+  }
+  set gapChecked(on: boolean) {
+    this.set(GAP_CHECKED, on);
+  }
+  get finished(): boolean {
+    return (this.flags & FINISHED) !== 0;
+  }
+  set finished(on: boolean) {
+    this.set(FINISHED, on);
+  }
+  get queued(): boolean {
+    return (this.flags & QUEUED) !== 0;
+  }
+  set queued(on: boolean) {
+    this.set(QUEUED, on);
+  }
+  get catchingUp(): boolean {
+    return (this.flags & CATCHING_UP) !== 0;
+  }
+  set catchingUp(on: boolean) {
+    this.set(CATCHING_UP, on);
   }
 
   canTakeLive(): boolean {
@@ -81,6 +130,10 @@ class SessionReader implements Reader {
 
   requestCatchUp(): void {
     this.connection.scheduleCatchUp(this);
+  }
+
+  private set(flag: number, on: boolean): void {
+    this.flags = on ? this.flags | flag : this.flags & ~flag;
   }
 }
 
@@ -267,30 +320,28 @@ export class StreamConnection {
       if (reader.finished || reader.catchingUp) continue;
       this.readsInFlight++;
       reader.catchingUp = true;
-      const done = () => {
-        reader.catchingUp = false;
-        this.readsInFlight--;
-      };
-      this.deps.hub
-        .readBatch(reader)
-        .then(
-          (more) => {
-            done();
-            // Round-robin: a session with more to read goes to the back of the queue.
-            if (more) this.scheduleCatchUp(reader);
-          },
-          (error: unknown) => {
-            done();
-            reader.state = "behind";
-            this.deps.logger.warn(
-              { err: error, sessionId: reader.sessionId },
-              "catch-up read failed; retrying",
-            );
-            setTimeout(() => this.scheduleCatchUp(reader), this.options.retryReadAfterMs).unref();
-          },
-        )
-        .finally(() => this.pump());
+      this.deps.hub.readBatch(reader).then(
+        (more) => this.readDone(reader, more),
+        (error: unknown) => this.readFailed(reader, error),
+      );
     }
+  }
+
+  private readDone(reader: SessionReader, more: boolean): void {
+    reader.catchingUp = false;
+    this.readsInFlight--;
+    // Round-robin: a session with more to read goes to the back of the queue.
+    if (more) this.scheduleCatchUp(reader);
+    this.pump();
+  }
+
+  private readFailed(reader: SessionReader, error: unknown): void {
+    reader.catchingUp = false;
+    this.readsInFlight--;
+    reader.state = "behind";
+    this.deps.logger.warn({ err: error, sessionId: reader.sessionId }, "catch-up read failed; retrying");
+    setTimeout(() => this.scheduleCatchUp(reader), this.options.retryReadAfterMs).unref();
+    this.pump();
   }
 }
 
