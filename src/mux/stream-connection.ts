@@ -57,6 +57,9 @@ const QUEUED = 32;
 /** A `Hub.readBatch` of this reader is running (`reading` also covers a batch the hub holds for it). */
 const CATCHING_UP = 64;
 
+/** Up to this many readers, a connection finds one by scanning its array. */
+const READERS_SCANNED = 32;
+
 /**
  * A reader lives as long as its connection, one per session: its flags share one small integer
  * (behind the accessors) instead of a field each.
@@ -138,7 +141,9 @@ class SessionReader implements Reader {
 }
 
 export class StreamConnection {
-  private readonly readers = new Map<string, SessionReader>();
+  /** Most connections read a handful of sessions: a plain array, indexed by id only once it is long. */
+  private readonly readers: SessionReader[] = [];
+  private readersById: Map<string, SessionReader> | null = null;
   private readonly catchUpQueue: SessionReader[] = [];
   private readsInFlight = 0;
   private closed = false;
@@ -151,7 +156,7 @@ export class StreamConnection {
   ) {}
 
   get sessionIds(): string[] {
-    return [...this.readers.keys()];
+    return this.readers.map((reader) => reader.sessionId);
   }
 
   canTakeLive(): boolean {
@@ -169,7 +174,7 @@ export class StreamConnection {
     info: SessionInfo | null,
     visible: ((event: StoredEvent) => boolean) | null = null,
   ): Promise<void> {
-    if (this.closed || this.readers.has(sessionId) || start.kind === "finished") return;
+    if (this.closed || this.findReader(sessionId) || start.kind === "finished") return;
     const position = start.kind === "at" ? start.position : null;
     if (sessionId !== LIFECYCLE_FEED && info === null) {
       // Unknown, or expired since the client last read it: say so once, and keep watching.
@@ -184,16 +189,16 @@ export class StreamConnection {
       return;
     }
     const reader = new SessionReader(sessionId, index, position, this, visible);
-    this.readers.set(sessionId, reader);
+    this.addReader(reader);
     await this.deps.hub.join(reader);
     if (this.closed) this.deps.hub.leave(reader);
   }
 
   /** Adds a session this request is creating (no events yet): its reader is live from the start. */
   async addNewSession(sessionId: string, index: number): Promise<void> {
-    if (this.closed || this.readers.has(sessionId)) return;
+    if (this.closed || this.findReader(sessionId)) return;
     const reader = new SessionReader(sessionId, index, null, this, null);
-    this.readers.set(sessionId, reader);
+    this.addReader(reader);
     await this.deps.hub.joinNew(reader);
     if (this.closed) this.deps.hub.leave(reader);
   }
@@ -210,9 +215,10 @@ export class StreamConnection {
   }
 
   removeSession(sessionId: string): void {
-    const reader = this.readers.get(sessionId);
+    const reader = this.findReader(sessionId);
     if (!reader) return;
-    this.readers.delete(sessionId);
+    this.readers.splice(this.readers.indexOf(reader), 1);
+    this.readersById?.delete(sessionId);
     this.deps.hub.leave(reader);
     this.deps.tracker?.forget(reader.index);
   }
@@ -224,7 +230,7 @@ export class StreamConnection {
 
   /** The socket drained: every reader that fell behind catches up. */
   onDrain(): void {
-    for (const reader of this.readers.values()) {
+    for (const reader of this.readers) {
       if (reader.state === "behind" && !reader.finished) this.scheduleCatchUp(reader);
     }
     this.pump();
@@ -233,8 +239,9 @@ export class StreamConnection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const reader of this.readers.values()) this.deps.hub.leave(reader);
-    this.readers.clear();
+    for (const reader of this.readers) this.deps.hub.leave(reader);
+    this.readers.length = 0;
+    this.readersById = null;
     this.catchUpQueue.length = 0;
   }
 
@@ -288,7 +295,7 @@ export class StreamConnection {
   private markFinished(reader: SessionReader): void {
     reader.finished = true;
     this.deps.tracker?.markFinished(reader.index);
-    if (this.readers.get(reader.sessionId) === reader) this.deps.hub.leave(reader);
+    if (this.findReader(reader.sessionId) === reader) this.deps.hub.leave(reader);
     this.closeIfAllEnded();
   }
 
@@ -300,8 +307,22 @@ export class StreamConnection {
 
   /** True when every session of the connection has ended (and none is still expected). */
   private allEnded(): boolean {
-    for (const reader of this.readers.values()) if (!reader.finished) return false;
+    for (const reader of this.readers) if (!reader.finished) return false;
     return true;
+  }
+
+  private findReader(sessionId: string): SessionReader | undefined {
+    if (this.readersById) return this.readersById.get(sessionId);
+    for (const reader of this.readers) if (reader.sessionId === sessionId) return reader;
+    return undefined;
+  }
+
+  private addReader(reader: SessionReader): void {
+    this.readers.push(reader);
+    if (this.readersById) this.readersById.set(reader.sessionId, reader);
+    else if (this.readers.length > READERS_SCANNED) {
+      this.readersById = new Map(this.readers.map((each) => [each.sessionId, each]));
+    }
   }
 
   private eventName(sessionId: string, type: string): string {
