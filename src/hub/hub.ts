@@ -83,6 +83,17 @@ export class Hub {
     }
   }
 
+  /**
+   * The hub's one copy of a session id, for a new reader. An id parsed from a request is usually a
+   * slice of the request's query text, which a reader (living as long as its connection) would keep.
+   */
+  sessionKey(sessionId: string): string {
+    const set = this.readers.get(sessionId);
+    if (set) for (const reader of set) return reader.sessionId;
+    // Concatenating first: V8 then slices a small flat copy, not the query text.
+    return ` ${sessionId}`.slice(1);
+  }
+
   /** Sessions with at least one local reader. */
   get watchedSessions(): number {
     return this.readers.size;

@@ -144,7 +144,7 @@ export class StreamConnection {
   /** Most connections read a handful of sessions: a plain array, indexed by id only once it is long. */
   private readonly readers: SessionReader[] = [];
   private readersById: Map<string, SessionReader> | null = null;
-  private readonly catchUpQueue: SessionReader[] = [];
+  private catchUpQueue: SessionReader[] = [];
   private readsInFlight = 0;
   private closed = false;
   private acceptingClose = false;
@@ -188,7 +188,7 @@ export class StreamConnection {
       this.deps.tracker?.markFinished(index);
       return;
     }
-    const reader = new SessionReader(sessionId, index, position, this, visible);
+    const reader = new SessionReader(this.deps.hub.sessionKey(sessionId), index, position, this, visible);
     this.addReader(reader);
     await this.deps.hub.join(reader);
     if (this.closed) this.deps.hub.leave(reader);
@@ -197,7 +197,7 @@ export class StreamConnection {
   /** Adds a session this request is creating (no events yet): its reader is live from the start. */
   async addNewSession(sessionId: string, index: number): Promise<void> {
     if (this.closed || this.findReader(sessionId)) return;
-    const reader = new SessionReader(sessionId, index, null, this, null);
+    const reader = new SessionReader(this.deps.hub.sessionKey(sessionId), index, null, this, null);
     this.addReader(reader);
     await this.deps.hub.joinNew(reader);
     if (this.closed) this.deps.hub.leave(reader);
@@ -242,7 +242,7 @@ export class StreamConnection {
     for (const reader of this.readers) this.deps.hub.leave(reader);
     this.readers.length = 0;
     this.readersById = null;
-    this.catchUpQueue.length = 0;
+    this.catchUpQueue = [];
   }
 
   scheduleCatchUp(reader: SessionReader): void {
@@ -337,6 +337,8 @@ export class StreamConnection {
       this.catchUpQueue.length > 0
     ) {
       const reader = this.catchUpQueue.shift()!;
+      // An idle connection's queue stays empty for long: a fresh array lets its grown store go.
+      if (this.catchUpQueue.length === 0) this.catchUpQueue = [];
       reader.queued = false;
       if (reader.finished || reader.catchingUp) continue;
       this.readsInFlight++;
