@@ -1,0 +1,87 @@
+/**
+ * A connection finds its readers by scanning a short array, and through an index by session id once
+ * it reads many sessions (subscription sets): both ways add each session once, remove it, and end the
+ * connection when every session has ended.
+ */
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { Hub } from "../../src/hub/hub.js";
+import { createMetrics } from "../../src/metrics.js";
+import { CursorTracker } from "../../src/mux/cursor.js";
+import { StreamConnection } from "../../src/mux/stream-connection.js";
+import type { SseWriter } from "../../src/sse/writer.js";
+import { createKeyScheme } from "../../src/store/keys.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
+import { createMemoryPubSub } from "../../src/store/pubsub.js";
+
+class FakeWriter {
+  writable = true;
+  ended = false;
+  text = "";
+  send(frames: string): void {
+    this.text += frames;
+  }
+  end(): void {
+    this.ended = true;
+    this.writable = false;
+  }
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+describe.each([5, 40])("a connection with %i sessions", (count) => {
+  it("reads each session once, forgets removed ones, and closes when the rest have ended", async () => {
+    const store = createMemoryStore({
+      pubsub: createMemoryPubSub(),
+      keys: createKeyScheme("t:"),
+      retention: {
+        maxEventsPerSession: 100,
+        lifecycleMaxEvents: 100,
+        endedSessionTtlSeconds: 60,
+        idleSessionTtlSeconds: 60,
+      },
+    });
+    const metrics = createMetrics({ defaultMetrics: false });
+    const logger = pino({ level: "silent" });
+    const hub = new Hub(store, { catchUpBatch: 10 }, metrics, logger);
+    const ids = Array.from({ length: count }, (_, i) => `m${i}`);
+    for (const id of ids) {
+      await store.createSession({ id, model: null, metadata: {}, owner: null, createdAt: Date.now() });
+      await store.append(id, [{ type: "token", data: { content: id } }]);
+    }
+    const writer = new FakeWriter();
+    const tracker = new CursorTracker();
+    const connection = new StreamConnection(
+      { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker },
+      {
+        framing: "mux",
+        closeWhenAllEnded: true,
+        mergeTokensWhenBehind: false,
+        catchUpBatch: 10,
+        maxConcurrentReads: 4,
+        retryReadAfterMs: 50,
+      },
+    );
+    for (const [index, id] of ids.entries()) {
+      const info = await store.getSession(id);
+      await connection.addSession(id, index, { kind: "none" }, info);
+      // A second add of the same session (a subscription change applied twice) is ignored.
+      await connection.addSession(id, index, { kind: "none" }, info);
+    }
+    connection.sessionsAdded();
+    await settle();
+    expect(connection.sessionIds).toEqual(ids);
+    for (const id of ids) expect(writer.text.split(`event: ${id}:token\n`).length - 1).toBe(1);
+
+    const removed = ids[count - 1]!;
+    connection.removeSession(removed);
+    expect(connection.sessionIds).toEqual(ids.slice(0, -1));
+    expect(hub.watchedSessions).toBe(count - 1);
+    expect(tracker.get(count - 1)).toEqual({ kind: "none" });
+
+    for (const id of ids.slice(0, -1)) await store.append(id, [{ type: "done", data: {} }]);
+    await settle();
+    expect(writer.ended).toBe(true);
+    expect(hub.watchedSessions).toBe(0);
+  });
+});
