@@ -209,7 +209,12 @@ export function createMemoryStore({
         after !== null && session.maxDeletedId !== "" && comparePositions(after, session.maxDeletedId) < 0
           ? { requested: after, oldest: events[0]?.id ?? null }
           : null;
-      return { events: events.slice(start, start + count), gap };
+      // Copies, as a Redis read returns: readers cache encoded frames on the event objects they get
+      // (src/sse/frames.ts), and those caches must not stay on the stored history.
+      const copies = events
+        .slice(start, start + count)
+        .map((event): StoredEvent => ({ id: event.id, type: event.type, data: event.data }));
+      return { events: copies, gap };
     },
 
     async holdLease(sessionId, holderId, ttlMs) {

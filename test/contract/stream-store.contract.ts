@@ -280,6 +280,18 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         expect((await store.getSession(id))?.lastEventId).toBeNull();
       });
 
+      it("a read hands out its own event objects: what a reader attaches to them is not kept", async () => {
+        const id = await created();
+        await store.append(id, tokens(2));
+        const first = await store.read(id, null, 10);
+        for (const event of first.events) Object.assign(event, { cached: "frame" });
+        const again = await store.read(id, null, 10);
+        expect(again.events.map((event) => Object.keys(event).sort())).toEqual([
+          ["data", "id", "type"],
+          ["data", "id", "type"],
+        ]);
+      });
+
       it("event data round-trips byte-exact", async () => {
         const id = await created();
         const data = {
