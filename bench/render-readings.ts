@@ -88,9 +88,10 @@ export function readings(name: string, results: Results): string {
         | undefined;
       if (d) {
         lines.push(
-          `- The gateway's response head came after ${d.gateway.headersMs} ms (session created, lease taken, stream opened) and the`,
-          `  first token after ${d.gateway.firstTokenMs} ms: the rest is the upstream request (OpenAI SDK) and the token's trip`,
-          "  runner → Redis (append script) → pub/sub notice → hub → SSE.",
+          `- The gateway's response head came after ${d.gateway.headersMs} ms (both admissions, stream opened; the session is`,
+          `  created meanwhile) and the first token after ${d.gateway.firstTokenMs} ms: the upstream request through the openai SDK,`,
+          "  then the token's append round trip to Redis, after which the run hands it to the local hub directly (the",
+          "  pub/sub notice that follows delivers nothing twice) and the stream flushes it on the next turn.",
         );
       }
       break;
