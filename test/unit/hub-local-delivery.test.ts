@@ -3,24 +3,13 @@ import { describe, expect, it } from "vitest";
 import { Hub } from "../../src/hub/hub.js";
 import type { Reader } from "../../src/hub/reader.js";
 import { createMetrics } from "../../src/metrics.js";
-import { createKeyScheme } from "../../src/store/keys.js";
-import { createMemoryStore } from "../../src/store/memory-store.js";
-import { createMemoryPubSub } from "../../src/store/pubsub.js";
 import type { AppendNotice, EventInput, StoredEvent, StreamStore } from "../../src/store/types.js";
+import { testMemoryStore } from "../helpers/memory-store.js";
 
 const CATCH_UP_BATCH = 100;
 
 function setup() {
-  const store = createMemoryStore({
-    pubsub: createMemoryPubSub(),
-    keys: createKeyScheme("t:"),
-    retention: {
-      maxEventsPerSession: 1000,
-      lifecycleMaxEvents: 1000,
-      endedSessionTtlSeconds: 60,
-      idleSessionTtlSeconds: 60,
-    },
-  });
+  const store = testMemoryStore();
   const hub = new Hub(
     store,
     { catchUpBatch: CATCH_UP_BATCH },

@@ -1,21 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RunWriter } from "../../src/agent/run-writer.js";
-import { createKeyScheme } from "../../src/store/keys.js";
-import { createMemoryStore } from "../../src/store/memory-store.js";
-import { createMemoryPubSub } from "../../src/store/pubsub.js";
-
-function memoryStore() {
-  return createMemoryStore({
-    pubsub: createMemoryPubSub(),
-    keys: createKeyScheme("t:"),
-    retention: {
-      maxEventsPerSession: 1000,
-      lifecycleMaxEvents: 1000,
-      endedSessionTtlSeconds: 60,
-      idleSessionTtlSeconds: 60,
-    },
-  });
-}
+import { testMemoryStore as memoryStore } from "../helpers/memory-store.js";
 
 const session = (id: string) => ({ id, model: null, metadata: {}, owner: null, createdAt: Date.now() });
 const token = (content: string) => ({ type: "token", data: { content } });

@@ -10,9 +10,7 @@ import { createMetrics } from "../../src/metrics.js";
 import { CursorTracker } from "../../src/mux/cursor.js";
 import { StreamConnection } from "../../src/mux/stream-connection.js";
 import type { SseWriter } from "../../src/sse/writer.js";
-import { createKeyScheme } from "../../src/store/keys.js";
-import { createMemoryStore } from "../../src/store/memory-store.js";
-import { createMemoryPubSub } from "../../src/store/pubsub.js";
+import { testMemoryStore } from "../helpers/memory-store.js";
 
 class FakeWriter {
   writable = true;
@@ -31,16 +29,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 
 describe.each([5, 40])("a connection with %i sessions", (count) => {
   it("reads each session once, forgets removed ones, and closes when the rest have ended", async () => {
-    const store = createMemoryStore({
-      pubsub: createMemoryPubSub(),
-      keys: createKeyScheme("t:"),
-      retention: {
-        maxEventsPerSession: 100,
-        lifecycleMaxEvents: 100,
-        endedSessionTtlSeconds: 60,
-        idleSessionTtlSeconds: 60,
-      },
-    });
+    const store = testMemoryStore({ maxEventsPerSession: 100, lifecycleMaxEvents: 100 });
     const metrics = createMetrics({ defaultMetrics: false });
     const logger = pino({ level: "silent" });
     const hub = new Hub(store, { catchUpBatch: 10 }, metrics, logger);
