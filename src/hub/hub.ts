@@ -5,6 +5,7 @@
  * after a missed notice) are caught up from the store by their connection, one batch at a time.
  */
 import type { Logger } from "pino";
+import { detached } from "../detached.js";
 import type { Metrics } from "../metrics.js";
 import { comparePositions, parsePosition } from "../store/positions.js";
 import type { AppendNotice, ReadResult, StreamStore } from "../store/types.js";
@@ -90,8 +91,7 @@ export class Hub {
   sessionKey(sessionId: string): string {
     const set = this.readers.get(sessionId);
     if (set) for (const reader of set) return reader.sessionId;
-    // Concatenating first: V8 then slices a small flat copy, not the query text.
-    return ` ${sessionId}`.slice(1);
+    return detached(sessionId);
   }
 
   /** Sessions with at least one local reader. */

@@ -3,8 +3,9 @@
  * line 1 is the previous position, then one line per event, `id \t type \t data`. Event data is JSON
  * text, which never holds a raw newline or tab, so the split is unambiguous.
  */
+
+import { detached } from "../detached.js";
 import type { KeyScheme } from "./keys.js";
-import { detachedPosition } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
 import type { AppendNotice, AppendNotifier, NotificationListener, StoredEvent } from "./types.js";
 
@@ -24,7 +25,7 @@ export function parseNotice(sessionId: string, text: string): AppendNotice | nul
     const secondTab = line.indexOf("\t", firstTab + 1);
     if (firstTab < 0 || secondTab < 0) return null;
     events.push({
-      id: detachedPosition(line.slice(0, firstTab)),
+      id: detached(line.slice(0, firstTab)),
       type: line.slice(firstTab + 1, secondTab),
       data: line.slice(secondTab + 1),
     });

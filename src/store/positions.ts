@@ -30,16 +30,6 @@ export function comparePositions(a: string, b: string): number {
   return Number(a.slice(dashA + 1)) - Number(b.slice(dashB + 1));
 }
 
-/**
- * A copy of a position cut out of a larger text (a read reply, a notice) that does not keep that text
- * alive. V8 represents a `slice` of 13 or more characters as a view into its parent, and a reader
- * holds its last position (and its cursor entry) for as long as its connection lives: a slice would
- * pin a whole read batch per reader. Concatenating first makes V8 slice a fresh, flat copy instead.
- */
-export function detachedPosition(id: string): string {
-  return ` ${id}`.slice(1);
-}
-
 export function formatPosition(position: Position): string {
   return `${position.ms}-${position.seq}`;
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
+import { detached } from "../detached.js";
 import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
-import { detachedPosition } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
 import {
   lifecycleEventsFor,
@@ -159,7 +159,8 @@ function parseEventLines(text: string): StoredEvent[] {
     let end = text.indexOf("\n", secondTab + 1);
     if (end < 0) end = text.length;
     events.push({
-      id: detachedPosition(text.slice(start, firstTab)),
+      // Detached: a reader keeps its last position (and cursor entry) as long as its connection lives.
+      id: detached(text.slice(start, firstTab)),
       type: text.slice(firstTab + 1, secondTab),
       data: text.slice(secondTab + 1, end),
     });
