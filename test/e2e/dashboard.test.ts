@@ -3,7 +3,7 @@
  * plain HTTP/1.1: many agents on ONE SSE connection, a kill and restart of the gateway mid-stream,
  * start and cancel from the page, and several tabs sharing one connection.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { SignJWT } from "jose";
 import type { Browser, BrowserContext, Page } from "playwright-core";
@@ -19,7 +19,9 @@ import {
   watchErrors,
 } from "./helpers/browser.js";
 
+/** The README's screenshot, rewritten only when asked (`UPDATE_SCREENSHOT=1 npm run test:e2e`). */
 const SCREENSHOT = new URL("../../docs/dashboard.png", import.meta.url);
+const UPDATE_SCREENSHOT = process.env.UPDATE_SCREENSHOT === "1";
 /** A slow pace, so that 20 runs overlap for several seconds (60 tokens ≈ 10 s). */
 const TOKENS_PER_SECOND = 6;
 const RUNS = 20;
@@ -207,8 +209,12 @@ describe("the dashboard at /", () => {
     // ONE SSE connection on the server for the whole page.
     expect(await openSseConnections(gateway.url)).toBe(1);
 
-    mkdirSync(new URL(".", SCREENSHOT), { recursive: true });
-    await page.screenshot({ path: fileURLToPath(SCREENSHOT), fullPage: true });
+    const screenshot = await page.screenshot({ fullPage: true });
+    expect(screenshot.length).toBeGreaterThan(0);
+    if (UPDATE_SCREENSHOT) {
+      mkdirSync(new URL(".", SCREENSHOT), { recursive: true });
+      writeFileSync(fileURLToPath(SCREENSHOT), screenshot);
+    }
 
     // The control: 20 per-session EventSources in a fresh browser context (its own connection pool).
     const control = await (await newContext()).newPage();
