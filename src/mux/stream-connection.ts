@@ -219,6 +219,8 @@ export class StreamConnection {
     if (!reader) return;
     this.readers.splice(this.readers.indexOf(reader), 1);
     this.readersById?.delete(sessionId);
+    // A catch-up read still in flight for it then delivers nothing (nor puts it back in the cursor).
+    reader.finished = true;
     this.deps.hub.leave(reader);
     this.deps.tracker?.forget(reader.index);
   }

@@ -74,3 +74,47 @@ describe.each([5, 40])("a connection with %i sessions", (count) => {
     expect(hub.watchedSessions).toBe(0);
   });
 });
+
+describe("removing a session", () => {
+  it("while its catch-up read is in flight: the read's events are not sent, nor kept in the cursor", async () => {
+    const base = testMemoryStore();
+    let releaseRead: () => void = () => {};
+    const readGate = new Promise<void>((resolve) => {
+      releaseRead = resolve;
+    });
+    const store: typeof base = {
+      ...base,
+      read: async (id, after, count) => {
+        const result = await base.read(id, after, count);
+        await readGate;
+        return result;
+      },
+    };
+    const metrics = createMetrics({ defaultMetrics: false });
+    const logger = pino({ level: "silent" });
+    const hub = new Hub(store, { catchUpBatch: 10 }, metrics, logger);
+    await base.createSession({ id: "gone", model: null, metadata: {}, owner: null, createdAt: Date.now() });
+    await base.append("gone", [{ type: "token", data: { content: "late" } }]);
+    const writer = new FakeWriter();
+    const tracker = new CursorTracker();
+    const connection = new StreamConnection(
+      { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker },
+      {
+        framing: "mux",
+        closeWhenAllEnded: false,
+        mergeTokensWhenBehind: false,
+        catchUpBatch: 10,
+        maxConcurrentReads: 4,
+        retryReadAfterMs: 50,
+      },
+    );
+    await connection.addSession("gone", 0, { kind: "none" }, await base.getSession("gone"));
+    connection.sessionsAdded();
+    await settle();
+    connection.removeSession("gone");
+    releaseRead();
+    await settle();
+    expect(writer.text).not.toContain("gone:token");
+    expect(tracker.get(0)).toEqual({ kind: "none" });
+  });
+});
