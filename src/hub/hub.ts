@@ -26,7 +26,7 @@ export interface HubOptions {
 
 export class Hub {
   private readonly readers = new Map<string, Set<Reader>>();
-  /** At most one batch per reader catching up, read ahead of its delivery. */
+  /** At most one batch per reader catching up, read ahead of its delivery (and as many per connection as it allows). */
   private readonly prefetched = new Map<Reader, PendingRead>();
 
   constructor(
@@ -75,7 +75,7 @@ export class Hub {
   }
 
   leave(reader: Reader): void {
-    this.prefetched.delete(reader);
+    this.takeHeld(reader);
     const set = this.readers.get(reader.sessionId);
     if (!set?.delete(reader)) return;
     if (set.size === 0) {
@@ -109,8 +109,7 @@ export class Hub {
     // up (e.g. while its connection's reads were at their limit) and is fed by notices now. Reading it
     // anyway would race those notices and deliver their events twice.
     if (reader.state === "live") return false;
-    let read = this.prefetched.get(reader);
-    this.prefetched.delete(reader);
+    let read = this.takeHeld(reader);
     // A held batch is used only if it starts where the reader is (always, unless something moved it).
     if (read === undefined || read.from !== reader.position) read = this.startRead(reader, reader.position);
     try {
@@ -121,7 +120,7 @@ export class Hub {
       const more = result.events.length >= this.options.catchUpBatch || reader.dirty;
       // The next read starts where this batch ends, before it is delivered (delivering moves the reader
       // there; should the session end in it or the connection close, the reader leaves, which drops it).
-      if (more && this.readers.get(reader.sessionId)?.has(reader)) {
+      if (more && this.readers.get(reader.sessionId)?.has(reader) && reader.holdReadAhead()) {
         this.prefetched.set(reader, this.startRead(reader, result.events.at(-1)?.id ?? reader.position));
       }
       // Defensive: should anything have advanced the reader while the read was in flight, deliver only
@@ -140,6 +139,15 @@ export class Hub {
     } finally {
       reader.reading = this.prefetched.has(reader);
     }
+  }
+
+  /** The batch held for a reader, if any, no longer held. */
+  private takeHeld(reader: Reader): PendingRead | undefined {
+    const held = this.prefetched.get(reader);
+    if (held === undefined) return undefined;
+    this.prefetched.delete(reader);
+    reader.releaseReadAhead();
+    return held;
   }
 
   /**

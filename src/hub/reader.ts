@@ -21,4 +21,8 @@ export interface Reader {
   deliver(events: readonly StoredEvent[], gap: ReadResult["gap"], fromStore: boolean): void;
   /** Asks the owner to schedule a catch-up read (via `Hub.readBatch`). */
   requestCatchUp(): void;
+  /** Asks the owner for room to hold one batch read ahead; false when its connection holds enough. */
+  holdReadAhead(): boolean;
+  /** The batch held for this reader was taken or dropped. */
+  releaseReadAhead(): void;
 }

@@ -135,6 +135,14 @@ class SessionReader implements Reader {
     this.connection.scheduleCatchUp(this);
   }
 
+  holdReadAhead(): boolean {
+    return this.connection.holdReadAhead();
+  }
+
+  releaseReadAhead(): void {
+    this.connection.releaseReadAhead();
+  }
+
   private set(flag: number, on: boolean): void {
     this.flags = on ? this.flags | flag : this.flags & ~flag;
   }
@@ -146,6 +154,8 @@ export class StreamConnection {
   private readersById: Map<string, SessionReader> | null = null;
   private catchUpQueue: SessionReader[] = [];
   private readsInFlight = 0;
+  /** Batches the hub holds read ahead for this connection's readers: at most `maxConcurrentReads`. */
+  private heldReadAheads = 0;
   private closed = false;
   private acceptingClose = false;
   private batchesSent = 0;
@@ -161,6 +171,17 @@ export class StreamConnection {
 
   canTakeLive(): boolean {
     return this.deps.writer.writable;
+  }
+
+  /** Room for one more batch read ahead: a far-behind connection holds a few, not one per session. */
+  holdReadAhead(): boolean {
+    if (this.heldReadAheads >= this.options.maxConcurrentReads) return false;
+    this.heldReadAheads++;
+    return true;
+  }
+
+  releaseReadAhead(): void {
+    this.heldReadAheads--;
   }
 
   /**

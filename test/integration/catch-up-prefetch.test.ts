@@ -240,6 +240,60 @@ describe.each(STORE_KINDS)("catch-up read-ahead (%s store)", (kind) => {
   });
 });
 
+describe.each(STORE_KINDS)("read-ahead on a connection far behind on many sessions (%s store)", (kind) => {
+  it("holds at most its concurrent-read allowance of batches read ahead, not one per session", async () => {
+    const { store, reads, settle } = countingStore(await makeStore(kind));
+    const metrics = createMetrics({ defaultMetrics: false });
+    const logger = pino({ level: "silent" });
+    const hub = new Hub(store, { catchUpBatch: BATCH }, metrics, logger);
+    const prefix = randomPrefix().slice(2, 10);
+    const sessions = Array.from({ length: 8 }, (_, i) => `w${i}-${prefix}`);
+    // Not a multiple of the batch: every read but the held ones delivers something.
+    const backlog = 3 * BATCH + 5;
+    for (const id of sessions) {
+      await store.createSession({ id, model: null, metadata: {}, owner: null, createdAt: Date.now() });
+      await store.append(id, tokens(0, backlog));
+    }
+    const allowance = 2;
+    const writer = new FakeWriter();
+    const connection = new StreamConnection(
+      { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker: new CursorTracker() },
+      {
+        framing: "mux",
+        closeWhenAllEnded: false,
+        mergeTokensWhenBehind: false,
+        catchUpBatch: BATCH,
+        maxConcurrentReads: allowance,
+        retryReadAfterMs: 50,
+      },
+    );
+    for (const [index, id] of sessions.entries()) {
+      await connection.addSession(id, index, { kind: "none" }, await store.getSession(id));
+    }
+    connection.sessionsAdded();
+    const received = (id: string) =>
+      framesOf(writer.text).filter((frame) => frame.event === `${id}:token`).length;
+    const batchesSent = (id: string) =>
+      writer.sends.filter((text) => text.includes(`event: ${id}:token`)).length;
+    let mostHeld = 0;
+    for (let drains = 0; sessions.some((id) => received(id) < backlog); drains++) {
+      expect(drains, "the catch-up keeps going").toBeLessThan(10 * sessions.length * 3);
+      await settle();
+      const held = sessions.reduce((sum, id) => sum + (reads.get(id) ?? 0) - batchesSent(id), 0);
+      expect(held).toBeLessThanOrEqual(allowance);
+      mostHeld = Math.max(mostHeld, held);
+      writer.writable = true;
+      connection.onDrain();
+    }
+    expect(mostHeld).toBeGreaterThan(0);
+    for (const id of sessions) {
+      const mine = framesOf(writer.text).filter((frame) => frame.event === `${id}:token`);
+      expect(mine.map((frame) => frame.content)).toEqual(contents(0, backlog));
+    }
+    connection.close();
+  });
+});
+
 describe.each(STORE_KINDS)("replay of a backlog of many batches over HTTP (%s store)", (kind) => {
   it.each(["single", "mux"] as const)(
     "%s framing: every event once, in order, with appends during the replay",

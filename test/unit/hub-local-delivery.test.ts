@@ -45,6 +45,12 @@ class RecordingReader implements Reader {
     }
   }
 
+  holdReadAhead(): boolean {
+    return true;
+  }
+
+  releaseReadAhead(): void {}
+
   requestCatchUp(): void {
     this.catchUps++;
     void (async () => {
