@@ -136,13 +136,31 @@ const tokens = (from: number, to: number) =>
   Array.from({ length: to - from }, (_, k) => ({ type: "token", data: { content: `t${from + k}` } }));
 const contents = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => `t${from + k}`);
 
+/** A multiplexed connection on its own hub over `store`, reading `sessions` from their beginning. */
+async function openMux(
+  store: StreamStore,
+  sessions: readonly string[],
+  options: { closeWhenAllEnded: boolean; maxConcurrentReads: number },
+) {
+  const metrics = createMetrics({ defaultMetrics: false });
+  const logger = pino({ level: "silent" });
+  const hub = new Hub(store, { catchUpBatch: BATCH }, metrics, logger);
+  const writer = new FakeWriter();
+  const connection = new StreamConnection(
+    { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker: new CursorTracker() },
+    { framing: "mux", mergeTokensWhenBehind: false, catchUpBatch: BATCH, retryReadAfterMs: 50, ...options },
+  );
+  for (const [index, id] of sessions.entries()) {
+    await connection.addSession(id, index, { kind: "none" }, await store.getSession(id));
+  }
+  connection.sessionsAdded();
+  return { connection, writer };
+}
+
 describe.each(STORE_KINDS)("catch-up read-ahead (%s store)", (kind) => {
   it("a paused connection holds at most one batch read ahead per reader; the backlog and the live tail then arrive once, in order", async () => {
     const counting = countingStore(await makeStore(kind));
     const { store, reads, settle } = counting;
-    const metrics = createMetrics({ defaultMetrics: false });
-    const logger = pino({ level: "silent" });
-    const hub = new Hub(store, { catchUpBatch: BATCH }, metrics, logger);
     const sessions = [`a-${randomPrefix().slice(2, 10)}`, `b-${randomPrefix().slice(2, 10)}`];
     const backlog = 7 * BATCH + 3;
     for (const id of sessions) {
@@ -151,29 +169,10 @@ describe.each(STORE_KINDS)("catch-up read-ahead (%s store)", (kind) => {
         await store.append(id, tokens(i, Math.min(i + BATCH, backlog)));
     }
 
-    const writer = new FakeWriter();
-    const connection = new StreamConnection(
-      {
-        hub,
-        store,
-        writer: writer as unknown as SseWriter,
-        metrics,
-        logger,
-        tracker: new CursorTracker(),
-      },
-      {
-        framing: "mux",
-        closeWhenAllEnded: true,
-        mergeTokensWhenBehind: false,
-        catchUpBatch: BATCH,
-        maxConcurrentReads: 4,
-        retryReadAfterMs: 50,
-      },
-    );
-    for (const [index, id] of sessions.entries()) {
-      await connection.addSession(id, index, { kind: "none" }, await store.getSession(id));
-    }
-    connection.sessionsAdded();
+    const { connection, writer } = await openMux(store, sessions, {
+      closeWhenAllEnded: true,
+      maxConcurrentReads: 4,
+    });
 
     const received = (id: string) =>
       framesOf(writer.text).filter((frame) => frame.event === `${id}:token`).length;
@@ -243,9 +242,6 @@ describe.each(STORE_KINDS)("catch-up read-ahead (%s store)", (kind) => {
 describe.each(STORE_KINDS)("read-ahead on a connection far behind on many sessions (%s store)", (kind) => {
   it("holds at most its concurrent-read allowance of batches read ahead, not one per session", async () => {
     const { store, reads, settle } = countingStore(await makeStore(kind));
-    const metrics = createMetrics({ defaultMetrics: false });
-    const logger = pino({ level: "silent" });
-    const hub = new Hub(store, { catchUpBatch: BATCH }, metrics, logger);
     const prefix = randomPrefix().slice(2, 10);
     const sessions = Array.from({ length: 8 }, (_, i) => `w${i}-${prefix}`);
     // Not a multiple of the batch: every read but the held ones delivers something.
@@ -255,22 +251,10 @@ describe.each(STORE_KINDS)("read-ahead on a connection far behind on many sessio
       await store.append(id, tokens(0, backlog));
     }
     const allowance = 2;
-    const writer = new FakeWriter();
-    const connection = new StreamConnection(
-      { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker: new CursorTracker() },
-      {
-        framing: "mux",
-        closeWhenAllEnded: false,
-        mergeTokensWhenBehind: false,
-        catchUpBatch: BATCH,
-        maxConcurrentReads: allowance,
-        retryReadAfterMs: 50,
-      },
-    );
-    for (const [index, id] of sessions.entries()) {
-      await connection.addSession(id, index, { kind: "none" }, await store.getSession(id));
-    }
-    connection.sessionsAdded();
+    const { connection, writer } = await openMux(store, sessions, {
+      closeWhenAllEnded: false,
+      maxConcurrentReads: allowance,
+    });
     const received = (id: string) =>
       framesOf(writer.text).filter((frame) => frame.event === `${id}:token`).length;
     const batchesSent = (id: string) =>

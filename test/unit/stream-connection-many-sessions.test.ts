@@ -10,6 +10,7 @@ import { createMetrics } from "../../src/metrics.js";
 import { CursorTracker } from "../../src/mux/cursor.js";
 import { StreamConnection } from "../../src/mux/stream-connection.js";
 import type { SseWriter } from "../../src/sse/writer.js";
+import type { StreamStore } from "../../src/store/types.js";
 import { testMemoryStore } from "../helpers/memory-store.js";
 
 class FakeWriter {
@@ -27,30 +28,39 @@ class FakeWriter {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 
+/** A multiplexed connection over `store` and `hub`, with a writer that records what it is sent. */
+function muxConnection(store: StreamStore, hub: Hub, closeWhenAllEnded: boolean) {
+  const writer = new FakeWriter();
+  const tracker = new CursorTracker();
+  const metrics = createMetrics({ defaultMetrics: false });
+  const connection = new StreamConnection(
+    { hub, store, writer: writer as unknown as SseWriter, metrics, logger: silent, tracker },
+    {
+      framing: "mux",
+      closeWhenAllEnded,
+      mergeTokensWhenBehind: false,
+      catchUpBatch: 10,
+      maxConcurrentReads: 4,
+      retryReadAfterMs: 50,
+    },
+  );
+  return { connection, writer, tracker };
+}
+
+const silent = pino({ level: "silent" });
+const hubOn = (store: StreamStore) =>
+  new Hub(store, { catchUpBatch: 10 }, createMetrics({ defaultMetrics: false }), silent);
+
 describe.each([5, 40])("a connection with %i sessions", (count) => {
   it("reads each session once, forgets removed ones, and closes when the rest have ended", async () => {
     const store = testMemoryStore({ maxEventsPerSession: 100, lifecycleMaxEvents: 100 });
-    const metrics = createMetrics({ defaultMetrics: false });
-    const logger = pino({ level: "silent" });
-    const hub = new Hub(store, { catchUpBatch: 10 }, metrics, logger);
+    const hub = hubOn(store);
     const ids = Array.from({ length: count }, (_, i) => `m${i}`);
     for (const id of ids) {
       await store.createSession({ id, model: null, metadata: {}, owner: null, createdAt: Date.now() });
       await store.append(id, [{ type: "token", data: { content: id } }]);
     }
-    const writer = new FakeWriter();
-    const tracker = new CursorTracker();
-    const connection = new StreamConnection(
-      { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker },
-      {
-        framing: "mux",
-        closeWhenAllEnded: true,
-        mergeTokensWhenBehind: false,
-        catchUpBatch: 10,
-        maxConcurrentReads: 4,
-        retryReadAfterMs: 50,
-      },
-    );
+    const { connection, writer, tracker } = muxConnection(store, hub, true);
     for (const [index, id] of ids.entries()) {
       const info = await store.getSession(id);
       await connection.addSession(id, index, { kind: "none" }, info);
@@ -90,24 +100,10 @@ describe("removing a session", () => {
         return result;
       },
     };
-    const metrics = createMetrics({ defaultMetrics: false });
-    const logger = pino({ level: "silent" });
-    const hub = new Hub(store, { catchUpBatch: 10 }, metrics, logger);
+    const hub = hubOn(store);
     await base.createSession({ id: "gone", model: null, metadata: {}, owner: null, createdAt: Date.now() });
     await base.append("gone", [{ type: "token", data: { content: "late" } }]);
-    const writer = new FakeWriter();
-    const tracker = new CursorTracker();
-    const connection = new StreamConnection(
-      { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker },
-      {
-        framing: "mux",
-        closeWhenAllEnded: false,
-        mergeTokensWhenBehind: false,
-        catchUpBatch: 10,
-        maxConcurrentReads: 4,
-        retryReadAfterMs: 50,
-      },
-    );
+    const { connection, writer, tracker } = muxConnection(store, hub, false);
     await connection.addSession("gone", 0, { kind: "none" }, await base.getSession("gone"));
     connection.sessionsAdded();
     await settle();
