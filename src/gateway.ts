@@ -139,7 +139,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       providers,
       metrics,
       logger,
-      onLocalAppend: (notice) => hub.deliverLocal(notice),
+      onLocalAppend: (sessionId, prevId, events) => hub.deliverLocal(sessionId, prevId, events),
     },
     {
       instanceId,

@@ -9,14 +9,7 @@ import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
-import type {
-  AppendNotice,
-  EventInput,
-  SessionInfo,
-  SessionStatus,
-  StoredEvent,
-  StreamStore,
-} from "../store/types.js";
+import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
 import { SIMULATED_MODEL, selectProvider } from "./index.js";
 import { RunWriter } from "./run-writer.js";
 import { type ChatMessage, type ModelProvider, UpstreamError, type Usage } from "./types.js";
@@ -51,10 +44,11 @@ export interface RunManagerDeps {
   logger: Logger;
   clock?: () => number;
   /**
-   * Receives each batch a run appended, as its notice will read, as soon as the store acknowledges it:
-   * readers on this instance get the run's events without waiting for the pub/sub hop.
+   * Receives each batch a run appended (its position before the batch, and its events as the notice
+   * will read, built on demand) as soon as the store acknowledges it: readers on this instance get the
+   * run's events without waiting for the pub/sub hop.
    */
-  onLocalAppend?: (notice: AppendNotice) => void;
+  onLocalAppend?: (sessionId: string, prevId: string, events: () => StoredEvent[]) => void;
 }
 
 export type StartOutcome = { kind: "started"; session: SessionInfo } | { kind: "exists" };
@@ -264,12 +258,13 @@ export class RunManager {
       onAppended: (events, outcome) => {
         for (const event of events) metrics.eventsAppended.inc({ type: event.type });
         if (!this.deps.onLocalAppend || outcome.ids.length !== events.length) return;
-        const stored: StoredEvent[] = events.map((event, i) => ({
-          id: outcome.ids[i]!,
-          type: event.type,
-          data: JSON.stringify(event.data),
-        }));
-        this.deps.onLocalAppend({ sessionId: id, prevId: outcome.prevId, events: stored });
+        this.deps.onLocalAppend(id, outcome.prevId, () =>
+          events.map((event, i) => ({
+            id: outcome.ids[i]!,
+            type: event.type,
+            data: JSON.stringify(event.data),
+          })),
+        );
       },
     });
     const lease = setInterval(

@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { detached } from "../detached.js";
 import type { Metrics } from "../metrics.js";
 import { comparePositions, parsePosition } from "../store/positions.js";
-import type { AppendNotice, ReadResult, StreamStore } from "../store/types.js";
+import type { AppendNotice, ReadResult, StoredEvent, StreamStore } from "../store/types.js";
 import type { Reader } from "./reader.js";
 
 interface PendingRead {
@@ -225,7 +225,9 @@ export class Hub {
    * comes back over pub/sub. Readers take it by the same position rule as a notice, so whichever of
    * the two arrives second delivers nothing.
    */
-  deliverLocal(notice: AppendNotice): void {
-    this.onAppend(notice);
+  deliverLocal(sessionId: string, prevId: string, events: () => StoredEvent[]): void {
+    // Most runs are read elsewhere (or not yet): encode the batch only for local readers.
+    if (!this.readers.has(sessionId)) return;
+    this.onAppend({ sessionId, prevId, events: events() });
   }
 }

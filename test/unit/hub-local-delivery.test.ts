@@ -76,6 +76,11 @@ async function appendLocally(store: StreamStore, id: string, events: EventInput[
   };
 }
 
+/** The local hand-over of a batch, as the run manager makes it. */
+function hubTakes(hub: Hub, notice: AppendNotice): void {
+  hub.deliverLocal(notice.sessionId, notice.prevId, () => notice.events);
+}
+
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 
 describe("Hub local hand-over", () => {
@@ -89,12 +94,12 @@ describe("Hub local hand-over", () => {
 
     // Local first: handed over before the notice (queued as a microtask by the memory pub/sub) arrives.
     const first = await appendLocally(store, "s", [token("a"), token("b")]);
-    hub.deliverLocal(first);
+    hubTakes(hub, first);
     await settle();
     // Notice first: the local hand-over comes late and must add nothing.
     const second = await appendLocally(store, "s", [token("c")]);
     await settle();
-    hub.deliverLocal(second);
+    hubTakes(hub, second);
     await settle();
 
     expect(reader.received).toEqual(['{"content":"a"}', '{"content":"b"}', '{"content":"c"}']);
@@ -111,7 +116,7 @@ describe("Hub local hand-over", () => {
     await settle();
     expect(reader.received).toEqual(['{"content":"x"}', '{"content":"y"}']);
     // The same first batch again (prevId ""), as when a read raced it: nothing new, no re-read.
-    hub.deliverLocal(batch);
+    hubTakes(hub, batch);
     await settle();
     expect(reader.received).toEqual(['{"content":"x"}', '{"content":"y"}']);
     expect(reader.state).toBe("live");
@@ -147,7 +152,7 @@ describe("Hub local hand-over", () => {
     expect(reader.state).toBe("live");
 
     // The run's first batch, handed over locally while the watch is still pending.
-    hub.deliverLocal(await appendLocally(store, "n", [token("1")]));
+    hubTakes(hub, await appendLocally(store, "n", [token("1")]));
     // Another instance appends before the watch is in place: its notice is never seen here.
     await store.append("n", [token("2")]);
     await settle();
