@@ -8,15 +8,18 @@ import express, { type RequestHandler } from "express";
 import helmet from "helmet";
 import { pinoHttp } from "pino-http";
 import { createAuthenticator } from "./auth/middleware.js";
-import { createErrorHandler, errors, notFoundHandler } from "./errors.js";
+import { createErrorHandler, notFoundHandler } from "./errors.js";
+import { createAppendFront } from "./http/append-front.js";
 import type { AppContext } from "./http/context.js";
 import { corsFor } from "./http/cors.js";
+import { handOverError, rethrowHandedErrors as rethrowHandedAppendErrors } from "./http/handover.js";
 import { healthRouter } from "./http/health.js";
 import { multiplexRouter } from "./http/multiplex.js";
 import { requestIdOf, serializeRequest } from "./http/request-log.js";
 import { sessionsRouter } from "./http/sessions.js";
 import { createStreamFront, rethrowHandedErrors } from "./http/stream-front.js";
 import { subscriptionsRouter } from "./http/subscriptions.js";
+import { assertJsonDepth } from "./http/validation.js";
 
 export { redactUrl } from "./http/request-log.js";
 
@@ -28,22 +31,13 @@ export type GatewayApp = RequestListener & { listen(port: number, host: string):
 
 /** Deeply nested JSON costs the validators and the store; it is refused before any route sees it. */
 function rejectDeepJson(maxDepth: number): RequestHandler {
-  const depthOf = (value: unknown, depth: number): number => {
-    if (depth > maxDepth || value === null || typeof value !== "object") return depth;
-    let deepest = depth;
-    for (const child of Object.values(value)) {
-      deepest = Math.max(deepest, depthOf(child, depth + 1));
-      if (deepest > maxDepth) break;
-    }
-    return deepest;
-  };
   return (req, _res, next) => {
-    if (req.body !== undefined && depthOf(req.body, 1) > maxDepth) {
-      return next(
-        errors.badRequest("too_deep", `the JSON body nests deeper than ${maxDepth} levels (MAX_JSON_DEPTH)`),
-      );
+    try {
+      assertJsonDepth(req.body, maxDepth);
+      next();
+    } catch (error) {
+      next(error);
     }
-    next();
   };
 }
 
@@ -87,6 +81,7 @@ export function buildApp(context: AppContext): GatewayApp {
   const cors = corsFor(context.config);
   if (cors) app.use(cors);
   app.use(rethrowHandedErrors);
+  app.use(rethrowHandedAppendErrors);
   app.use(express.json({ limit: context.config.maxBodyBytes, strict: true }));
   app.use(rejectDeepJson(context.config.maxJsonDepth));
 
@@ -110,7 +105,10 @@ export function buildApp(context: AppContext): GatewayApp {
   app.use(notFoundHandler);
   app.use(createErrorHandler(context.logger));
 
-  const front = createStreamFront(context, app, cors);
+  const streamFront = createStreamFront(context, app, cors);
+  const front = createAppendFront(context, cors, streamFront, (req, res, error) =>
+    handOverError(app, req, res, error),
+  );
   const listener: GatewayApp = Object.assign(front, {
     listen: (port: number, host: string) => createServer(listener).listen(port, host),
   });

@@ -11,9 +11,15 @@ import {
   type Principal,
 } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
-import { AppError } from "../errors.js";
+import { AppError, errors } from "../errors.js";
 import type { SessionInfo } from "../store/types.js";
 import type { AppContext } from "./context.js";
+
+/** New work is refused while draining or while the store is unreachable (nothing is accepted that could be lost). */
+export function assertAcceptingWork(context: AppContext): void {
+  if (context.state.draining) throw errors.draining();
+  if (!context.store.isReady()) throw errors.unavailable();
+}
 
 export function limited(code: string, message: string, retryAfterSeconds: number): AppError {
   return new AppError(429, code, message, { "Retry-After": String(retryAfterSeconds) });

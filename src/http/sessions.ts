@@ -1,23 +1,17 @@
 /** Sessions: start runs, read status, stream one session, append from outside producers, cancel. */
 import { Router } from "express";
 import type { RunRequest } from "../agent/run-manager.js";
-import { forbiddenSession, principalOf, requireScope } from "../auth/middleware.js";
-import { canCreateSession } from "../auth/principal.js";
-import { AppError, errors } from "../errors.js";
+import { principalOf, requireScope } from "../auth/middleware.js";
+import { errors } from "../errors.js";
 import { plainFrame } from "../sse/frames.js";
-import { type SessionInfo, TERMINAL_TYPES } from "../store/types.js";
+import type { SessionInfo } from "../store/types.js";
+import { appendEvents } from "./append.js";
 import type { AppContext } from "./context.js";
-import { admitRun, assertCanAccess, limited } from "./guards.js";
+import { admitRun, assertAcceptingWork, assertCanAccess } from "./guards.js";
 import { serveSessionStream } from "./session-stream.js";
 import { fromExpress } from "./stream-request.js";
 import { admitStream, openStream } from "./streams.js";
-import {
-  agentStreamBody,
-  appendEventsBody,
-  createSessionBody,
-  parseOrThrow,
-  parseSessionId,
-} from "./validation.js";
+import { agentStreamBody, createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
 
 export function sessionView(info: SessionInfo) {
   return {
@@ -34,15 +28,9 @@ export function streamUrl(id: string): string {
   return `/api/v1/sessions/${id}/stream`;
 }
 
-/** New work is refused while draining or while the store is unreachable (nothing is accepted that could be lost). */
-export function assertAcceptingWork(context: AppContext): void {
-  if (context.state.draining) throw errors.draining();
-  if (!context.store.isReady()) throw errors.unavailable();
-}
-
 export function sessionsRouter(context: AppContext): Router {
   const router = Router();
-  const { store, runs, config, metrics } = context;
+  const { store, runs } = context;
   const notAllowed = (allowed: string[]) => () => {
     throw errors.methodNotAllowed(allowed);
   };
@@ -127,49 +115,8 @@ export function sessionsRouter(context: AppContext): Router {
   router
     .route("/sessions/:id/events")
     .post(async (req, res) => {
-      const id = parseSessionId(req.params.id);
-      const body = parseOrThrow(appendEventsBody, req.body);
-      if (body.events.length > config.maxEventsPerAppend) {
-        throw errors.tooLarge(
-          `at most ${config.maxEventsPerAppend} events per request (MAX_EVENTS_PER_APPEND)`,
-        );
-      }
-      const terminalAt = body.events.findIndex((event) => TERMINAL_TYPES.has(event.type));
-      if (terminalAt >= 0 && terminalAt < body.events.length - 1) {
-        throw errors.badRequest(
-          "event_after_terminal",
-          `body.events.${terminalAt + 1}: nothing may follow a terminal event (${body.events[terminalAt]!.type})`,
-        );
-      }
-      assertAcceptingWork(context);
-      const principal = requireScope(res, "publish");
-      if (!principal.open) {
-        const info = await store.getSession(id);
-        if (info) assertCanAccess(principal, id, info);
-        else if (!canCreateSession(principal, id)) throw forbiddenSession(id);
-      }
-      const outcome = await store.append(id, body.events, {
-        rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
-        createIfMissing: {
-          id,
-          model: body.model ?? null,
-          metadata: body.metadata ?? {},
-          owner: principal.subject,
-          createdAt: Date.now(),
-        },
-      });
-      if (outcome.kind === "ended")
-        throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
-      if (outcome.kind === "limited") {
-        throw limited(
-          "too_many_events",
-          `at most ${config.limits.publishEventsPerSecond} events per second per session`,
-          1,
-        );
-      }
-      if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
-      for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
-      res.status(202).json({ ids: outcome.ids });
+      const ids = await appendEvents(context, principalOf(res), req.params.id, req.body);
+      res.status(202).json({ ids });
     })
     .all(notAllowed(["POST"]));
 

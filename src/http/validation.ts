@@ -1,6 +1,6 @@
 /** Request schemas (zod) and the one helper that turns a failed parse into a 400 naming the field. */
 import { z } from "zod";
-import { AppError } from "../errors.js";
+import { AppError, errors } from "../errors.js";
 
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_.-]{0,31}$/;
@@ -72,4 +72,24 @@ export function parseSessionId(value: unknown): string {
     throw new AppError(400, "invalid_session_id", "session id must match ^[A-Za-z0-9_-]{1,64}$");
   }
   return value;
+}
+
+/** Refuses JSON nested deeper than `maxDepth` (it costs the validators and the store). */
+export function assertJsonDepth(value: unknown, maxDepth: number): void {
+  if (value !== undefined && depthOf(value, 1, maxDepth) > maxDepth) {
+    throw errors.badRequest(
+      "too_deep",
+      `the JSON body nests deeper than ${maxDepth} levels (MAX_JSON_DEPTH)`,
+    );
+  }
+}
+
+function depthOf(value: unknown, depth: number, maxDepth: number): number {
+  if (depth > maxDepth || value === null || typeof value !== "object") return depth;
+  let deepest = depth;
+  for (const child of Object.values(value)) {
+    deepest = Math.max(deepest, depthOf(child, depth + 1, maxDepth));
+    if (deepest > maxDepth) break;
+  }
+  return deepest;
 }

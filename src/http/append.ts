@@ -1,0 +1,62 @@
+/**
+ * `POST /api/v1/sessions/:id/events`: an outside producer appends a batch. One function for both ways
+ * a request reaches it (the Express route, and the plain front handler for the exact common form).
+ */
+import { forbiddenSession, requireScopeOf } from "../auth/middleware.js";
+import { canCreateSession, type Principal } from "../auth/principal.js";
+import { AppError, errors } from "../errors.js";
+import { TERMINAL_TYPES } from "../store/types.js";
+import type { AppContext } from "./context.js";
+import { assertAcceptingWork, assertCanAccess, limited } from "./guards.js";
+import { appendEventsBody, parseOrThrow, parseSessionId } from "./validation.js";
+
+/** Appends the batch all or nothing; resolves to the positions of its events, in order. */
+export async function appendEvents(
+  context: AppContext,
+  principal: Principal,
+  rawId: string | undefined,
+  rawBody: unknown,
+): Promise<string[]> {
+  const { store, config, metrics } = context;
+  const id = parseSessionId(rawId);
+  const body = parseOrThrow(appendEventsBody, rawBody);
+  if (body.events.length > config.maxEventsPerAppend) {
+    throw errors.tooLarge(`at most ${config.maxEventsPerAppend} events per request (MAX_EVENTS_PER_APPEND)`);
+  }
+  const terminalAt = body.events.findIndex((event) => TERMINAL_TYPES.has(event.type));
+  if (terminalAt >= 0 && terminalAt < body.events.length - 1) {
+    throw errors.badRequest(
+      "event_after_terminal",
+      `body.events.${terminalAt + 1}: nothing may follow a terminal event (${body.events[terminalAt]!.type})`,
+    );
+  }
+  assertAcceptingWork(context);
+  requireScopeOf(principal, "publish");
+  if (!principal.open) {
+    const info = await store.getSession(id);
+    if (info) assertCanAccess(principal, id, info);
+    else if (!canCreateSession(principal, id)) throw forbiddenSession(id);
+  }
+  const outcome = await store.append(id, body.events, {
+    rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
+    createIfMissing: {
+      id,
+      model: body.model ?? null,
+      metadata: body.metadata ?? {},
+      owner: principal.subject,
+      createdAt: Date.now(),
+    },
+  });
+  if (outcome.kind === "ended")
+    throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
+  if (outcome.kind === "limited") {
+    throw limited(
+      "too_many_events",
+      `at most ${config.limits.publishEventsPerSecond} events per second per session`,
+      1,
+    );
+  }
+  if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
+  for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
+  return outcome.ids;
+}

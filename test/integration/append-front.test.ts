@@ -1,0 +1,299 @@
+/**
+ * `POST /api/v1/sessions/:id/events` in its exact form (a JSON body of known length) is served in
+ * front of Express; any other form (here: a chunked body) goes to Express. Both must give the same
+ * answers: status, JSON body, and the headers a client reads (X-Request-Id, nosniff, CORS), and the
+ * front's success is logged as Express's would be.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, request as httpRequest, IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Writable } from "node:stream";
+import { SignJWT } from "jose";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { createGateway, type Gateway } from "../../src/gateway.js";
+import { randomPrefix } from "../helpers/index.js";
+
+const SECRET = "append-front-secret-0123456789-abcdefghijklmn";
+const ORIGIN = "https://app.example";
+
+type LogLine = Record<string, unknown> & {
+  msg?: string;
+  req?: { id?: string };
+  res?: { statusCode?: number };
+};
+
+interface Answer {
+  status: number;
+  body: unknown;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** A POST with the body sent with Content-Length (the front's form) or chunked (Express's). */
+function post(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  form: "exact" | "chunked",
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, {
+      method: "POST",
+      agent: false,
+      headers: {
+        "content-type": "application/json",
+        ...headers,
+        ...(form === "exact" ? { "content-length": String(Buffer.byteLength(body)) } : {}),
+      },
+    });
+    req.on("error", reject);
+    req.on("response", (res) => {
+      let text = "";
+      res.on("data", (chunk: Buffer) => {
+        text += chunk.toString("utf8");
+      });
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: text === "" ? null : JSON.parse(text),
+          headers: res.headers,
+        }),
+      );
+    });
+    if (form === "chunked") req.write(body.slice(0, 1));
+    req.end(form === "chunked" ? body.slice(1) : body);
+  });
+}
+
+const newId = (label: string) => `${label}-${randomBytes(5).toString("hex")}`;
+const tokenEvent = (content: string) => ({ type: "token", data: { content } });
+
+describe("appends in front of Express", () => {
+  let gateway: Gateway;
+  let server: Server;
+  let base: string;
+  let publisher: string;
+  let subscriber: string;
+  const logs: LogLine[] = [];
+  const seen: IncomingMessage[] = [];
+
+  beforeAll(async () => {
+    let partial = "";
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        const lines = (partial + chunk.toString("utf8")).split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) if (line !== "") logs.push(JSON.parse(line) as LogLine);
+        done();
+      },
+    });
+    const config = loadConfig({
+      LOG_LEVEL: "info",
+      REDIS_URL: inject("redisUrl"),
+      REDIS_KEY_PREFIX: randomPrefix(),
+      AUTH_JWT_SECRET: SECRET,
+      CORS_ORIGINS: ORIGIN,
+      MAX_JSON_DEPTH: "8",
+    });
+    gateway = await createGateway(config, { logger: pino({ level: "info" }, sink), defaultMetrics: false });
+    server = createServer(gateway.app);
+    server.prependListener("request", (req) => seen.push(req));
+    server.listen(0, "127.0.0.1");
+    await new Promise<void>((resolve) => server.once("listening", resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const mint = (claims: Record<string, unknown>) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: "HS256" })
+        .setExpirationTime("1h")
+        .sign(new TextEncoder().encode(SECRET));
+    publisher = await mint({ sub: "append-front-publisher", scope: "publish" });
+    subscriber = await mint({ sub: "append-front-reader", scope: "subscribe" });
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await gateway.close();
+  });
+
+  const auth = () => ({ authorization: `Bearer ${publisher}` });
+
+  /** Sends the same request in both forms (each to a session of its own) and returns both answers. */
+  async function both(
+    path: (id: string) => string,
+    body: string,
+    headers: Record<string, string>,
+    prepare?: (id: string) => Promise<void>,
+  ): Promise<{
+    exact: Answer;
+    chunked: Answer;
+    exactRequest: IncomingMessage;
+    chunkedRequest: IncomingMessage;
+  }> {
+    const answers: Answer[] = [];
+    const requests: IncomingMessage[] = [];
+    for (const form of ["exact", "chunked"] as const) {
+      const id = newId(form);
+      await prepare?.(id);
+      const before = seen.length;
+      answers.push(await post(`${base}${path(id)}`, body, headers, form));
+      requests.push(seen[before]!);
+    }
+    return {
+      exact: answers[0]!,
+      chunked: answers[1]!,
+      exactRequest: requests[0]!,
+      chunkedRequest: requests[1]!,
+    };
+  }
+
+  const events = (id: string) => `/api/v1/sessions/${id}/events`;
+
+  it("appends in the exact form without Express, with Express's answer, headers and log line", async () => {
+    const body = JSON.stringify({ events: [tokenEvent("a"), tokenEvent("b")] });
+    const { exact, chunked, exactRequest, chunkedRequest } = await both(events, body, {
+      ...auth(),
+      origin: ORIGIN,
+      "x-request-id": "append-front-1",
+    });
+    // Express re-parents the requests it serves; the front leaves Node's own.
+    expect(Object.getPrototypeOf(exactRequest)).toBe(IncomingMessage.prototype);
+    expect(Object.getPrototypeOf(chunkedRequest)).not.toBe(IncomingMessage.prototype);
+    for (const answer of [exact, chunked]) {
+      expect(answer.status).toBe(202);
+      expect((answer.body as { ids: string[] }).ids).toHaveLength(2);
+      expect(answer.headers["content-type"]).toBe("application/json; charset=utf-8");
+      expect(answer.headers["x-request-id"]).toBe("append-front-1");
+      expect(answer.headers["x-content-type-options"]).toBe("nosniff");
+      expect(answer.headers["access-control-allow-origin"]).toBe(ORIGIN);
+      expect(answer.headers["access-control-expose-headers"]).toBe(
+        chunked.headers["access-control-expose-headers"],
+      );
+    }
+    const completed = logs.filter(
+      (line) => line.req?.id === "append-front-1" && line.msg === "request completed",
+    );
+    expect(completed).toHaveLength(2);
+    for (const line of completed) {
+      expect(line.res?.statusCode).toBe(202);
+      expect(line.responseTime).toEqual(expect.any(Number));
+    }
+  });
+
+  it("appended events are read back in order", async () => {
+    const id = newId("readback");
+    const answer = await post(
+      `${base}${events(id)}`,
+      JSON.stringify({ events: [tokenEvent("x"), tokenEvent("y"), { type: "done", data: {} }] }),
+      auth(),
+      "exact",
+    );
+    expect(answer.status).toBe(202);
+    const read = await gateway.context.store.read(id, null, 10);
+    expect(read.events.map((event) => event.type)).toEqual(["token", "token", "done"]);
+    expect(read.events.map((event) => event.id)).toEqual((answer.body as { ids: string[] }).ids);
+  });
+
+  const refusals: Array<{
+    what: string;
+    body: string;
+    headers?: () => Record<string, string>;
+    code: string;
+    status: number;
+  }> = [
+    { what: "invalid JSON", body: '{"events": [', code: "invalid_json", status: 400 },
+    { what: "a JSON string at the top", body: '"events"', code: "invalid_json", status: 400 },
+    { what: "white space only", body: "  \n ", code: "invalid_json", status: 400 },
+    { what: "an array at the top", body: "[]", code: "invalid_request", status: 400 },
+    {
+      what: "JSON nested too deep",
+      body: JSON.stringify({
+        events: [{ type: "token", data: { a: { b: { c: { d: { e: { f: {} } } } } } } }],
+      }),
+      code: "too_deep",
+      status: 400,
+    },
+    { what: "an empty batch", body: '{"events":[]}', code: "invalid_request", status: 400 },
+    {
+      what: "a bad event type",
+      body: '{"events":[{"type":"Token!","data":{}}]}',
+      code: "invalid_request",
+      status: 400,
+    },
+    {
+      what: "an event after a terminal event",
+      body: JSON.stringify({ events: [{ type: "done", data: {} }, tokenEvent("late")] }),
+      code: "event_after_terminal",
+      status: 400,
+    },
+    {
+      what: "no token",
+      body: JSON.stringify({ events: [tokenEvent("a")] }),
+      headers: () => ({}),
+      code: "missing_token",
+      status: 401,
+    },
+    {
+      what: "a token without the publish scope",
+      body: JSON.stringify({ events: [tokenEvent("a")] }),
+      headers: () => ({ authorization: `Bearer ${subscriber}` }),
+      code: "insufficient_scope",
+      status: 403,
+    },
+  ];
+
+  for (const refusal of refusals) {
+    it(`refuses ${refusal.what} as Express does (${refusal.status} ${refusal.code})`, async () => {
+      const { exact, chunked } = await both(events, refusal.body, {
+        ...(refusal.headers?.() ?? auth()),
+        origin: ORIGIN,
+      });
+      for (const answer of [exact, chunked]) {
+        expect(answer.status).toBe(refusal.status);
+        expect((answer.body as { error: { code: string } }).error.code).toBe(refusal.code);
+        expect(answer.headers["access-control-allow-origin"]).toBe(ORIGIN);
+        expect(answer.headers["x-content-type-options"]).toBe("nosniff");
+      }
+      expect(exact.body).toEqual(chunked.body);
+    });
+  }
+
+  it("refuses an append to an ended session (409) in both forms, appending nothing", async () => {
+    const end = async (id: string) => {
+      const answer = await post(
+        `${base}${events(id)}`,
+        JSON.stringify({ events: [{ type: "done", data: {} }] }),
+        auth(),
+        "exact",
+      );
+      expect(answer.status).toBe(202);
+    };
+    const { exact, chunked } = await both(
+      events,
+      JSON.stringify({ events: [tokenEvent("late")] }),
+      auth(),
+      end,
+    );
+    for (const answer of [exact, chunked]) {
+      expect(answer.status).toBe(409);
+      expect((answer.body as { error: { code: string } }).error.code).toBe("session_ended");
+    }
+  });
+
+  it("leaves other forms to Express: a query string, another media type", async () => {
+    const body = JSON.stringify({ events: [tokenEvent("q")] });
+    const before = seen.length;
+    const withQuery = await post(`${base}${events(newId("query"))}?x=1`, body, auth(), "exact");
+    expect(withQuery.status).toBe(202);
+    expect(Object.getPrototypeOf(seen[before]!)).not.toBe(IncomingMessage.prototype);
+    const text = await post(
+      `${base}${events(newId("text"))}`,
+      body,
+      { ...auth(), "content-type": "text/plain" },
+      "exact",
+    );
+    expect(text.status).toBe(400);
+    expect(Object.getPrototypeOf(seen[before + 1]!)).not.toBe(IncomingMessage.prototype);
+  });
+});
