@@ -121,9 +121,14 @@ export async function startGateway(options: TargetOptions = {}): Promise<Target>
 }
 
 /** The baseline: `bench/raw-node-server.mjs`, no Redis, same paths and event shape as the gateway. */
-export async function startRawNode(): Promise<Target> {
+export async function startRawNode(options: TargetOptions = {}): Promise<Target> {
   const port = await freePort();
-  const proc = spawnProc("raw-node", process.execPath, [...GC_ON_SIGNAL, "bench/raw-node-server.mjs"], {
+  if (options.profileDir) mkdirSync(options.profileDir, { recursive: true });
+  const nodeArgs = [
+    ...GC_ON_SIGNAL,
+    ...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []),
+  ];
+  const proc = spawnProc("raw-node", process.execPath, [...nodeArgs, "bench/raw-node-server.mjs"], {
     cwd: REPO_ROOT,
     env: { ...process.env, PORT: String(port), HOST },
   });

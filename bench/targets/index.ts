@@ -13,7 +13,7 @@ export function startTarget(name: TargetName, options: TargetOptions = {}): Prom
     case "gateway":
       return startGateway(options);
     case "raw-node":
-      return startRawNode();
+      return startRawNode(options);
     case "nchan":
       return startNchan();
   }
