@@ -3,7 +3,20 @@
  * figure is RSS per connection above the server's own baseline (measured after its sessions exist and
  * before any connection), and the CPU that idle connections cost. The Node servers run a full GC
  * before each sample, so the figure is live memory, not garbage left over from connecting.
+ *
+ * Two figures per Node server, each sampled the same way at the baseline and after the idle period:
+ * - `perConnectionKB` after a plain full GC (SIGUSR2), as in every earlier run. V8 compacts only the
+ *   pages it chooses to, so the figure also counts the free space left on old-space pages by garbage
+ *   that was promoted while the connections were set up; V8's memory reducer compacts it away by
+ *   itself within about a minute of idling, so 10 s after connecting that is a transient.
+ * - `compactedPerConnectionKB` after a full GC that compacts every page (SIGWINCH): the memory
+ *   the connections keep, which is what an idle server holds.
+ * See gc-signal.mjs. Both GCs, and the heap figures read from the report they write, are the same
+ * for every Node server.
  */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ScenarioContext } from "../lib/context.js";
 import { tag } from "../lib/context.js";
 import { cpuPercent, sampleProcs } from "../lib/measure.js";
@@ -13,6 +26,45 @@ import { startTarget, type Target } from "../targets/index.js";
 const GC_SETTLE_MS = 1_000;
 
 import { assignSessions } from "./streams.js";
+
+/** Where the Node servers' GC signal handler writes its report (gc-signal.mjs); set before they start. */
+function gcReportDir(): string {
+  process.env.GC_REPORT_DIR ??= mkdtempSync(join(tmpdir(), "bench-gc-"));
+  return process.env.GC_REPORT_DIR;
+}
+
+interface HeapReport {
+  heapUsedBytes: number;
+  /** The young generation's committed pages: it grows once, up to a fixed size, under allocation. */
+  newSpaceBytes: number;
+}
+
+/** The heap as the servers' last GC left it (summed over their processes); null without a report. */
+function readHeapReport(target: Target): HeapReport | null {
+  const sum: HeapReport = { heapUsedBytes: 0, newSpaceBytes: 0 };
+  for (const pid of target.pids()) {
+    try {
+      const report = JSON.parse(readFileSync(join(gcReportDir(), `${pid}.json`), "utf8")) as {
+        memory: { heapUsed: number };
+        spaces: Record<string, { physicalBytes: number }>;
+      };
+      sum.heapUsedBytes += report.memory.heapUsed;
+      sum.newSpaceBytes += report.spaces.new_space?.physicalBytes ?? 0;
+    } catch {
+      return null;
+    }
+  }
+  return sum;
+}
+
+/** A full GC that compacts every old-space page (Node servers only: SIGWINCH means something else to nginx). */
+async function compactGarbage(target: Target): Promise<void> {
+  for (const pid of target.pids()) process.kill(pid, "SIGWINCH");
+  await sleep(GC_SETTLE_MS);
+}
+
+const perConnection = (bytes: number, connections: number) =>
+  Math.round((bytes / connections / 1024) * 10) / 10;
 
 /** The gateway's own view of its heap (prom-client default metrics): how much of the RSS is JS objects. */
 async function heapUsedBytes(host: string, port: number): Promise<number | null> {
@@ -40,6 +92,7 @@ export const idleScenario = {
     const shape = { connections, sessionsPerConnection: 10, sessions: 100, tickMs: 0 };
     const settleMs = context.quick ? 500 : 3_000;
     const idleMs = context.quick ? 1_000 : 10_000;
+    gcReportDir();
     for (const name of context.targets) {
       const target = await startTarget(name, context.targetOptions);
       try {
@@ -47,9 +100,12 @@ export const idleScenario = {
         await target.publisher.createSessions(ids);
         await context.loadgen.init(ids);
         await sleep(settleMs);
-        await collectGarbage(target);
+        const canCollect = await collectGarbage(target);
         const base = sampleProcs(target.pids());
         const heapBase = name === "gateway" ? await heapUsedBytes(target.host, target.port) : null;
+        if (canCollect) await compactGarbage(target);
+        const compactedBase = canCollect ? sampleProcs(target.pids()) : null;
+        const reportBase = canCollect ? readHeapReport(target) : null;
         const conns = assignSessions(shape).map((sessions) => ({
           path: target.streamPath(sessions.map((index) => ids[index]!)),
           sessions,
@@ -64,6 +120,9 @@ export const idleScenario = {
         const gc = await collectGarbage(target);
         const after = sampleProcs(target.pids());
         const heapAfter = name === "gateway" ? await heapUsedBytes(target.host, target.port) : null;
+        if (gc) await compactGarbage(target);
+        const compactedAfter = gc ? sampleProcs(target.pids()) : null;
+        const reportAfter = gc ? readHeapReport(target) : null;
         const load = await context.loadgen.snapshot(false);
         if (load.closedByServer > 0)
           context.problem(`idle ${name}: ${load.closedByServer} connections closed by the server`);
@@ -86,11 +145,30 @@ export const idleScenario = {
             heapBase !== null && heapAfter !== null
               ? Math.round(((heapAfter - heapBase) / open.opened / 1024) * 10) / 10
               : null,
+          /** RSS per connection after a compacting full GC (Node servers); null otherwise. */
+          compactedPerConnectionKB:
+            compactedBase && compactedAfter
+              ? perConnection(compactedAfter.rssBytes - compactedBase.rssBytes, open.opened)
+              : null,
+          /** JS heap in use per connection after the compacting GC, read the same way on every Node server. */
+          jsHeapPerConnectionKB:
+            reportBase && reportAfter
+              ? perConnection(reportAfter.heapUsedBytes - reportBase.heapUsedBytes, open.opened)
+              : null,
+          /** Growth of the young generation's pages, spread per connection: a one-time cost in both figures. */
+          newSpacePerConnectionKB:
+            reportBase && reportAfter
+              ? perConnection(reportAfter.newSpaceBytes - reportBase.newSpaceBytes, open.opened)
+              : null,
           stillOpen: load.open,
         };
         context.log(
           `${name.padEnd(9)} ${open.opened} connections in ${open.seconds} s; RSS ${data.baseRssMB} → ${data.rssMB} MB ` +
-            `= ${data.perConnectionKB} KB per connection${data.heapPerConnectionKB === null ? "" : ` (JS heap ${data.heapPerConnectionKB} KB)`}; idle CPU ${data.idleCpuPercent}%`,
+            `= ${data.perConnectionKB} KB per connection${data.heapPerConnectionKB === null ? "" : ` (JS heap ${data.heapPerConnectionKB} KB)`}; ` +
+            (data.compactedPerConnectionKB === null
+              ? ""
+              : `compacted ${data.compactedPerConnectionKB} KB (JS heap ${data.jsHeapPerConnectionKB} KB, young generation ${data.newSpacePerConnectionKB} KB); `) +
+            `idle CPU ${data.idleCpuPercent}%`,
         );
         context.record("idle", name, { ...shape, settleMs, idleMs }, data);
       } finally {
