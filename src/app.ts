@@ -9,12 +9,13 @@ import helmet from "helmet";
 import { pinoHttp } from "pino-http";
 import { createAuthenticator } from "./auth/middleware.js";
 import { createErrorHandler, notFoundHandler } from "./errors.js";
-import { createAppendFront } from "./http/append-front.js";
+import { clientIpResolver } from "./http/client-ip.js";
 import type { AppContext } from "./http/context.js";
 import { corsFor } from "./http/cors.js";
 import { handOverError, rethrowHandedErrors as rethrowHandedAppendErrors } from "./http/handover.js";
 import { healthRouter } from "./http/health.js";
 import { multiplexRouter } from "./http/multiplex.js";
+import { createPostFront } from "./http/post-front.js";
 import { requestIdOf, serializeRequest } from "./http/request-log.js";
 import { sessionsRouter } from "./http/sessions.js";
 import { createStreamFront, rethrowHandedErrors } from "./http/stream-front.js";
@@ -106,7 +107,7 @@ export function buildApp(context: AppContext): GatewayApp {
   app.use(createErrorHandler(context.logger));
 
   const streamFront = createStreamFront(context, app, cors);
-  const front = createAppendFront(context, cors, streamFront, (req, res, error) =>
+  const front = createPostFront(context, cors, clientIpResolver(app), streamFront, (req, res, error) =>
     handOverError(app, req, res, error),
   );
   const listener: GatewayApp = Object.assign(front, {

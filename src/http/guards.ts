@@ -1,7 +1,6 @@
 /** Authorization and cost limits applied by the routes: one place for who may do what, and how often. */
-import type { Response } from "express";
 import { newSessionId, type RunRequest } from "../agent/run-manager.js";
-import { requireScope } from "../auth/middleware.js";
+import { requireScopeOf } from "../auth/middleware.js";
 import {
   canAccessSession,
   canCreateSession,
@@ -43,11 +42,11 @@ export function assertCanAccess(principal: Principal, sessionId: string, info: S
  */
 export async function admitRun(
   context: AppContext,
-  res: Response,
+  asking: Principal,
   ip: string | undefined,
   requestedId: string | undefined,
 ): Promise<Pick<RunRequest, "id" | "owner" | "slot" | "freshId">> {
-  const principal = requireScope(res, "run");
+  const principal = requireScopeOf(asking, "run");
   let id = requestedId;
   if (id === undefined) {
     const prefix = generatedIdPrefix(principal);

@@ -1,17 +1,15 @@
 /** Sessions: start runs, read status, stream one session, append from outside producers, cancel. */
 import { Router } from "express";
-import type { RunRequest } from "../agent/run-manager.js";
 import { principalOf, requireScope } from "../auth/middleware.js";
 import { errors } from "../errors.js";
-import { plainFrame } from "../sse/frames.js";
 import type { SessionInfo } from "../store/types.js";
+import { runRequest, serveAgentStream } from "./agent-stream.js";
 import { appendEvents } from "./append.js";
 import type { AppContext } from "./context.js";
 import { admitRun, assertAcceptingWork, assertCanAccess } from "./guards.js";
 import { serveSessionStream } from "./session-stream.js";
 import { fromExpress } from "./stream-request.js";
-import { admitStream, openStream } from "./streams.js";
-import { agentStreamBody, createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
+import { createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
 
 export function sessionView(info: SessionInfo) {
   return {
@@ -37,43 +35,21 @@ export function sessionsRouter(context: AppContext): Router {
 
   router
     .route("/agent/stream")
-    .post(async (req, res) => {
-      const body = parseOrThrow(agentStreamBody, req.body);
-      assertAcceptingWork(context);
-      // Both admissions at once: every round trip here delays the run's first token.
-      const [run, stream] = await Promise.allSettled([
-        admitRun(context, res, req.ip, undefined),
-        admitStream(context, req, res),
-      ]);
-      if (run.status === "rejected" || stream.status === "rejected") {
-        if (run.status === "fulfilled") await run.value.slot?.release();
-        if (stream.status === "fulfilled") await stream.value.release();
-        throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
-      }
-      // The id is known: the stream opens, and its reader joins the hub, while the session is created.
-      const id = run.value.id!;
-      const connection = openStream(context, req, res, {
-        admission: stream.value,
-        kind: "agent",
-        framing: "single",
-        closeWhenAllEnded: true,
-        tracker: null,
-        headers: { "X-Session-Id": id },
-      });
-      // The run starts first: its reader joins before the first append can be acknowledged.
-      const [outcome] = await Promise.all([
-        runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value }),
-        connection.addNewSession(id, 0),
-      ]);
-      if (outcome.kind !== "started") {
-        // Cannot happen for a generated id; the stream is already open, so say it there.
-        await run.value.slot?.release();
-        connection.close();
-        res.end(plainFrame("error", { code: "internal", message: "could not create the session" }));
-        return;
-      }
-      connection.sessionsAdded();
-    })
+    .post((req, res) =>
+      serveAgentStream(
+        context,
+        {
+          req,
+          res,
+          principal: principalOf(res),
+          logger: req.log ?? context.logger,
+          headers: null,
+          log: null,
+        },
+        req.ip,
+        req.body,
+      ),
+    )
     .all(notAllowed(["POST"]));
 
   router
@@ -81,7 +57,7 @@ export function sessionsRouter(context: AppContext): Router {
     .post(async (req, res) => {
       const body = parseOrThrow(createSessionBody, req.body);
       assertAcceptingWork(context);
-      const admitted = await admitRun(context, res, req.ip, body.id);
+      const admitted = await admitRun(context, principalOf(res), req.ip, body.id);
       const outcome = await runs.start({ ...runRequest(body), ...admitted });
       if (outcome.kind === "exists") {
         await admitted.slot?.release();
@@ -137,22 +113,4 @@ export function sessionsRouter(context: AppContext): Router {
     .all(notAllowed(["POST"]));
 
   return router;
-}
-
-function runRequest(body: {
-  message?: string | undefined;
-  messages?: RunRequest["messages"] | undefined;
-  model?: string | undefined;
-  instructions?: string | undefined;
-  id?: string | undefined;
-  metadata?: Record<string, unknown> | undefined;
-}): RunRequest {
-  const messages = body.messages ?? [{ role: "user" as const, content: body.message ?? "" }];
-  return {
-    messages,
-    ...(body.id !== undefined ? { id: body.id } : {}),
-    ...(body.model !== undefined ? { model: body.model } : {}),
-    ...(body.instructions !== undefined ? { instructions: body.instructions } : {}),
-    ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
-  };
 }

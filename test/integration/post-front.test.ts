@@ -1,8 +1,8 @@
 /**
- * `POST /api/v1/sessions/:id/events` in its exact form (a JSON body of known length) is served in
- * front of Express; any other form (here: a chunked body) goes to Express. Both must give the same
- * answers: status, JSON body, and the headers a client reads (X-Request-Id, nosniff, CORS), and the
- * front's success is logged as Express's would be.
+ * `POST /api/v1/sessions/:id/events` and `POST /api/v1/agent/stream` in their exact form (a JSON body
+ * of known length) are served in front of Express; any other form (here: a chunked body) goes to
+ * Express. Both must give the same answers: status, JSON body or event stream, and the headers a
+ * client reads (X-Request-Id, nosniff, CORS), and the front's requests are logged as Express's are.
  */
 import { randomBytes } from "node:crypto";
 import { createServer, request as httpRequest, IncomingMessage, type Server } from "node:http";
@@ -26,7 +26,9 @@ type LogLine = Record<string, unknown> & {
 
 interface Answer {
   status: number;
+  /** The JSON body, or null for none or for an event stream (see `text`). */
   body: unknown;
+  text: string;
   headers: Record<string, string | string[] | undefined>;
 }
 
@@ -53,13 +55,15 @@ function post(
       res.on("data", (chunk: Buffer) => {
         text += chunk.toString("utf8");
       });
-      res.on("end", () =>
+      res.on("end", () => {
+        const json = text !== "" && res.headers["content-type"]?.startsWith("application/json");
         resolve({
           status: res.statusCode ?? 0,
-          body: text === "" ? null : JSON.parse(text),
+          body: json ? JSON.parse(text) : null,
+          text,
           headers: res.headers,
-        }),
-      );
+        });
+      });
     });
     if (form === "chunked") req.write(body.slice(0, 1));
     req.end(form === "chunked" ? body.slice(1) : body);
@@ -69,12 +73,13 @@ function post(
 const newId = (label: string) => `${label}-${randomBytes(5).toString("hex")}`;
 const tokenEvent = (content: string) => ({ type: "token", data: { content } });
 
-describe("appends in front of Express", () => {
+describe("busy POST routes in front of Express", () => {
   let gateway: Gateway;
   let server: Server;
   let base: string;
   let publisher: string;
   let subscriber: string;
+  let runner: string;
   const logs: LogLine[] = [];
   const seen: IncomingMessage[] = [];
 
@@ -95,6 +100,7 @@ describe("appends in front of Express", () => {
       AUTH_JWT_SECRET: SECRET,
       CORS_ORIGINS: ORIGIN,
       MAX_JSON_DEPTH: "8",
+      SIMULATED_TOKENS_PER_SECOND: "1000",
     });
     gateway = await createGateway(config, { logger: pino({ level: "info" }, sink), defaultMetrics: false });
     server = createServer(gateway.app);
@@ -108,6 +114,7 @@ describe("appends in front of Express", () => {
         .setExpirationTime("1h")
         .sign(new TextEncoder().encode(SECRET));
     publisher = await mint({ sub: "append-front-publisher", scope: "publish" });
+    runner = await mint({ sub: "append-front-runner", scope: "run" });
     subscriber = await mint({ sub: "append-front-reader", scope: "subscribe" });
   });
 
@@ -296,4 +303,79 @@ describe("appends in front of Express", () => {
     expect(text.status).toBe(400);
     expect(Object.getPrototypeOf(seen[before + 1]!)).not.toBe(IncomingMessage.prototype);
   });
+
+  const agentPath = () => "/api/v1/agent/stream";
+
+  it("streams an agent run from the exact form without Express, with Express's headers and log lines", async () => {
+    const body = JSON.stringify({ message: "hello" });
+    const { exact, chunked, exactRequest, chunkedRequest } = await both(agentPath, body, {
+      authorization: `Bearer ${runner}`,
+      origin: ORIGIN,
+      "x-request-id": "agent-front-1",
+    });
+    expect(Object.getPrototypeOf(exactRequest)).toBe(IncomingMessage.prototype);
+    expect(Object.getPrototypeOf(chunkedRequest)).not.toBe(IncomingMessage.prototype);
+    for (const answer of [exact, chunked]) {
+      expect(answer.status).toBe(200);
+      expect(answer.headers["content-type"]).toBe("text/event-stream; charset=utf-8");
+      expect(answer.headers["x-session-id"]).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+      expect(answer.headers["x-request-id"]).toBe("agent-front-1");
+      expect(answer.headers["x-content-type-options"]).toBe("nosniff");
+      expect(answer.headers["access-control-allow-origin"]).toBe(ORIGIN);
+      const types = [...answer.text.matchAll(/^event: (.+)$/gm)].map((match) => match[1]);
+      expect(types[0]).toBe("start");
+      expect(types).toContain("token");
+      expect(types.at(-1)).toBe("done");
+      expect(answer.text).toMatch(/^id: \d+-\d+$/m);
+    }
+    const front = logs.filter((line) => line.req?.id === "agent-front-1").map((line) => line.msg);
+    expect(front.filter((msg) => msg === "stream opened")).toHaveLength(1);
+    expect(front.filter((msg) => msg === "request completed")).toHaveLength(2);
+  });
+
+  const agentRefusals: Array<{
+    what: string;
+    body: string;
+    headers: () => Record<string, string>;
+    code: string;
+    status: number;
+  }> = [
+    {
+      what: "invalid JSON",
+      body: "{",
+      headers: () => ({ authorization: `Bearer ${runner}` }),
+      code: "invalid_json",
+      status: 400,
+    },
+    {
+      what: "no message",
+      body: "{}",
+      headers: () => ({ authorization: `Bearer ${runner}` }),
+      code: "invalid_request",
+      status: 400,
+    },
+    { what: "no token", body: '{"message":"hi"}', headers: () => ({}), code: "missing_token", status: 401 },
+    {
+      what: "a token without the run scope",
+      body: '{"message":"hi"}',
+      headers: () => ({ authorization: `Bearer ${publisher}` }),
+      code: "insufficient_scope",
+      status: 403,
+    },
+  ];
+
+  for (const refusal of agentRefusals) {
+    it(`refuses an agent run with ${refusal.what} as Express does (${refusal.status} ${refusal.code})`, async () => {
+      const { exact, chunked } = await both(agentPath, refusal.body, {
+        ...refusal.headers(),
+        origin: ORIGIN,
+      });
+      for (const answer of [exact, chunked]) {
+        expect(answer.status).toBe(refusal.status);
+        expect((answer.body as { error: { code: string } }).error.code).toBe(refusal.code);
+        expect(answer.headers["access-control-allow-origin"]).toBe(ORIGIN);
+      }
+      expect(exact.body).toEqual(chunked.body);
+    });
+  }
 });
