@@ -28,7 +28,7 @@ function stepRow(label: string, s: StepResult): string {
   const lg = `${s.loadgen.cpuPercent}% / ${s.loadgen.eluMax}${s.loadgen.saturated ? " **sat.**" : ""}`;
   return (
     `| ${label} | ${n(s.rate)} | ${n(s.delivered)} | ${l.p50} / ${l.p90} / ${l.p99} / ${l.max} | ${s.server.cpuPercent}% (${n(s.server.eventsPerCpuSecond)}) | ` +
-    `${s.server.rssMB} | ${redis} | ${lg} | ${s.bytesPerEvent} (${s.idBytesPerEvent}) | ${s.pass ? "pass" : s.reasons.join("; ")} |`
+    `${s.server.rssMB} | ${redis} | ${lg} | ${s.bytesPerEvent} (${s.idBytesPerEvent}) | ${s.pass ? "pass" : s.reasons.join("; ")}${s.firstTry ? ` (second try; first: ${s.firstTry.reasons.join("; ")})` : ""} |`
   );
 }
 const STEP_HEAD = [

@@ -133,6 +133,13 @@ export interface StepResult {
   reasons: string[];
   /** Violations of the contract (loss, duplicates, reordering, gaps), as opposed to being too slow. */
   correctness: string[];
+  /** Set when this is a second try at the rate, after a first that failed on latency alone. */
+  firstTry?: { latency: LatencySummary; reasons: string[] };
+}
+
+/** A step that failed on its p99 alone, nothing else: worth a second try (a stall of the shared machine can cause it). */
+export function failedOnLatencyOnly(step: StepResult): boolean {
+  return !step.pass && step.reasons.length === 1 && step.reasons[0]!.startsWith("p99 ");
 }
 
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
@@ -258,6 +265,7 @@ export function describeStep(name: string, step: StepResult): string {
     `${name.padEnd(9)} rate ${String(step.rate).padStart(6)}/s → ${String(step.delivered).padStart(8)} ev/s ` +
     `p50 ${l.p50} p99 ${l.p99} max ${l.max} ms, cpu ${step.server.cpuPercent}% ` +
     `(loadgen ${step.loadgen.cpuPercent}%${step.loadgen.saturated ? " SATURATED" : ""}) ` +
-    `${step.pass ? "pass" : `FAIL: ${step.reasons.join(", ")}`}`
+    `${step.pass ? "pass" : `FAIL: ${step.reasons.join(", ")}`}` +
+    `${step.firstTry ? ` (second try; first: ${step.firstTry.reasons.join(", ")})` : ""}`
   );
 }
