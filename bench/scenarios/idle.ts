@@ -127,6 +127,14 @@ export const idleScenario = {
         if (load.closedByServer > 0)
           context.problem(`idle ${name}: ${load.closedByServer} connections closed by the server`);
         const perConnectionKB = (after.rssBytes - base.rssBytes) / open.opened / 1024;
+        const compactedKB =
+          compactedBase && compactedAfter
+            ? perConnection(compactedAfter.rssBytes - compactedBase.rssBytes, open.opened)
+            : null;
+        const newSpaceKB =
+          reportBase && reportAfter
+            ? perConnection(reportAfter.newSpaceBytes - reportBase.newSpaceBytes, open.opened)
+            : null;
         const data = {
           opened: open.opened,
           failed: open.failed,
@@ -146,19 +154,21 @@ export const idleScenario = {
               ? Math.round(((heapAfter - heapBase) / open.opened / 1024) * 10) / 10
               : null,
           /** RSS per connection after a compacting full GC (Node servers); null otherwise. */
-          compactedPerConnectionKB:
-            compactedBase && compactedAfter
-              ? perConnection(compactedAfter.rssBytes - compactedBase.rssBytes, open.opened)
-              : null,
+          compactedPerConnectionKB: compactedKB,
           /** JS heap in use per connection after the compacting GC, read the same way on every Node server. */
           jsHeapPerConnectionKB:
             reportBase && reportAfter
               ? perConnection(reportAfter.heapUsedBytes - reportBase.heapUsedBytes, open.opened)
               : null,
           /** Growth of the young generation's pages, spread per connection: a one-time cost in both figures. */
-          newSpacePerConnectionKB:
-            reportBase && reportAfter
-              ? perConnection(reportAfter.newSpaceBytes - reportBase.newSpaceBytes, open.opened)
+          newSpacePerConnectionKB: newSpaceKB,
+          /**
+           * The compacted figure without the young generation's growth, which is committed once whatever
+           * the number of connections, and of which a sample finds a few MB more or less committed per run.
+           */
+          compactedWithoutYoungGenerationKB:
+            compactedKB !== null && newSpaceKB !== null
+              ? Math.round((compactedKB - newSpaceKB) * 10) / 10
               : null,
           stillOpen: load.open,
         };
@@ -167,7 +177,7 @@ export const idleScenario = {
             `= ${data.perConnectionKB} KB per connection${data.heapPerConnectionKB === null ? "" : ` (JS heap ${data.heapPerConnectionKB} KB)`}; ` +
             (data.compactedPerConnectionKB === null
               ? ""
-              : `compacted ${data.compactedPerConnectionKB} KB (JS heap ${data.jsHeapPerConnectionKB} KB, young generation ${data.newSpacePerConnectionKB} KB); `) +
+              : `compacted ${data.compactedPerConnectionKB} KB (JS heap ${data.jsHeapPerConnectionKB} KB, young generation ${data.newSpacePerConnectionKB} KB, without it ${data.compactedWithoutYoungGenerationKB} KB); `) +
             `idle CPU ${data.idleCpuPercent}%`,
         );
         context.record("idle", name, { ...shape, settleMs, idleMs }, data);
