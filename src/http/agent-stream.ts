@@ -27,8 +27,11 @@ export async function serveAgentStream(
     if (stream.status === "fulfilled") await stream.value.release();
     throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
   }
-  // The id is known: the stream opens, and its reader joins the hub, while the session is created.
+  // The id is known: the run starts first (its upstream request is on its way), then the stream
+  // opens and its reader joins the hub, in the same turn, so before the run's first append can be
+  // acknowledged and handed over.
   const id = run.value.id!;
+  const started = context.runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value });
   const connection = startStream(context, target, {
     admission: stream.value,
     kind: "agent",
@@ -37,11 +40,7 @@ export async function serveAgentStream(
     tracker: null,
     headers: { "X-Session-Id": id },
   });
-  // The run starts first: its reader joins before the first append can be acknowledged.
-  const [outcome] = await Promise.all([
-    context.runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value }),
-    connection.addNewSession(id, 0),
-  ]);
+  const [outcome] = await Promise.all([started, connection.addNewSession(id, 0)]);
   if (outcome.kind !== "started") {
     // Cannot happen for a generated id; the stream is already open, so say it there.
     await run.value.slot?.release();
