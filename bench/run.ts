@@ -11,6 +11,8 @@
  *   --out FILE              results file (default bench/results/results.jsonl; quick: a temp file)
  *   --idle-connections N    the idle scenario's C (default 5,000; quick 200)
  *   --producer-phases N     overrides both fan-out scenarios' producer phase groups (1 = every session in step)
+ *   --rates A,B             fan-out scenarios run these append rates as fixed steps instead of the ramp
+ *   --gateway-entry PATH    the gateway's entry point, to compare another build (default dist/server.js)
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
 import { execSync } from "node:child_process";
@@ -82,6 +84,8 @@ async function main(): Promise<number> {
       profile: { type: "boolean", default: false },
       "idle-connections": { type: "string" },
       "producer-phases": { type: "string" },
+      rates: { type: "string" },
+      "gateway-entry": { type: "string" },
     },
   });
   const quick = values.quick ?? false;
@@ -126,7 +130,11 @@ async function main(): Promise<number> {
     idleConnections:
       values["idle-connections"] === undefined ? undefined : Number(values["idle-connections"]),
     producerPhases: values["producer-phases"] === undefined ? undefined : Number(values["producer-phases"]),
-    targetOptions: values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {},
+    fixedRates: values.rates === undefined ? undefined : values.rates.split(",").map(Number),
+    targetOptions: {
+      ...(values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {}),
+      ...(values["gateway-entry"] ? { gatewayEntry: values["gateway-entry"] } : {}),
+    },
     record: (scenario, target, params, data) =>
       appendLine(out, {
         type: "result",
@@ -170,8 +178,11 @@ async function main(): Promise<number> {
     problems,
   });
   if (!values["no-render"]) {
-    // A quick run renders too (so the renderer cannot rot), but never over the committed BENCHMARKS.md.
-    const rendered = quick ? join(tmpdir(), "sse-bench-quick.md") : join(REPO_ROOT, "BENCHMARKS.md");
+    // A quick run renders too (so the renderer cannot rot), but never over the committed BENCHMARKS.md;
+    // nor does a comparison (fixed rates, another build).
+    const comparison = values.rates !== undefined || values["gateway-entry"] !== undefined;
+    const rendered =
+      quick || comparison ? join(tmpdir(), "sse-bench-partial.md") : join(REPO_ROOT, "BENCHMARKS.md");
     try {
       renderFile(out, rendered, runId);
     } catch (error) {

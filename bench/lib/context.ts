@@ -47,6 +47,8 @@ export interface ScenarioContext {
   readonly idleConnections: number | undefined;
   /** Overrides the fan-out producer's phase groups (1: every session sends at the same instant). */
   readonly producerPhases: number | undefined;
+  /** Fan-out runs these rates as fixed steps (for before/after comparisons) instead of its ramp. */
+  readonly fixedRates: readonly number[] | undefined;
   record(
     scenario: string,
     target: string,

@@ -94,7 +94,7 @@ class Bench {
     return { ...second, firstTry: { latency: first.latency, reasons: first.reasons } };
   }
 
-  private async try(rate: number): Promise<StepResult> {
+  async try(rate: number): Promise<StepResult> {
     if (!this.streams) await this.start();
     const step = await runStep(this.streams!, this.context.loadgen, rate, this.fanout.timing);
     this.context.log(describeStep(this.name, step));
@@ -148,6 +148,29 @@ async function ceiling(context: ScenarioContext, name: TargetName, fanout: Fanou
 }
 
 /**
+ * Fixed rates, each once, on one set of connections: for comparing two builds (`--gateway-entry`) or
+ * two servers at the same load, by CPU per event and latency. Recorded as `<scenario>-fixed`, apart
+ * from the ceilings.
+ */
+async function fixedSteps(
+  context: ScenarioContext,
+  scenario: string,
+  name: TargetName,
+  fanout: FanoutPlan,
+  rates: readonly number[],
+): Promise<void> {
+  const bench = new Bench(context, name, fanout);
+  try {
+    for (const rate of rates) {
+      const step = await bench.try(rate);
+      context.record(`${scenario}-fixed`, name, { ...fanout.shape, ...fanout.timing, rate }, { step });
+    }
+  } finally {
+    await bench.stop();
+  }
+}
+
+/**
  * The ramp for one producer shape: `phases` 1 sends every session's events at the same instant of
  * each tick (bursts; the shape of the earlier runs), 10 staggers the sessions over the tick.
  */
@@ -162,6 +185,10 @@ function fanoutWithPhases(name: string, title: string, defaultPhases: number) {
       const { shape } = fanout;
       const subscribersPerSession = (shape.connections * shape.sessionsPerConnection) / shape.sessions;
       for (const target of context.targets) {
+        if (context.fixedRates) {
+          await fixedSteps(context, name, target, fanout, context.fixedRates);
+          continue;
+        }
         const result = await ceiling(context, target, fanout);
         const best = result.best;
         context.log(

@@ -78,7 +78,8 @@ export async function startGateway(options: TargetOptions = {}): Promise<Target>
     ...GC_ON_SIGNAL,
     ...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []),
   ];
-  const proc = spawnProc("gateway", process.execPath, [...nodeArgs, "dist/server.js"], {
+  const entry = options.gatewayEntry ?? "dist/server.js";
+  const proc = spawnProc("gateway", process.execPath, [...nodeArgs, entry], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,

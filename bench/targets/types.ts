@@ -46,6 +46,11 @@ export interface Target {
 export interface TargetOptions {
   /** Extra environment for the gateway (scenario-specific limits). */
   gatewayEnv?: Record<string, string>;
-  /** Directory for `node --cpu-prof` output of the gateway; unset: no profiling. */
+  /** Directory for `node --cpu-prof` output of the Node servers; unset: no profiling. */
   profileDir?: string;
+  /**
+   * The gateway's entry point, for a before/after comparison with another build (e.g. a `git
+   * worktree` of an older commit, built there); default this checkout's `dist/server.js`.
+   */
+  gatewayEntry?: string;
 }
