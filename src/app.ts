@@ -1,6 +1,7 @@
 /**
  * buildApp(context): the request listener. It never listens; the server (or a test) does. The stream
- * routes are served in front of Express (see http/stream-front.ts); everything else is Express.
+ * routes (http/stream-front.ts) and the exact form of the busy POSTs, appends and agent runs
+ * (http/post-front.ts), are served in front of Express; everything else is Express.
  */
 import { existsSync } from "node:fs";
 import { createServer, type IncomingMessage, type RequestListener, type Server } from "node:http";
@@ -9,16 +10,15 @@ import helmet from "helmet";
 import { pinoHttp } from "pino-http";
 import { createAuthenticator } from "./auth/middleware.js";
 import { createErrorHandler, notFoundHandler } from "./errors.js";
-import { clientIpResolver } from "./http/client-ip.js";
 import type { AppContext } from "./http/context.js";
 import { corsFor } from "./http/cors.js";
-import { handOverError, rethrowHandedErrors as rethrowHandedAppendErrors } from "./http/handover.js";
+import { rethrowHandedErrors } from "./http/handover.js";
 import { healthRouter } from "./http/health.js";
 import { multiplexRouter } from "./http/multiplex.js";
 import { createPostFront } from "./http/post-front.js";
 import { requestIdOf, serializeRequest } from "./http/request-log.js";
 import { sessionsRouter } from "./http/sessions.js";
-import { createStreamFront, rethrowHandedErrors } from "./http/stream-front.js";
+import { createStreamFront } from "./http/stream-front.js";
 import { subscriptionsRouter } from "./http/subscriptions.js";
 import { assertJsonDepth } from "./http/validation.js";
 
@@ -82,7 +82,6 @@ export function buildApp(context: AppContext): GatewayApp {
   const cors = corsFor(context.config);
   if (cors) app.use(cors);
   app.use(rethrowHandedErrors);
-  app.use(rethrowHandedAppendErrors);
   app.use(express.json({ limit: context.config.maxBodyBytes, strict: true }));
   app.use(rejectDeepJson(context.config.maxJsonDepth));
 
@@ -107,9 +106,7 @@ export function buildApp(context: AppContext): GatewayApp {
   app.use(createErrorHandler(context.logger));
 
   const streamFront = createStreamFront(context, app, cors);
-  const front = createPostFront(context, cors, clientIpResolver(app), streamFront, (req, res, error) =>
-    handOverError(app, req, res, error),
-  );
+  const front = createPostFront(context, app, cors, streamFront);
   const listener: GatewayApp = Object.assign(front, {
     listen: (port: number, host: string) => createServer(listener).listen(port, host),
   });

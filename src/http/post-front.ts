@@ -12,12 +12,15 @@
  * the JSON and pino-http the log line; an agent stream that fails after its head was sent is ended.
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type { Express } from "express";
 import { authenticate } from "../auth/middleware.js";
 import { AppError, errors } from "../errors.js";
 import { serveAgentStream } from "./agent-stream.js";
 import { appendEvents } from "./append.js";
+import { clientIpResolver } from "./client-ip.js";
 import type { AppContext } from "./context.js";
 import { type CorsHandler, collectCorsHeaders } from "./cors.js";
+import { handOverError } from "./handover.js";
 import { RequestLog, requestIdOf, serializeRequest } from "./request-log.js";
 import { assertJsonDepth } from "./validation.js";
 
@@ -82,16 +85,15 @@ function parseJson(text: string): unknown {
 
 /**
  * The listener in front of `next` (the rest of the gateway): exact POSTs here, everything else to
- * `next`. `handOver` passes a request that failed before its response started to Express, with its
- * error.
+ * `next`. A request that fails before its response started is handed to `app` with its error.
  */
 export function createPostFront(
   context: AppContext,
+  app: Express,
   cors: CorsHandler | null,
-  clientIp: (req: IncomingMessage) => string | undefined,
   next: RequestListener,
-  handOver: (req: IncomingMessage, res: ServerResponse, error: unknown) => void,
 ): RequestListener {
+  const clientIp = clientIpResolver(app);
   const { config, logger, verifier } = context;
 
   /** Reads and checks the body, then authenticates: what every route here needs first. */
@@ -135,7 +137,7 @@ export function createPostFront(
     } catch (error) {
       if (res.destroyed) return;
       if (!res.headersSent) {
-        handOver(req, res, error);
+        handOverError(app, req, res, error);
         return;
       }
       // An agent stream is open (its head is sent): end it; the client resumes by the session's id.

@@ -13,12 +13,13 @@
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { parse as parseQuery } from "node:querystring";
-import type { Express, RequestHandler } from "express";
+import type { Express } from "express";
 import { authenticate } from "../auth/middleware.js";
 import { AppError } from "../errors.js";
 import { clientIpResolver } from "./client-ip.js";
 import type { AppContext } from "./context.js";
 import { type CorsHandler, collectCorsHeaders } from "./cors.js";
+import { handOverError } from "./handover.js";
 import { serveMultiplexedStream } from "./multiplex.js";
 import { RequestLog, requestIdOf, serializeRequest } from "./request-log.js";
 import { serveSessionStream } from "./session-stream.js";
@@ -47,17 +48,6 @@ export function matchStreamRoute(req: IncomingMessage): { route: StreamRoute; qu
   const session = SESSION_STREAM_PATH.exec(path);
   return session ? { route: { kind: "session", id: session[1]! }, query } : null;
 }
-
-/** Errors of stream requests handed to Express, for `rethrowHandedErrors` to pass on to its error handler. */
-const handedErrors = new WeakMap<IncomingMessage, { error: unknown }>();
-
-/** Express middleware (after the request id, headers and CORS): a handed-over request goes straight to the error handler. */
-export const rethrowHandedErrors: RequestHandler = (req, _res, next) => {
-  const handed = handedErrors.get(req);
-  if (!handed) return next();
-  handedErrors.delete(req);
-  next(handed.error);
-};
 
 /** The server's request listener: stream requests here, the rest to `app`. */
 export function createStreamFront(
@@ -103,8 +93,7 @@ export function createStreamFront(
     const id = requestIdOf(req);
     serve(match.route, match.query, id, req, res).catch((error: unknown) => {
       if (!res.headersSent) {
-        handedErrors.set(req, { error });
-        app(req, res);
+        handOverError(app, req, res, error);
         return;
       }
       // The stream is open (its head is sent): end it; the client reconnects and resumes by id.

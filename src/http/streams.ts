@@ -5,9 +5,8 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { Request, Response } from "express";
 import type { Logger } from "pino";
-import { principalOf, type Query } from "../auth/middleware.js";
+import type { Query } from "../auth/middleware.js";
 import type { Principal } from "../auth/principal.js";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
@@ -123,11 +122,6 @@ export async function admitConnection(
     );
   }
   return places;
-}
-
-/** `admitConnection` for an Express route. */
-export function admitStream(context: AppContext, req: Request, res: Response): Promise<Admission> {
-  return admitConnection(context, principalOf(res), req.ip);
 }
 
 const MAX_CONCURRENT_READS_PER_CONNECTION = 4;
@@ -255,20 +249,6 @@ export function startStream(
       : (options.headers ?? target.headers),
   );
   return connection;
-}
-
-/** `startStream` for an Express route. */
-export function openStream(
-  context: AppContext,
-  req: Request,
-  res: Response,
-  options: OpenStreamOptions,
-): StreamConnection {
-  return startStream(
-    context,
-    { req, res, principal: principalOf(res), logger: req.log ?? context.logger, headers: null, log: null },
-    options,
-  );
 }
 
 /** The client's resume point: the Last-Event-ID header, else the `lastEventId` query parameter. */
