@@ -7,13 +7,12 @@
 import { randomBytes } from "node:crypto";
 import { createServer, request as httpRequest, IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
 import { SignJWT } from "jose";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createGateway, type Gateway } from "../../src/gateway.js";
-import { randomPrefix } from "../helpers/index.js";
+import { logLines, randomPrefix } from "../helpers/index.js";
 
 const SECRET = "append-front-secret-0123456789-abcdefghijklmn";
 const ORIGIN = "https://app.example";
@@ -80,19 +79,10 @@ describe("busy POST routes in front of Express", () => {
   let publisher: string;
   let subscriber: string;
   let runner: string;
-  const logs: LogLine[] = [];
+  const { sink, lines: logs } = logLines<LogLine>();
   const seen: IncomingMessage[] = [];
 
   beforeAll(async () => {
-    let partial = "";
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        const lines = (partial + chunk.toString("utf8")).split("\n");
-        partial = lines.pop() ?? "";
-        for (const line of lines) if (line !== "") logs.push(JSON.parse(line) as LogLine);
-        done();
-      },
-    });
     const config = loadConfig({
       LOG_LEVEL: "info",
       REDIS_URL: inject("redisUrl"),

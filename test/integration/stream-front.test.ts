@@ -14,7 +14,6 @@ import {
   ServerResponse,
 } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
 import { SignJWT } from "jose";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -22,6 +21,7 @@ import { loadConfig } from "../../src/config.js";
 import { createGateway, type Gateway } from "../../src/gateway.js";
 import {
   closedWithin,
+  logLines,
   openSse,
   postJson,
   randomPrefix,
@@ -45,16 +45,7 @@ interface Instance {
 }
 
 async function startInstance(env: Record<string, string> = {}): Promise<Instance> {
-  const logs: LogLine[] = [];
-  let partial = "";
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      const lines = (partial + chunk.toString("utf8")).split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) if (line !== "") logs.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
+  const { sink, lines: logs } = logLines<LogLine>();
   const config = loadConfig({
     LOG_LEVEL: "info",
     REDIS_URL: inject("redisUrl"),
