@@ -108,6 +108,7 @@ export function render(lines: Line[], runId?: string): string {
     "npm run bench -- --quick   # every scenario at tiny sizes in about a minute (CI); fails only on loss/dup/reorder or a crash",
     "npm run bench -- --only fanout --targets gateway,raw-node   # one scenario, some targets",
     "npm run bench -- --only fanout --targets gateway --profile  # gateway under node --cpu-prof (bench/results/profiles)",
+    "npm run bench -- --only fanout --targets gateway --rates 300,600 --gateway-entry /tmp/before/dist/server.js  # another build at fixed rates",
     "node --import tsx bench/render.ts   # re-render from the results file",
     "```",
     "",
