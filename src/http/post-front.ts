@@ -69,8 +69,12 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-/** JSON.parse with Express's strict mode (only an object or an array at the top) and its error. */
-function parseJson(text: string): unknown {
+/**
+ * JSON.parse with Express's strict mode (only an object or an array at the top) and its error. Like
+ * Express's decoder, it drops a byte order mark.
+ */
+function parseJson(raw: string): unknown {
+  const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
   // JSON's own white space (space, tab, line feed, carriage return) may come first.
   const first = /^[ \t\n\r]*(.)/.exec(text)?.[1];
   if (first === "{" || first === "[") {

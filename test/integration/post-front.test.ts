@@ -178,6 +178,15 @@ describe("busy POST routes in front of Express", () => {
     }
   });
 
+  it("accepts a body that starts with a UTF-8 byte order mark, as Express does", async () => {
+    const body = `\ufeff${JSON.stringify({ events: [tokenEvent("bom")] })}`;
+    const { exact, chunked } = await both(events, body, auth());
+    for (const answer of [exact, chunked]) {
+      expect(answer.status).toBe(202);
+      expect((answer.body as { ids: string[] }).ids).toHaveLength(1);
+    }
+  });
+
   it("appended events are read back in order", async () => {
     const id = newId("readback");
     const answer = await post(
