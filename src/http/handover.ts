@@ -4,6 +4,9 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Express, RequestHandler } from "express";
+import type { Logger } from "pino";
+import { AppError } from "../errors.js";
+import { serializeRequest } from "./request-log.js";
 
 const handedErrors = new WeakMap<IncomingMessage, { error: unknown }>();
 
@@ -20,3 +23,25 @@ export const rethrowHandedErrors: RequestHandler = (req, _res, next) => {
   handedErrors.delete(req);
   next(handed.error);
 };
+
+/**
+ * A request served in front of Express failed. Before anything was sent, Express answers it (its JSON
+ * error and log line); a stream whose head is out is ended instead, and its client resumes by id.
+ */
+export function answerFailure(
+  app: Express,
+  logger: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  error: unknown,
+): void {
+  if (!res.headersSent) {
+    handOverError(app, req, res, error);
+    return;
+  }
+  if (!(error instanceof AppError)) {
+    logger.warn({ err: error, req: serializeRequest(req, requestId) }, "stream failed after it opened");
+  }
+  res.end();
+}

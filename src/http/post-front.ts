@@ -14,14 +14,14 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Express } from "express";
 import { authenticate } from "../auth/middleware.js";
-import { AppError, errors } from "../errors.js";
+import { errors } from "../errors.js";
 import { serveAgentStream } from "./agent-stream.js";
 import { appendEvents } from "./append.js";
 import { clientIpResolver } from "./client-ip.js";
 import type { AppContext } from "./context.js";
 import { type CorsHandler, collectCorsHeaders } from "./cors.js";
-import { handOverError } from "./handover.js";
-import { RequestLog, requestIdOf, serializeRequest } from "./request-log.js";
+import { answerFailure } from "./handover.js";
+import { RequestLog, requestIdOf } from "./request-log.js";
 import { assertJsonDepth } from "./validation.js";
 
 const APPEND_PATH = /^\/api\/v1\/sessions\/([A-Za-z0-9_-]{1,64})\/events$/;
@@ -139,16 +139,7 @@ export function createPostFront(
       if (route.kind === "append") await append(route.sessionId, req, res, requestId);
       else await agent(req, res, requestId);
     } catch (error) {
-      if (res.destroyed) return;
-      if (!res.headersSent) {
-        handOverError(app, req, res, error);
-        return;
-      }
-      // An agent stream is open (its head is sent): end it; the client resumes by the session's id.
-      if (!(error instanceof AppError)) {
-        logger.warn({ err: error, req: serializeRequest(req, requestId) }, "stream failed after it opened");
-      }
-      res.end();
+      if (!res.destroyed) answerFailure(app, logger, req, res, requestId, error);
     }
   };
 

@@ -15,13 +15,12 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import { parse as parseQuery } from "node:querystring";
 import type { Express } from "express";
 import { authenticate } from "../auth/middleware.js";
-import { AppError } from "../errors.js";
 import { clientIpResolver } from "./client-ip.js";
 import type { AppContext } from "./context.js";
 import { type CorsHandler, collectCorsHeaders } from "./cors.js";
-import { handOverError } from "./handover.js";
+import { answerFailure } from "./handover.js";
 import { serveMultiplexedStream } from "./multiplex.js";
-import { RequestLog, requestIdOf, serializeRequest } from "./request-log.js";
+import { RequestLog, requestIdOf } from "./request-log.js";
 import { serveSessionStream } from "./session-stream.js";
 import type { StreamRequest } from "./stream-request.js";
 
@@ -91,16 +90,8 @@ export function createStreamFront(
       return;
     }
     const id = requestIdOf(req);
-    serve(match.route, match.query, id, req, res).catch((error: unknown) => {
-      if (!res.headersSent) {
-        handOverError(app, req, res, error);
-        return;
-      }
-      // The stream is open (its head is sent): end it; the client reconnects and resumes by id.
-      if (!(error instanceof AppError)) {
-        logger.warn({ err: error, req: serializeRequest(req, id) }, "stream failed after it opened");
-      }
-      res.end();
-    });
+    serve(match.route, match.query, id, req, res).catch((error: unknown) =>
+      answerFailure(app, logger, req, res, id, error),
+    );
   };
 }
