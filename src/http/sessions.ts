@@ -35,21 +35,10 @@ export function sessionsRouter(context: AppContext): Router {
 
   router
     .route("/agent/stream")
-    .post((req, res) =>
-      serveAgentStream(
-        context,
-        {
-          req,
-          res,
-          principal: principalOf(res),
-          logger: req.log ?? context.logger,
-          headers: null,
-          log: null,
-        },
-        req.ip,
-        req.body,
-      ),
-    )
+    .post((req, res) => {
+      const stream = fromExpress(context, req, res);
+      return serveAgentStream(context, stream, stream.ip, req.body);
+    })
     .all(notAllowed(["POST"]));
 
   router
