@@ -126,7 +126,6 @@ export const idleScenario = {
         const load = await context.loadgen.snapshot(false);
         if (load.closedByServer > 0)
           context.problem(`idle ${name}: ${load.closedByServer} connections closed by the server`);
-        const perConnectionKB = (after.rssBytes - base.rssBytes) / open.opened / 1024;
         const compactedKB =
           compactedBase && compactedAfter
             ? perConnection(compactedAfter.rssBytes - compactedBase.rssBytes, open.opened)
@@ -144,15 +143,13 @@ export const idleScenario = {
           baseRssMB: Math.round((base.rssBytes / 2 ** 20) * 10) / 10,
           loadedRssMB: Math.round((loaded.rssBytes / 2 ** 20) * 10) / 10,
           rssMB: Math.round((after.rssBytes / 2 ** 20) * 10) / 10,
-          perConnectionKB: Math.round(perConnectionKB * 10) / 10,
+          perConnectionKB: perConnection(after.rssBytes - base.rssBytes, open.opened),
           idleCpuPercent: cpuPercent(loaded, after),
           /** Whether a full GC ran before the samples (the Node servers); else RSS includes garbage. */
           collectedGarbage: gc,
           /** JS heap in use per connection after the GC (gateway only). */
           heapPerConnectionKB:
-            heapBase !== null && heapAfter !== null
-              ? Math.round(((heapAfter - heapBase) / open.opened / 1024) * 10) / 10
-              : null,
+            heapBase !== null && heapAfter !== null ? perConnection(heapAfter - heapBase, open.opened) : null,
           /** RSS per connection after a compacting full GC (Node servers); null otherwise. */
           compactedPerConnectionKB: compactedKB,
           /** JS heap in use per connection after the compacting GC, read the same way on every Node server. */
