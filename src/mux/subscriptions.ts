@@ -3,10 +3,11 @@
  * multiplexed cursor), kept in the store so any instance can serve it, and changed with a message
  * to every connection that follows it, on whatever instance.
  */
-import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { KeyScheme } from "../store/keys.js";
 import type { MessageHandler, PubSub } from "../store/pubsub.js";
+import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../store/scripts.js";
 
 export interface SubscriptionChange {
   add: Array<{ id: string; index: number }>;
@@ -18,12 +19,19 @@ export type PatchOutcome =
   | { kind: "missing" }
   | { kind: "too_many"; size: number };
 
+/**
+ * Every change is all or nothing: a refused one (`too_many`, `missing`) changes nothing, and an added
+ * session takes the next index, never one used before in the set. Members are listed in index order.
+ * test/contract/subscriptions.contract.ts is the contract.
+ */
 export interface SubscriptionStore {
+  /** Creates the set with its owner, in one step (or adds to it, keeping its owner, if it exists). */
   create(id: string, sessions: readonly string[], owner: string | null): Promise<PatchOutcome>;
   /** The subject that created the set (null: created in open mode). */
   owner(id: string): Promise<string | null>;
   /** Session id → stable index; null when the set does not exist (or expired). */
   get(id: string): Promise<Map<string, number> | null>;
+  /** Removes, then adds; announces an accepted, non-empty change to the set's followers. */
   patch(id: string, add: readonly string[], remove: readonly string[]): Promise<PatchOutcome>;
   /** Keeps a set alive while a connection uses it. */
   touch(id: string): Promise<void>;
@@ -120,61 +128,68 @@ export function createMemorySubscriptions(
   };
 }
 
-interface PatchingRedis extends Redis {
-  gatewaySubscriptionPatch(...args: Array<string | number>): Promise<string[]>;
-}
-
-/** Fields of the set's hash that are not members ("#next", "#owner": session ids cannot contain "#"). */
+/** The creating subject, in the set's hash ("#next" is the other field that is not a member). */
 const OWNER_FIELD = "#owner";
 const isMember = (field: string) => !field.startsWith("#");
+
+export interface RedisSubscriptionOptions {
+  /** How long a call's outcome is kept to answer a resent call the same; default 300 s. */
+  requestRecordTtlSeconds?: number;
+}
+
+/** Decodes subscription-patch-2.lua's reply (see its header). */
+function outcomeOf(reply: readonly string[]): PatchOutcome {
+  const [kind] = reply;
+  if (kind === "missing") return { kind: "missing" };
+  if (kind === "too_many") return { kind: "too_many", size: Number(reply[1]) };
+  if (kind !== "ok") throw new Error(`subscription-patch: unexpected reply ${String(kind)}`);
+  let at = 1;
+  const add: SubscriptionChange["add"] = [];
+  for (let count = Number(reply[at++]); count > 0; count--, at += 2) {
+    add.push({ id: reply[at]!, index: Number(reply[at + 1]) });
+  }
+  const removeCount = Number(reply[at++]);
+  const remove = reply.slice(at, at + removeCount);
+  return { kind: "ok", change: { add, remove }, sessions: reply.slice(at + removeCount) };
+}
 
 export function createRedisSubscriptions(
   redis: Redis,
   pubsub: PubSub,
   keys: KeyScheme,
   limits: SubscriptionLimits,
+  { requestRecordTtlSeconds = DEFAULT_REQUEST_RECORD_TTL_SECONDS }: RedisSubscriptionOptions = {},
 ): SubscriptionStore {
-  const client = redis as PatchingRedis;
-  if (typeof client.gatewaySubscriptionPatch !== "function") {
-    client.defineCommand("gatewaySubscriptionPatch", {
-      numberOfKeys: 1,
-      lua: readFileSync(new URL("../store/lua/subscription-patch-1.lua", import.meta.url), "utf8"),
-    });
-  }
-  async function run(id: string, create: boolean, add: readonly string[], remove: readonly string[]) {
-    let reply: string[];
-    try {
-      reply = await client.gatewaySubscriptionPatch(
-        keys.subscription(id),
-        limits.maxSessions,
-        limits.ttlSeconds,
-        create ? "1" : "0",
-        add.length,
-        ...add,
-        ...remove,
-      );
-    } catch (error) {
-      const match = /too_many (\d+)/.exec(error instanceof Error ? error.message : "");
-      if (match) return { kind: "too_many", size: Number(match[1]) } as const;
-      throw error;
-    }
-    if (reply[0] === "missing") return { kind: "missing" } as const;
-    const separator = reply.indexOf("|");
-    const added: SubscriptionChange["add"] = [];
-    for (let i = 1; i < separator; i += 2) added.push({ id: reply[i]!, index: Number(reply[i + 1]) });
-    const members = await client.hkeys(keys.subscription(id));
-    return {
-      kind: "ok",
-      change: { add: added, remove: reply.slice(separator + 1) },
-      sessions: members.filter(isMember),
-    } as const;
+  const patchScript = script<string[]>(redis, "subscription-patch-2");
+  /** One round trip: the script changes the set, records the owner of a new one, and lists the members. */
+  async function run(
+    id: string,
+    mode: "create" | "patch",
+    add: readonly string[],
+    remove: readonly string[],
+    owner: string | null = null,
+  ): Promise<PatchOutcome> {
+    const setKey = keys.subscription(id);
+    // Fresh per call, and the same in a resent call (ioredis resends the same arguments): what lets the
+    // script tell a repeat from a new call. The record shares the set's hash tag.
+    const requestId = randomBytes(12).toString("base64url");
+    const reply = await patchScript(
+      setKey,
+      `${setKey}:req:${requestId}`,
+      limits.maxSessions,
+      limits.ttlSeconds,
+      mode,
+      owner ?? "",
+      requestRecordTtlSeconds,
+      add.length,
+      ...add,
+      ...remove,
+    );
+    return outcomeOf(reply);
   }
   return {
-    async create(id, sessions, owner) {
-      const outcome = await run(id, true, sessions, []);
-      if (outcome.kind === "ok" && owner !== null)
-        await redis.hset(keys.subscription(id), OWNER_FIELD, owner);
-      return outcome;
+    create(id, sessions, owner) {
+      return run(id, "create", sessions, [], owner);
     },
     async owner(id) {
       return redis.hget(keys.subscription(id), OWNER_FIELD);
@@ -182,14 +197,15 @@ export function createRedisSubscriptions(
     async get(id) {
       const hash = await redis.hgetall(keys.subscription(id));
       if (Object.keys(hash).length === 0) return null;
-      const members = new Map<string, number>();
+      const members: Array<[string, number]> = [];
       for (const [session, index] of Object.entries(hash)) {
-        if (isMember(session)) members.set(session, Number(index));
+        if (isMember(session)) members.push([session, Number(index)]);
       }
-      return members;
+      // In index order, the order sessions joined, as the script lists them.
+      return new Map(members.sort((a, b) => a[1] - b[1]));
     },
     async patch(id, add, remove) {
-      const outcome = await run(id, false, add, remove);
+      const outcome = await run(id, "patch", add, remove);
       await announce(pubsub, keys, id, outcome);
       return outcome;
     },

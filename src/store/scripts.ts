@@ -1,0 +1,52 @@
+/**
+ * One loader for the Lua scripts in `./lua`. A file is named `<name>-<numKeys>.lua`, so its key count
+ * is stated once, in its name; each script becomes an ioredis command (`subscription-patch-2` →
+ * `gatewaySubscriptionPatch`), defined once per client, which sends EVALSHA and falls back to EVAL
+ * when the server's script cache is empty (after a restart).
+ */
+import { readFileSync } from "node:fs";
+import type { Redis } from "ioredis";
+
+/**
+ * How long a script remembers the reply of an accepted call under the call's request id, 300 s by
+ * default. ioredis resends a command whose reply was lost once the connection is back (Redis restarted
+ * after running it, with its data kept): the resent call then finds the record and answers the same,
+ * without writing again. It covers outages shorter than this; the records cost one key per accepted
+ * call for this long.
+ */
+export const DEFAULT_REQUEST_RECORD_TTL_SECONDS = 300;
+
+export type ScriptCall<Reply> = (...keysAndArgs: Array<string | number>) => Promise<Reply>;
+
+const FILE_NAME = /^([a-z]+(?:-[a-z]+)*)-(\d+)$/;
+const sources = new Map<string, string>();
+
+function source(file: string): string {
+  let text = sources.get(file);
+  if (text === undefined) {
+    text = readFileSync(new URL(`./lua/${file}.lua`, import.meta.url), "utf8");
+    sources.set(file, text);
+  }
+  return text;
+}
+
+/** `subscription-patch` → `gatewaySubscriptionPatch`: the command's name on the ioredis client. */
+export function commandName(name: string): string {
+  return `gateway${name.replace(/(?:^|-)([a-z])/g, (_, letter: string) => letter.toUpperCase())}`;
+}
+
+/**
+ * The script `file` (e.g. `"acquire-1"`, without `.lua`) as a function of its keys then its arguments.
+ * `Reply` is what the script returns, as ioredis decodes it (the caller states it; nothing checks it).
+ */
+export function script<Reply>(redis: Redis, file: string): ScriptCall<Reply> {
+  const match = FILE_NAME.exec(file);
+  if (!match) throw new Error(`script ${file}: the file name must be <name>-<numKeys>`);
+  const name = commandName(match[1]!);
+  const commands = redis as unknown as Record<string, ScriptCall<Reply> | undefined>;
+  if (typeof commands[name] !== "function") {
+    redis.defineCommand(name, { numberOfKeys: Number(match[2]), lua: source(file) });
+  }
+  const command = commands[name]!;
+  return (...keysAndArgs) => command.apply(redis, keysAndArgs);
+}
