@@ -35,6 +35,8 @@ const schema = z.object({
   LIFECYCLE_MAX_EVENTS: integer(10_000, 10),
   ENDED_SESSION_TTL_SECONDS: integer(86_400, 1),
   IDLE_SESSION_TTL_SECONDS: integer(86_400, 1),
+  /** How long an append's first reply is kept: a repeat (Idempotency-Key, or a re-sent command) answers it. */
+  IDEMPOTENCY_TTL_SECONDS: integer(600, 1),
   HEARTBEAT_MS: integer(15_000, 10),
   RETRY_MS: integer(2_000, 0),
   SLOW_CLIENT_TIMEOUT_MS: integer(30_000, 10),
@@ -92,6 +94,7 @@ export interface Config {
   lifecycleMaxEvents: number;
   endedSessionTtlSeconds: number;
   idleSessionTtlSeconds: number;
+  idempotencyTtlSeconds: number;
   heartbeatMs: number;
   retryMs: number;
   slowClientTimeoutMs: number;
@@ -182,6 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     lifecycleMaxEvents: e.LIFECYCLE_MAX_EVENTS,
     endedSessionTtlSeconds: e.ENDED_SESSION_TTL_SECONDS,
     idleSessionTtlSeconds: e.IDLE_SESSION_TTL_SECONDS,
+    idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
     heartbeatMs: e.HEARTBEAT_MS,
     retryMs: e.RETRY_MS,
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,

@@ -53,6 +53,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     lifecycleMaxEvents: config.lifecycleMaxEvents,
     endedSessionTtlSeconds: config.endedSessionTtlSeconds,
     idleSessionTtlSeconds: config.idleSessionTtlSeconds,
+    requestRecordTtlSeconds: config.idempotencyTtlSeconds,
   };
   const subscriptionLimits = {
     maxSessions: config.maxSessionsPerSubscription,

@@ -7,6 +7,12 @@ export interface KeyScheme {
   events(sessionId: string): string;
   meta(sessionId: string): string;
   lease(sessionId: string): string;
+  /** The first reply of one append request, kept so a repeat answers it again. */
+  request(sessionId: string, requestId: string): string;
+  /** A session's compacted history: the snapshot's small fields, and its text and reasoning. */
+  snapshot(sessionId: string): string;
+  snapshotContent(sessionId: string): string;
+  snapshotReasoning(sessionId: string): string;
   /** Events appended to a session in one publish-rate window. */
   publishRate(sessionId: string, windowIndex: number): string;
   /** Pub/sub channel announcing appends to one session's stream. */
@@ -24,6 +30,10 @@ export function createKeyScheme(prefix: string): KeyScheme {
     events: (id) => `${prefix}s:{${id}}:events`,
     meta: (id) => `${prefix}s:{${id}}:meta`,
     lease: (id) => `${prefix}s:{${id}}:lease`,
+    request: (id, requestId) => `${prefix}s:{${id}}:req:${requestId}`,
+    snapshot: (id) => `${prefix}s:{${id}}:snap`,
+    snapshotContent: (id) => `${prefix}s:{${id}}:snap:content`,
+    snapshotReasoning: (id) => `${prefix}s:{${id}}:snap:reasoning`,
     publishRate: (id, windowIndex) => `${prefix}s:{${id}}:rate:${windowIndex}`,
     notices: (id) => `${prefix}n:{${id}}`,
     leaseIndex: () => `${prefix}leases`,
@@ -31,11 +41,4 @@ export function createKeyScheme(prefix: string): KeyScheme {
     subscription: (sid) => `${prefix}sub:{${sid}}`,
     subscriptionChannel: (sid) => `${prefix}subn:{${sid}}`,
   };
-}
-
-/** Recovers the session id from a notice channel name (the part between the braces). */
-export function sessionIdFromChannel(channel: string): string | null {
-  const open = channel.lastIndexOf("{");
-  const close = channel.lastIndexOf("}");
-  return open >= 0 && close > open ? channel.slice(open + 1, close) : null;
 }

@@ -7,7 +7,8 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier, formatNotice } from "./notices.js";
 import { comparePositions } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
-import { lifecycleEventsFor, type RetentionOptions } from "./session-fields.js";
+import { lifecycleAppendFor, type RetentionOptions } from "./session-fields.js";
+import { createSnapshot, foldIntoSnapshot, type Snapshot, snapshotEvent } from "./snapshot.js";
 import {
   type AppendOptions,
   type AppendOutcome,
@@ -30,6 +31,17 @@ interface MemorySession {
   lastSeq: number;
   expiresAtMs: number;
   writerSeqs: Map<string, number>;
+  /** Each writer's last batch reply, answered again when that batch is re-sent. */
+  writerReplies: Map<string, Appended>;
+  snapshot: Snapshot | null;
+}
+
+type Appended = Extract<AppendOutcome, { kind: "appended" }>;
+
+interface RequestRecord {
+  fingerprint: string;
+  outcome: Appended;
+  expiresAtMs: number;
 }
 
 export interface MemoryStoreDeps {
@@ -49,14 +61,29 @@ export function createMemoryStore({
   const leases = new Map<string, { holderId: string; expiresAtMs: number }>();
   const leaseIndex = new Map<string, number>();
   const publishCounts = new Map<string, { window: number; events: number }>();
+  const requests = new Map<string, RequestRecord>();
 
-  function overRate(sessionId: string, count: number, rateLimit: AppendOptions["rateLimit"]): boolean {
-    if (!rateLimit) return false;
+  function publishedInWindow(sessionId: string, rateLimit: AppendOptions["rateLimit"]) {
     const window = rateWindowIndex(clock(), rateLimit);
     const current = publishCounts.get(sessionId);
-    const events = (current?.window === window ? current.events : 0) + count;
-    publishCounts.set(sessionId, { window, events });
-    return events > rateLimit.events;
+    return { window, events: current?.window === window ? current.events : 0 };
+  }
+
+  function recordedRequest(key: string): RequestRecord | undefined {
+    const record = requests.get(key);
+    if (record && record.expiresAtMs <= clock()) {
+      requests.delete(key);
+      return undefined;
+    }
+    return record;
+  }
+
+  function keepRequest(key: string, fingerprint: string, outcome: Appended): void {
+    const now = clock();
+    if (requests.size >= 10_000) {
+      for (const [stale, record] of requests) if (record.expiresAtMs <= now) requests.delete(stale);
+    }
+    requests.set(key, { fingerprint, outcome, expiresAtMs: now + retention.requestRecordTtlSeconds * 1000 });
   }
 
   function live(id: string): MemorySession | undefined {
@@ -91,48 +118,53 @@ export function createMemoryStore({
     events: readonly EventInput[],
     options: AppendOptions,
   ): AppendOutcome {
+    // Checks first, writes second, as the Redis script does: a refused append changes nothing.
+    const requestKey = options.requestId ? `${sessionId}\n${options.requestId}` : null;
+    const fingerprint = options.fingerprint ?? "";
+    const prior = requestKey ? recordedRequest(requestKey) : undefined;
+    if (prior) {
+      return prior.fingerprint === fingerprint
+        ? { ...prior.outcome, replayed: true }
+        : { kind: "key_reused" };
+    }
     const isFeed = sessionId === LIFECYCLE_FEED;
-    if (overRate(sessionId, events.length, options.rateLimit)) return { kind: "limited" };
     let session = live(sessionId);
+    if (options.writer && session) {
+      const applied = session.writerSeqs.get(options.writer.writerId) ?? 0;
+      const reply = session.writerReplies.get(options.writer.writerId);
+      if (options.writer.seq === applied && reply) return { ...reply, replayed: true };
+      if (options.writer.seq <= applied) return { kind: "duplicate" };
+    }
+    const rate = options.rateLimit ? publishedInWindow(sessionId, options.rateLimit) : null;
+    if (rate && options.rateLimit && rate.events + events.length > options.rateLimit.events) {
+      return { kind: "limited" };
+    }
+    const creation = isFeed
+      ? { id: sessionId, model: null, metadata: {}, owner: null, createdAt: 0 }
+      : options.createIfMissing;
+    if (!session && !creation) return { kind: "missing" };
+    if (session && session.info.status !== "running") return { kind: "ended", status: session.info.status };
+    if (options.requireNoLease && leaseHeld(sessionId)) return { kind: "leased" };
+    const applied = (options.writer && session?.writerSeqs.get(options.writer.writerId)) ?? 0;
+    if (options.writer && options.writer.seq !== applied + 1) return { kind: "out_of_order" };
+
+    if (rate) publishCounts.set(sessionId, { window: rate.window, events: rate.events + events.length });
     let created = false;
     if (!session) {
-      const creation = isFeed
-        ? { id: sessionId, model: null, metadata: {}, owner: null, createdAt: clock() }
-        : options.createIfMissing;
-      if (!creation) return { kind: "missing" };
       session = {
-        info: { ...creation, status: "running", lastEventId: null, terminalId: null },
+        info: { ...creation!, status: "running", lastEventId: null, terminalId: null },
         events: [],
         maxDeletedId: "",
         lastMs: 0,
         lastSeq: 0,
         expiresAtMs: Number.POSITIVE_INFINITY,
         writerSeqs: new Map(),
+        writerReplies: new Map(),
+        snapshot: null,
       };
       sessions.set(sessionId, session);
       created = true;
     }
-    if (session.info.status !== "running") return { kind: "ended", status: session.info.status };
-    if (options.requireNoLease && leaseHeld(sessionId)) return { kind: "leased" };
-    if (options.writer) {
-      const applied = session.writerSeqs.get(options.writer.writerId) ?? 0;
-      if (options.writer.seq <= applied) return { kind: "duplicate" };
-      if (options.writer.seq !== applied + 1) return { kind: "out_of_order" };
-      session.writerSeqs.set(options.writer.writerId, options.writer.seq);
-    }
-    const idleExpiry = isFeed ? Number.POSITIVE_INFINITY : clock() + retention.idleSessionTtlSeconds * 1000;
-    if (events.length === 0) {
-      session.expiresAtMs = idleExpiry;
-      return {
-        kind: "appended",
-        ids: [],
-        prevId: session.info.lastEventId ?? "",
-        ended: false,
-        created,
-        owner: session.info.owner,
-      };
-    }
-
     const prevId = session.info.lastEventId ?? "";
     const stored: StoredEvent[] = events.map((event) => ({
       id: nextId(session),
@@ -144,27 +176,45 @@ export function createMemoryStore({
     if (session.events.length > maxEvents) {
       const removed = session.events.splice(0, session.events.length - maxEvents);
       session.maxDeletedId = removed[removed.length - 1]!.id;
+      // The lifecycle feed is trimmed without a snapshot: its readers are told what they missed.
+      if (!isFeed) {
+        session.snapshot ??= createSnapshot();
+        foldIntoSnapshot(session.snapshot, removed);
+      }
     }
-    const last = stored[stored.length - 1]!;
-    session.info.lastEventId = last.id;
-    const ended = TERMINAL_TYPES.has(last.type);
-    if (ended) {
+    const last = stored[stored.length - 1];
+    let ended = false;
+    if (last) {
+      session.info.lastEventId = last.id;
+      ended = TERMINAL_TYPES.has(last.type);
+    }
+    if (last && ended) {
       session.info.status = last.type as SessionStatus;
       session.info.terminalId = last.id;
       session.expiresAtMs = clock() + retention.endedSessionTtlSeconds * 1000;
       leases.delete(sessionId);
     } else {
-      session.expiresAtMs = idleExpiry;
+      session.expiresAtMs = isFeed
+        ? Number.POSITIVE_INFINITY
+        : clock() + retention.idleSessionTtlSeconds * 1000;
     }
-    void pubsub.publish(keys.notices(sessionId), formatNotice(prevId, stored));
-    return {
+    if (stored.length > 0) void pubsub.publish(keys.notices(sessionId), formatNotice(prevId, stored));
+    const outcome: Appended = {
       kind: "appended",
       ids: stored.map((event) => event.id),
       prevId,
       ended,
       created,
       owner: session.info.owner,
+      createdAt: session.info.createdAt,
+      replayed: false,
     };
+    if (options.writer) {
+      session.writerSeqs.set(options.writer.writerId, options.writer.seq);
+      session.writerReplies.set(options.writer.writerId, outcome);
+    }
+    if (requestKey) keepRequest(requestKey, fingerprint, outcome);
+    return outcome;
   }
 
   const store: StreamStore = {
@@ -184,8 +234,8 @@ export function createMemoryStore({
 
     async append(sessionId, events, options = {}) {
       const outcome = appendNow(sessionId, events, options);
-      const lifecycle = lifecycleEventsFor(sessionId, events, options, outcome);
-      if (lifecycle.length > 0) appendNow(LIFECYCLE_FEED, lifecycle, {});
+      const lifecycle = lifecycleAppendFor(sessionId, events, options, outcome);
+      if (lifecycle) appendNow(LIFECYCLE_FEED, lifecycle.events, { requestId: lifecycle.requestId });
       return outcome;
     },
 
@@ -193,6 +243,12 @@ export function createMemoryStore({
       const session = live(sessionId);
       if (!session) return { events: [], gap: null };
       const events = session.events;
+      const snapshot = session.snapshot;
+      if (snapshot && (after === null || comparePositions(after, snapshot.last) < 0)) {
+        // What was folded comes as the snapshot, then the kept events (all after it).
+        const kept = events.slice(0, count).map((event): StoredEvent => ({ ...event }));
+        return { events: [snapshotEvent(snapshot), ...kept], gap: null };
+      }
       let start = 0;
       if (after !== null) {
         // Binary search: positions only grow.
@@ -206,7 +262,10 @@ export function createMemoryStore({
         start = low;
       }
       const gap =
-        after !== null && session.maxDeletedId !== "" && comparePositions(after, session.maxDeletedId) < 0
+        after !== null &&
+        !snapshot &&
+        session.maxDeletedId !== "" &&
+        comparePositions(after, session.maxDeletedId) < 0
           ? { requested: after, oldest: events[0]?.id ?? null }
           : null;
       // Copies, as a Redis read returns: readers cache encoded frames on the event objects they get

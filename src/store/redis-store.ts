@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { detached } from "../detached.js";
@@ -5,7 +6,7 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
 import {
-  lifecycleEventsFor,
+  lifecycleAppendFor,
   type RetentionOptions,
   sessionCreationFields,
   sessionFromHash,
@@ -48,8 +49,8 @@ export function createRedisStore({
 }: RedisStoreDeps): StreamStore {
   const client = redis as ScriptedRedis;
   if (typeof client.gatewayAppend !== "function") {
-    client.defineCommand("gatewayAppend", { numberOfKeys: 4, lua: scriptSource("append-4") });
-    client.defineCommand("gatewayRead", { numberOfKeys: 1, lua: scriptSource("read-1") });
+    client.defineCommand("gatewayAppend", { numberOfKeys: 8, lua: scriptSource("append-8") });
+    client.defineCommand("gatewayRead", { numberOfKeys: 4, lua: scriptSource("read-4") });
   }
 
   async function appendTo(
@@ -58,11 +59,17 @@ export function createRedisStore({
     options: AppendOptions = {},
   ): Promise<AppendOutcome> {
     const isFeed = sessionId === LIFECYCLE_FEED;
+    // Without a writer's sequence, a random request id makes the append safe to re-send.
+    const requestId = options.requestId ?? (options.writer ? "" : newRequestId());
     const args: Array<string | number> = [
       keys.events(sessionId),
       keys.meta(sessionId),
       keys.lease(sessionId),
       keys.publishRate(sessionId, rateWindowIndex(clock(), options.rateLimit)),
+      keys.request(sessionId, requestId),
+      keys.snapshot(sessionId),
+      keys.snapshotContent(sessionId),
+      keys.snapshotReasoning(sessionId),
       isFeed ? retention.lifecycleMaxEvents : retention.maxEventsPerSession,
       retention.endedSessionTtlSeconds,
       isFeed ? 0 : retention.idleSessionTtlSeconds,
@@ -70,7 +77,7 @@ export function createRedisStore({
       options.writer?.writerId ?? "",
       options.writer?.seq ?? 0,
       isFeed
-        ? JSON.stringify(["status", "running"])
+        ? JSON.stringify(["status", "running", "createdAt", "0"])
         : options.createIfMissing
           ? JSON.stringify(sessionCreationFields(options.createIfMissing))
           : "",
@@ -78,6 +85,11 @@ export function createRedisStore({
       clock(),
       options.rateLimit?.events ?? 0,
       options.rateLimit?.windowSeconds ?? 1,
+      requestId,
+      retention.requestRecordTtlSeconds,
+      options.fingerprint ?? "",
+      // The lifecycle feed is trimmed without a snapshot: its readers are told what they missed.
+      isFeed ? "0" : "1",
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
     const reply = await client.gatewayAppend(...args);
@@ -101,15 +113,18 @@ export function createRedisStore({
 
     async append(sessionId, events, options) {
       const outcome = await appendTo(sessionId, events, options);
-      const lifecycle = lifecycleEventsFor(sessionId, events, options, outcome);
+      const lifecycle = lifecycleAppendFor(sessionId, events, options, outcome);
       // A separate step: the feed lives in another Cluster slot than the session's keys.
-      if (lifecycle.length > 0) await appendTo(LIFECYCLE_FEED, lifecycle);
+      if (lifecycle) await appendTo(LIFECYCLE_FEED, lifecycle.events, { requestId: lifecycle.requestId });
       return outcome;
     },
 
     async read(sessionId, after, count): Promise<ReadResult> {
       const [gapOldest, text] = await client.gatewayRead(
         keys.events(sessionId),
+        keys.snapshot(sessionId),
+        keys.snapshotContent(sessionId),
+        keys.snapshotReasoning(sessionId),
         after === null ? "-" : `(${after}`,
         count,
         after ?? "",
@@ -149,6 +164,11 @@ export function createRedisStore({
   return store;
 }
 
+/** Key-safe and unguessable: names one append for exactly-once. */
+function newRequestId(): string {
+  return randomBytes(12).toString("base64url");
+}
+
 /** The read script's events: one line per event, `id \t type \t data` (data is JSON: no raw tab or newline). */
 function parseEventLines(text: string): StoredEvent[] {
   const events: StoredEvent[] = [];
@@ -178,7 +198,9 @@ function parseAppendReply(reply: unknown[]): AppendOutcome {
         ended: reply[2] === 1,
         owner: reply[3] === "" ? null : (reply[3] as string),
         prevId: reply[4] as string,
-        ids: reply.slice(5) as string[],
+        createdAt: Number(reply[5]),
+        replayed: reply[6] === 1,
+        ids: reply.slice(7) as string[],
       };
     case "duplicate":
       return { kind: "duplicate" };
@@ -192,6 +214,8 @@ function parseAppendReply(reply: unknown[]): AppendOutcome {
       return { kind: "leased" };
     case "limited":
       return { kind: "limited" };
+    case "key_reused":
+      return { kind: "key_reused" };
     default:
       throw new Error(`unexpected append reply: ${String(reply[0])}`);
   }

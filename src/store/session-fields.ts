@@ -14,6 +14,8 @@ export interface RetentionOptions {
   lifecycleMaxEvents: number;
   endedSessionTtlSeconds: number;
   idleSessionTtlSeconds: number;
+  /** How long the first reply of an append is kept, so a repeat of its request id answers it again. */
+  requestRecordTtlSeconds: number;
 }
 
 const STATUSES: ReadonlySet<string> = new Set(["running", "done", "error", "cancelled"]);
@@ -71,19 +73,28 @@ export const lifecycleEvent = {
   },
 };
 
-/** What an append announces on the lifecycle feed: the session's creation and its end, if it did either. */
-export function lifecycleEventsFor(
+/**
+ * What an append announces on the lifecycle feed (the session's creation and its end, if it did either),
+ * with a request id of its own: one per session incarnation and kind, so announcing twice (an append
+ * replayed after a lost reply) writes once.
+ */
+export function lifecycleAppendFor(
   sessionId: string,
   events: readonly EventInput[],
   options: AppendOptions | undefined,
   outcome: AppendOutcome,
-): EventInput[] {
-  if (outcome.kind !== "appended" || sessionId === LIFECYCLE_FEED) return [];
+): { events: EventInput[]; requestId: string } | null {
+  if (outcome.kind !== "appended" || sessionId === LIFECYCLE_FEED) return null;
   const lifecycle: EventInput[] = [];
-  if (outcome.created && options?.createIfMissing)
-    lifecycle.push(lifecycleEvent.created(options.createIfMissing));
+  let kinds = "";
+  if (outcome.created && options?.createIfMissing) {
+    lifecycle.push(lifecycleEvent.created({ ...options.createIfMissing, createdAt: outcome.createdAt }));
+    kinds += "c";
+  }
   const terminal = outcome.ended ? events[events.length - 1] : undefined;
-  if (terminal)
+  if (terminal) {
     lifecycle.push(lifecycleEvent.ended(sessionId, terminal.type as SessionStatus, outcome.owner));
-  return lifecycle;
+    kinds += "e";
+  }
+  return kinds === "" ? null : { events: lifecycle, requestId: `${sessionId}.${outcome.createdAt}.${kinds}` };
 }

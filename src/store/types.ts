@@ -49,6 +49,14 @@ export interface AppendOptions {
   /** Create the session (status running) if it does not exist yet; otherwise a missing session fails. */
   createIfMissing?: NewSession;
   writer?: WriterStamp;
+  /**
+   * Names this append for exactly-once: a repeat with the same id (a command re-sent after a lost reply,
+   * or a producer's retry) answers the first outcome and writes nothing, while the record is kept
+   * (`requestRecordTtlSeconds`). Key-safe text. Appends without a writer get a random one by default.
+   */
+  requestId?: string;
+  /** What the request asked for: a repeat of its id with another fingerprint is `key_reused`. */
+  fingerprint?: string;
   /** Only append if no run holds the session's lease (used to end crashed runs). */
   requireNoLease?: boolean;
   /** Refuse (`limited`) once this many events were appended to the session in the current window. */
@@ -68,6 +76,10 @@ export type AppendOutcome =
       ended: boolean;
       created: boolean;
       owner: string | null;
+      /** The session's creation time (ms), as stored. */
+      createdAt: number;
+      /** This is the first reply of an append already applied (its request id or writer batch repeated). */
+      replayed: boolean;
     }
   /** The writer's batch was already applied earlier (re-sent after a lost reply). */
   | { kind: "duplicate" }
@@ -77,11 +89,17 @@ export type AppendOutcome =
   | { kind: "ended"; status: SessionStatus }
   | { kind: "leased" }
   /** Over the publish rate: nothing was appended. */
-  | { kind: "limited" };
+  | { kind: "limited" }
+  /** The request id was used before for a different request: nothing was appended. */
+  | { kind: "key_reused" };
 
 export interface ReadResult {
+  /**
+   * In order. When `after` lies before what compaction folded (or is null and something was folded),
+   * the first is the session's `snapshot` event, whose id is the last folded event's position.
+   */
   events: StoredEvent[];
-  /** Set when history after `after` was trimmed or expired: the reader skips to `oldest`. */
+  /** Set when history after `after` was trimmed without a snapshot (the lifecycle feed): the reader skips to `oldest`. */
   gap: { requested: string; oldest: string | null } | null;
 }
 

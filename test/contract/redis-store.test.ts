@@ -14,8 +14,14 @@ import {
   uniqueId,
 } from "./stream-store.contract.js";
 
+/** How the store's scripts reach Redis; `resendEveryWrite` sends each append twice, as ioredis re-sends a command whose reply was lost. */
+interface ScriptClient {
+  gatewayAppend(...args: unknown[]): Promise<unknown>;
+}
+
 async function makeRedisStore(
   retention: Partial<RetentionOptions> = {},
+  { resendEveryWrite = false } = {},
 ): Promise<StoreHandle & { command: Redis; keys: KeyScheme }> {
   const url = inject("redisUrl");
   const command = new Redis(url, { lazyConnect: true });
@@ -23,12 +29,27 @@ async function makeRedisStore(
   await Promise.all([command.connect(), subscriber.connect()]);
   const keys = createKeyScheme(randomPrefix());
   const pubsub = createRedisPubSub(subscriber, command);
-  const store = createRedisStore({
-    redis: command,
-    pubsub,
-    keys,
-    retention: { ...DEFAULT_RETENTION, ...retention },
-  });
+  const options = { redis: command, pubsub, keys, retention: { ...DEFAULT_RETENTION, ...retention } };
+  let store = createRedisStore(options);
+  if (resendEveryWrite) {
+    const client = command as unknown as ScriptClient;
+    const append = client.gatewayAppend.bind(client);
+    client.gatewayAppend = async (...args) => {
+      const first = (await append(...args)) as unknown[];
+      const repeat = (await append(...args)) as unknown[];
+      // The repeat answers the first reply, flagged as replayed (reply[6]) where it was an append.
+      const unflagged = (reply: unknown[]) =>
+        JSON.stringify(reply[0] === "appended" ? [...reply.slice(0, 6), ...reply.slice(7)] : reply);
+      if (first[0] === "appended" && repeat[6] !== 1) throw new Error("a re-sent append was not replayed");
+      if (unflagged(repeat) !== unflagged(first)) {
+        throw new Error(
+          `a re-sent append answered ${JSON.stringify(repeat)}, first ${JSON.stringify(first)}`,
+        );
+      }
+      return first;
+    };
+    store = createRedisStore(options);
+  }
   return {
     store,
     command,
@@ -42,6 +63,10 @@ async function makeRedisStore(
 }
 
 runStreamStoreContract("redis", (retention) => makeRedisStore(retention));
+// Every append runs twice with the same arguments: a repeat must answer the first reply and write nothing.
+runStreamStoreContract("redis, every append re-sent", (retention) =>
+  makeRedisStore(retention, { resendEveryWrite: true }),
+);
 
 describe("redis store expiry", () => {
   let handle: Awaited<ReturnType<typeof makeRedisStore>>;

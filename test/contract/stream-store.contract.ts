@@ -27,6 +27,7 @@ export const DEFAULT_RETENTION: RetentionOptions = {
   lifecycleMaxEvents: 10_000,
   endedSessionTtlSeconds: 86_400,
   idleSessionTtlSeconds: 86_400,
+  requestRecordTtlSeconds: 600,
 };
 
 const POSITION = /^\d+-\d+$/;
@@ -275,6 +276,8 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
           ended: false,
           created: false,
           owner: null,
+          createdAt: expect.any(Number),
+          replayed: false,
         });
         expect((await store.read(id, null, 10)).events).toEqual([]);
         expect((await store.getSession(id))?.lastEventId).toBeNull();
@@ -324,9 +327,9 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         const id = await created();
         const writer = { writerId: "w-1", seq: 1 };
         const first = await store.append(id, tokens(2), { writer });
-        expect(first).toMatchObject({ kind: "appended" });
-        // The same batch re-sent after a lost reply.
-        expect(await store.append(id, tokens(2), { writer })).toEqual({ kind: "duplicate" });
+        expect(first).toMatchObject({ kind: "appended", replayed: false });
+        // The same batch re-sent after a lost reply: its first reply again, nothing written.
+        expect(await store.append(id, tokens(2), { writer })).toEqual({ ...first, replayed: true });
         // A batch that overtook a lost one.
         expect(await store.append(id, tokens(1), { writer: { writerId: "w-1", seq: 3 } })).toEqual({
           kind: "out_of_order",
@@ -537,68 +540,220 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
       });
     });
 
-    describe("trimming and gaps", () => {
+    describe("compaction", () => {
       let small: StoreHandle;
       beforeAll(async () => {
-        small = await makeStore({ maxEventsPerSession: 10 });
+        small = await makeStore({ maxEventsPerSession: 10, lifecycleMaxEvents: 10 });
       });
       afterAll(async () => {
         await small?.close();
       });
 
-      async function fill(id: string, total: number): Promise<string[]> {
+      async function fill(id: string, events: readonly EventInput[]): Promise<string[]> {
         const ids: string[] = [];
-        // Several batches, as a run writes them (Redis trims approximately, per batch).
-        for (let i = 0; i < total; i += 50) {
-          const outcome = await small.store.append(id, tokens(Math.min(50, total - i), i));
+        // Several batches, as a run writes them (Redis trims in chunks, per batch).
+        for (let i = 0; i < events.length; i += 50) {
+          const outcome = await small.store.append(id, events.slice(i, i + 50));
           if (outcome.kind !== "appended") throw new Error(`append: ${outcome.kind}`);
           ids.push(...outcome.ids);
         }
         return ids;
       }
 
-      it("reading after a trimmed position reports a gap and goes on from the oldest kept event", async () => {
-        const id = uniqueId("gap");
+      const textOf = (events: readonly { type: string; data: string }[]) =>
+        events
+          .map((e) => {
+            const data = JSON.parse(e.data) as { content?: string };
+            return e.type === "snapshot" || e.type === "token" ? (data.content ?? "") : "";
+          })
+          .join("");
+
+      it("a reader behind what was folded gets the snapshot, then the kept events: the whole text, no gap", async () => {
+        const id = uniqueId("fold");
         await small.store.createSession(newSession(id));
-        const ids = await fill(id, 500);
-        const kept = (await small.store.read(id, null, 1000)).events;
+        const all = tokens(500);
+        const ids = await fill(id, all);
+        const wholeText = all.map((e) => e.data.content).join("");
+
+        const fromStart = await small.store.read(id, null, 1000);
+        expect(fromStart.gap).toBeNull();
+        const [snapshot, ...kept] = fromStart.events;
+        expect(snapshot?.type).toBe("snapshot");
         expect(kept.length).toBeGreaterThanOrEqual(10);
         expect(kept.length).toBeLessThan(500);
-        const oldest = kept[0]!.id;
-        // What is kept is the newest tail, in order.
+        // What is kept is the newest tail, in order; the snapshot stands for everything before it.
         expect(kept.map((e) => e.id)).toEqual(ids.slice(ids.length - kept.length));
+        expect(snapshot?.id).toBe(ids[ids.length - kept.length - 1]);
+        expect(textOf(fromStart.events)).toBe(wholeText);
+        expect(JSON.parse(snapshot!.data)).toEqual({
+          content: all
+            .slice(0, 500 - kept.length)
+            .map((e) => e.data.content)
+            .join(""),
+          reasoning: "",
+          refusal: "",
+          tool_calls: [],
+          usage: null,
+          folded: { token: 500 - kept.length },
+        });
 
-        const result = await small.store.read(id, ids[0]!, 5);
-        expect(result.gap).toEqual({ requested: ids[0], oldest });
-        expect(result.events.map((e) => e.id)).toEqual(ids.slice(ids.length - kept.length).slice(0, 5));
-        expect(result.events[0]?.id).toBe(oldest);
+        // A reader part-way through the folded events gets the snapshot too (it replaces what it had).
+        const behind = await small.store.read(id, ids[3]!, 5);
+        expect(behind.gap).toBeNull();
+        expect(behind.events[0]).toEqual(snapshot);
+        expect(behind.events.slice(1).map((e) => e.id)).toEqual(kept.slice(0, 5).map((e) => e.id));
 
-        // After the newest trimmed event the reader missed nothing: no gap, and it goes on from the oldest.
-        const justBefore = ids[ids.length - kept.length - 1]!;
-        const edge = await small.store.read(id, justBefore, 5);
-        expect(edge.gap).toBeNull();
-        expect(edge.events[0]?.id).toBe(oldest);
-
-        // A position still retained: no gap.
-        const retained = await small.store.read(id, oldest, 5);
-        expect(retained.gap).toBeNull();
-        expect(retained.events.map((e) => e.id)).toEqual(ids.slice(ids.length - kept.length + 1).slice(0, 5));
-        const nearEnd = await small.store.read(id, ids[ids.length - 2]!, 5);
-        expect(nearEnd).toEqual({ gap: null, events: [kept[kept.length - 1]] });
-
-        // Reading from the start never reports a gap.
-        expect((await small.store.read(id, null, 5)).gap).toBeNull();
-        // Trimming keeps the session's metadata.
+        // At or after the last folded event the reader missed nothing: no snapshot.
+        const atEdge = await small.store.read(id, snapshot!.id, 5);
+        expect(atEdge).toEqual({ gap: null, events: kept.slice(0, 5) });
+        const retained = await small.store.read(id, kept[0]!.id, 5);
+        expect(retained.events.map((e) => e.id)).toEqual(kept.slice(1, 6).map((e) => e.id));
+        // Compaction keeps the session's metadata.
         expect((await small.store.getSession(id))?.lastEventId).toBe(ids[ids.length - 1]);
       });
 
-      it("a session that was never trimmed reports no gap", async () => {
-        const id = uniqueId("nogap");
+      it("folds reasoning, refusal, tool calls (streaming and complete) and the last usage", async () => {
+        const id = uniqueId("fold-all");
         await small.store.createSession(newSession(id));
-        const ids = await fill(id, 8);
+        const events: EventInput[] = [
+          { type: "start", data: { model: "m", createdAt: "2026-01-01T00:00:00.000Z" } },
+          { type: "reasoning", data: { content: "Let me " } },
+          { type: "reasoning", data: { content: "think." } },
+          { type: "tool_call_delta", data: { index: 0, id: "call_1", name: "get_weather", arguments: "" } },
+          { type: "tool_call_delta", data: { index: 0, arguments: '{"city":' } },
+          { type: "tool_call_delta", data: { index: 0, arguments: '"Paris"}' } },
+          {
+            type: "tool_call",
+            data: { index: 0, id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' },
+          },
+          { type: "tool_call_delta", data: { index: 1, id: "call_2", name: "get_time", arguments: '{"tz"' } },
+          { type: "usage", data: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } },
+          { type: "refusal", data: { content: "I can't " } },
+          { type: "refusal", data: { content: "do that." } },
+          { type: "note", data: { anything: true } },
+          { type: "token", data: { content: 'Hi / "there" \u00e9\n' } },
+        ];
+        await fill(id, [...events, ...tokens(200)]);
+        const snapshot = (await small.store.read(id, null, 1)).events[0]!;
+        expect(snapshot.type).toBe("snapshot");
+        const data = JSON.parse(snapshot.data) as Record<string, unknown>;
+        expect(data).toMatchObject({
+          reasoning: "Let me think.",
+          refusal: "I can't do that.",
+          tool_calls: [
+            { index: 0, id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' },
+            { index: 1, id: "call_2", name: "get_time", arguments: '{"tz"' },
+          ],
+          usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+        });
+        expect((data.content as string).startsWith('Hi / "there" \u00e9\nt0t1')).toBe(true);
+        expect(data.folded).toMatchObject({
+          start: 1,
+          reasoning: 2,
+          tool_call_delta: 4,
+          tool_call: 1,
+          usage: 1,
+          refusal: 2,
+          note: 1,
+        });
+      });
+
+      it("text whose surrogate pair is split over two deltas joins up again in the snapshot", async () => {
+        const id = uniqueId("fold-pair");
+        await small.store.createSession(newSession(id));
+        const emoji = "\u{1F600}";
+        await fill(id, [
+          { type: "token", data: { content: emoji.slice(0, 1) } },
+          { type: "token", data: { content: emoji.slice(1) } },
+          ...tokens(100),
+        ]);
+        const snapshot = (await small.store.read(id, null, 1)).events[0]!;
+        expect((JSON.parse(snapshot.data) as { content: string }).content.startsWith(`${emoji}t0`)).toBe(
+          true,
+        );
+      });
+
+      it("a session that was never trimmed has no snapshot", async () => {
+        const id = uniqueId("nofold");
+        await small.store.createSession(newSession(id));
+        const ids = await fill(id, tokens(8));
+        expect((await small.store.read(id, null, 100)).events.map((e) => e.id)).toEqual(ids);
         const result = await small.store.read(id, ids[0]!, 100);
         expect(result.gap).toBeNull();
         expect(result.events.map((e) => e.id)).toEqual(ids.slice(1));
+      });
+
+      it("the lifecycle feed is trimmed without a snapshot: a reader behind it is told of the gap", async () => {
+        const first = newSession(uniqueId("feed-first"));
+        await small.store.createSession(first);
+        const feedBefore = (await small.store.read(LIFECYCLE_FEED, null, 1000)).events;
+        const firstEntry = feedBefore.find((e) => JSON.parse(e.data).id === first.id)!;
+        for (let i = 0; i < 300; i++) await small.store.createSession(newSession(uniqueId("feed")));
+        const result = await small.store.read(LIFECYCLE_FEED, firstEntry.id, 5);
+        expect(result.gap).toMatchObject({ requested: firstEntry.id });
+        expect(result.events.every((e) => e.type === "created")).toBe(true);
+        expect((await small.store.read(LIFECYCLE_FEED, null, 1)).events[0]?.type).toBe("created");
+      });
+    });
+
+    describe("exactly once", () => {
+      it("an append repeated with its request id answers its first reply and writes once", async () => {
+        const id = await created();
+        const first = await store.append(id, tokens(2), { requestId: "req-1" });
+        expect(first).toMatchObject({ kind: "appended", replayed: false });
+        const again = await store.append(id, tokens(2), { requestId: "req-1" });
+        expect(again).toEqual({ ...first, replayed: true });
+        expect((await store.read(id, null, 100)).events).toHaveLength(2);
+        // Another request id is another append.
+        expect(await store.append(id, tokens(1), { requestId: "req-2" })).toMatchObject({ replayed: false });
+        expect((await store.read(id, null, 100)).events).toHaveLength(3);
+      });
+
+      it("a request id used again for another request is key_reused and writes nothing", async () => {
+        const id = await created();
+        await store.append(id, tokens(1), { requestId: "k", fingerprint: "a" });
+        expect(await store.append(id, tokens(2), { requestId: "k", fingerprint: "b" })).toEqual({
+          kind: "key_reused",
+        });
+        expect((await store.read(id, null, 100)).events).toHaveLength(1);
+      });
+
+      it("a repeated creation is still the creation, and the lifecycle feed announces it once", async () => {
+        const session = newSession(uniqueId("create-once"));
+        const options = { createIfMissing: session, requestId: "create-1" };
+        const first = await store.append(session.id, [], options);
+        expect(first).toMatchObject({ kind: "appended", created: true });
+        expect(await store.append(session.id, [], options)).toEqual({ ...first, replayed: true });
+        const ended = { writer: { writerId: "w", seq: 1 } };
+        const end = [
+          { type: "done", data: { session_id: session.id, total_tokens: 0, finish_reason: "stop" } },
+        ];
+        const terminal = await store.append(session.id, end, ended);
+        expect(await store.append(session.id, end, ended)).toEqual({ ...terminal, replayed: true });
+        const feed = (await store.read(LIFECYCLE_FEED, null, 100_000)).events.filter(
+          (e) => JSON.parse(e.data).id === session.id,
+        );
+        expect(feed.map((e) => e.type)).toEqual(["created", "ended"]);
+      });
+
+      it("refused means unchanged: an append over the publish rate writes and counts nothing", async () => {
+        const id = await created();
+        const rateLimit = { events: 3, windowSeconds: 60 };
+        expect(await store.append(id, tokens(2), { rateLimit })).toMatchObject({ kind: "appended" });
+        expect(await store.append(id, tokens(2), { rateLimit })).toEqual({ kind: "limited" });
+        expect(await store.append(id, tokens(1), { rateLimit })).toMatchObject({ kind: "appended" });
+        expect(await store.append(id, tokens(1), { rateLimit })).toEqual({ kind: "limited" });
+        expect((await store.read(id, null, 100)).events).toHaveLength(3);
+      });
+
+      it("refused means unchanged: appends to a missing or ended session or under a lease write nothing", async () => {
+        const missing = uniqueId("missing");
+        expect(await store.append(missing, tokens(1))).toEqual({ kind: "missing" });
+        expect(await store.getSession(missing)).toBeNull();
+        const leased = await created();
+        await store.holdLease(leased, "h", 60_000);
+        expect(await store.append(leased, tokens(1), { requireNoLease: true })).toEqual({ kind: "leased" });
+        expect((await store.read(leased, null, 10)).events).toEqual([]);
       });
     });
   });

@@ -13,6 +13,7 @@ export function testMemoryStore(retention: Partial<RetentionOptions> = {}) {
       lifecycleMaxEvents: 1000,
       endedSessionTtlSeconds: 60,
       idleSessionTtlSeconds: 60,
+      requestRecordTtlSeconds: 600,
       ...retention,
     },
   });

@@ -34,6 +34,7 @@ const RETENTION: RetentionOptions = {
   lifecycleMaxEvents: 10_000,
   endedSessionTtlSeconds: 86_400,
   idleSessionTtlSeconds: 86_400,
+  requestRecordTtlSeconds: 600,
 };
 
 const cleanups: Array<() => Promise<void> | void> = [];

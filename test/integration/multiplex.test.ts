@@ -248,24 +248,24 @@ describe.each(STORE_KINDS)("multiplexed stream over %s", (kind) => {
     for (const event of streamed) expect(event.id).toMatch(CURSOR_PATTERN);
   });
 
-  it("sends `gap` with the requested and oldest positions, then goes on from the oldest kept event", async () => {
+  it("a reader behind what was compacted gets the snapshot, then the kept events: the whole text, no gap", async () => {
     const small = await startTestGateway(gatewayOptions(kind, { MAX_EVENTS_PER_SESSION: "10" }));
     try {
       const g = newId("g");
       const produced: ProducedEvent[] = [start(), token("g#0"), token("g#1")];
-      const ids = await append(small, g, produced);
+      await append(small, g, produced);
       const early = await openSse(streamUrl(small, [g]));
       await early.waitFor((events) => eventsOf(events, g).length === 3);
       early.close();
       const cursor = eventsOf(early.events, g)[1]!.id!; // after g#0
 
-      // Redis trims with MAXLEN ~ (whole radix-tree nodes): append a few hundred to really trim.
+      // Enough to fold the first events (and g#0's position) into the session's snapshot.
       for (let batch = 0; batch < 4; batch++) {
         const events = Array.from({ length: 100 }, (_, i) => token(`g#${2 + batch * 100 + i}`));
-        ids.push(...(await append(small, g, events)));
+        await append(small, g, events);
         produced.push(...events);
       }
-      ids.push(...(await append(small, g, [done(g)])));
+      await append(small, g, [done(g)]);
       produced.push(done(g));
 
       const resumed = await collectUntilClosed(streamUrl(small, [g]), {
@@ -273,15 +273,21 @@ describe.each(STORE_KINDS)("multiplexed stream over %s", (kind) => {
         timeoutMs: CLOSE_TIMEOUT_MS,
       });
       const mux = muxEvents(resumed.events);
-      expect(mux[0]?.type).toBe("gap");
-      expect(mux[0]?.id).toBeUndefined();
-      expect(mux.filter((event) => event.type === "gap")).toHaveLength(1);
-      const gap = mux[0]!.data as { requested: string; oldest: string };
-      expect(gap.requested).toBe(ids[1]);
-      const oldestIndex = ids.indexOf(gap.oldest);
-      expect(oldestIndex).toBeGreaterThan(2);
-      const rest = eventsOf(resumed.events, g);
-      expect(rest.map(key)).toEqual(produced.slice(oldestIndex).map(key));
+      expect(mux.filter((event) => event.type === "gap")).toHaveLength(0);
+      expect(mux[0]?.type).toBe("snapshot");
+      expect(mux[0]?.id).toMatch(CURSOR_PATTERN);
+      const snapshot = mux[0]!.data as { content: string; folded: Record<string, number> };
+      expect(snapshot.folded.start).toBe(1);
+      // The snapshot holds the session's text up to its position; what follows completes it exactly.
+      const rest = eventsOf(resumed.events, g).slice(1);
+      const contentOf = (events: ReadonlyArray<{ type: string; data: unknown }>) =>
+        events
+          .filter((event) => event.type === "token")
+          .map((event) => (event.data as { content: string }).content)
+          .join("");
+      expect(snapshot.content + contentOf(rest)).toBe(contentOf(produced));
+      expect(rest.at(-1)?.type).toBe("done");
+      expect(rest[0]?.type).toBe("token");
     } finally {
       await small.close();
     }
