@@ -2,13 +2,19 @@
  * Cost and abuse limits shared by every instance: fixed-window counters (runs per minute, publish
  * rate) and bounded sets (concurrent runs, open connections) whose entries lapse unless renewed.
  */
-import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
+import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../store/scripts.js";
 
 export type LimitDecision = { ok: true } | { ok: false; retryAfterSeconds: number };
 
+/**
+ * A refused call takes nothing (a refused `consume` leaves the window's total as it was); the Redis
+ * limiter answers a resent call (its reply lost) as it answered the first, counting it once.
+ * test/contract/limiter.contract.ts is the contract.
+ */
 export interface Limiter {
-  /** Adds `cost` to the current window of `key`; refused when the window's total passes `limit`. */
+  /** Adds `cost` to the current window of `key`, unless the window's total would pass `limit` (refused). */
   consume(key: string, windowSeconds: number, cost: number, limit: number): Promise<LimitDecision>;
   /** Takes (or renews) a place for `member` in `key`, for `ttlMs`; false when `limit` places are taken. */
   acquire(key: string, member: string, limit: number, ttlMs: number): Promise<boolean>;
@@ -21,32 +27,39 @@ function windowOf(nowMs: number, windowSeconds: number) {
   return { index, retryAfterSeconds: Math.max(1, Math.ceil(((index + 1) * windowMs - nowMs) / 1000)) };
 }
 
-interface AcquiringRedis extends Redis {
-  gatewayAcquire(key: string, member: string, limit: number, now: number, ttl: number): Promise<number>;
+export interface RedisLimiterOptions {
+  /** How long an accepted `consume` is remembered to answer a resent call the same; default 300 s. */
+  requestRecordTtlSeconds?: number;
 }
 
-export function createRedisLimiter(redis: Redis, prefix: string, clock: () => number = Date.now): Limiter {
-  const client = redis as AcquiringRedis;
-  if (typeof client.gatewayAcquire !== "function") {
-    client.defineCommand("gatewayAcquire", {
-      numberOfKeys: 1,
-      lua: readFileSync(new URL("../store/lua/acquire-1.lua", import.meta.url), "utf8"),
-    });
-  }
+export function createRedisLimiter(
+  redis: Redis,
+  prefix: string,
+  clock: () => number = Date.now,
+  { requestRecordTtlSeconds = DEFAULT_REQUEST_RECORD_TTL_SECONDS }: RedisLimiterOptions = {},
+): Limiter {
+  const consumeScript = script<number>(redis, "consume-2");
+  const acquireScript = script<number>(redis, "acquire-1");
   return {
     async consume(key, windowSeconds, cost, limit) {
       const window = windowOf(clock(), windowSeconds);
-      const counter = `${prefix}limit:${key}:${window.index}`;
-      const replies = await redis
-        .multi()
-        .incrby(counter, cost)
-        .expire(counter, windowSeconds * 2)
-        .exec();
-      const total = Number(replies?.[0]?.[1] ?? 0);
-      return total <= limit ? { ok: true } : { ok: false, retryAfterSeconds: window.retryAfterSeconds };
+      // The counter and its request records share one hash tag (one Cluster slot).
+      const counter = `${prefix}limit:{${key}}:${window.index}`;
+      // Fresh per call, and the same in a resent call: what lets the script count a call once.
+      const record = `${counter}:req:${randomBytes(12).toString("base64url")}`;
+      const accepted = await consumeScript(
+        counter,
+        record,
+        cost,
+        limit,
+        windowSeconds * 2,
+        requestRecordTtlSeconds,
+      );
+      return accepted === 1 ? { ok: true } : { ok: false, retryAfterSeconds: window.retryAfterSeconds };
     },
     async acquire(key, member, limit, ttlMs) {
-      return (await client.gatewayAcquire(`${prefix}limit:${key}`, member, limit, clock(), ttlMs)) === 1;
+      // Idempotent by member (see acquire-1.lua): no request id needed.
+      return (await acquireScript(`${prefix}limit:${key}`, member, limit, clock(), ttlMs)) === 1;
     },
     async release(key, member) {
       await redis.zrem(`${prefix}limit:${key}`, member);
@@ -59,15 +72,16 @@ export function createMemoryLimiter(clock: () => number = Date.now): Limiter {
   const sets = new Map<string, Map<string, number>>();
   return {
     async consume(key, windowSeconds, cost, limit) {
-      const window = windowOf(clock(), windowSeconds);
+      const now = clock();
+      const window = windowOf(now, windowSeconds);
       const counter = counters.get(key);
       const total = (counter && counter.index === window.index ? counter.total : 0) + cost;
-      const now = clock();
+      if (total > limit) return { ok: false, retryAfterSeconds: window.retryAfterSeconds };
       if (counters.size > 10_000) {
         for (const [stale, entry] of counters) if (entry.expiresAtMs < now) counters.delete(stale);
       }
       counters.set(key, { index: window.index, total, expiresAtMs: now + windowSeconds * 1000 });
-      return total <= limit ? { ok: true } : { ok: false, retryAfterSeconds: window.retryAfterSeconds };
+      return { ok: true };
     },
     async acquire(key, member, limit, ttlMs) {
       const now = clock();
