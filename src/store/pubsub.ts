@@ -41,10 +41,21 @@ export class ChannelRouter {
     return this.handlers.has(channel);
   }
 
+  /**
+   * Calls the handlers subscribed when the message arrived that are still subscribed when their turn
+   * comes. Not a plain loop over the set: its iterator would also visit a handler that another one
+   * subscribes meanwhile, which would then hear a message published before it subscribed.
+   */
   dispatch(channel: string, message: string): void {
     const set = this.handlers.get(channel);
     if (!set) return;
-    for (const handler of set) handler(message);
+    if (set.size === 1) {
+      // The common case, without copying the set.
+      const only: MessageHandler | undefined = set.values().next().value;
+      only?.(message);
+      return;
+    }
+    for (const handler of Array.from(set)) if (set.has(handler)) handler(message);
   }
 }
 
