@@ -62,7 +62,9 @@ export function buildApp(context: AppContext): GatewayApp {
       autoLogging: {
         ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics",
       },
-      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? "error" : "info"),
+      // A 503 is an outage or a drain the error handler recognised (an expected state, not a fault).
+      customLogLevel: (_req, res, error) =>
+        res.statusCode === 503 ? "warn" : error || res.statusCode >= 500 ? "error" : "info",
     }),
   );
   const pageHeaders = helmet({

@@ -31,11 +31,19 @@ export function errorBody(code: string, message: string) {
   return { error: { code, message } };
 }
 
+/** A store outage or a drain: expected, answered `503` with `Retry-After`, logged at warn without a stack. */
+export function isExpectedOutage(error: AppError): boolean {
+  return error.status === 503 && (error.code === "unavailable" || error.code === "draining");
+}
+
 /** Maps body-parser's and our own errors to `{error:{code,message}}`; never leaks a stack. */
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, _req, res, _next) => {
     const appError = toAppError(error);
-    if (appError.status >= 500 && appError.code !== "unavailable" && appError.code !== "draining") {
+    if (isExpectedOutage(appError)) {
+      // What pino-http logs with the request's line (instead of an Error with a stack).
+      (res as { err?: unknown }).err = { code: appError.code, message: appError.message };
+    } else if (appError.status >= 500) {
       logger.error({ err: error }, "request failed");
     }
     if (res.headersSent) {
@@ -46,7 +54,7 @@ export function createErrorHandler(logger: Logger): ErrorRequestHandler {
   };
 }
 
-function toAppError(error: unknown): AppError {
+export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   const candidate = error as { type?: string; status?: number; expose?: boolean } | null;
   switch (candidate?.type) {

@@ -2,6 +2,7 @@
  * `POST /api/v1/sessions/:id/events`: an outside producer appends a batch. One function for both ways
  * a request reaches it (the Express route, and the plain front handler for the exact common form).
  */
+import { createHash } from "node:crypto";
 import { forbiddenSession, requireScopeOf } from "../auth/middleware.js";
 import { canCreateSession, type Principal } from "../auth/principal.js";
 import { AppError, errors } from "../errors.js";
@@ -10,16 +11,48 @@ import type { AppContext } from "./context.js";
 import { assertAcceptingWork, assertCanAccess, limited } from "./guards.js";
 import { appendEventsBody, parseOrThrow, parseSessionId } from "./validation.js";
 
+/** `Idempotency-Key`: printable ASCII without spaces, at most 255 characters. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+const digest = (text: string) => createHash("sha256").update(text).digest("base64url");
+
+/**
+ * The append's request id and fingerprint from an `Idempotency-Key` header: a retry with the same key
+ * (on any instance) answers the first reply. The key is hashed, so no caller text goes into a Redis key.
+ */
+function idempotencyOf(header: string | string[] | undefined, body: unknown) {
+  if (header === undefined) return {};
+  if (typeof header !== "string" || !IDEMPOTENCY_KEY.test(header)) {
+    throw errors.badRequest(
+      "invalid_idempotency_key",
+      "Idempotency-Key: one value of 1 to 255 printable ASCII characters, without spaces",
+    );
+  }
+  return { requestId: `k.${digest(header)}`, fingerprint: digest(JSON.stringify(body)) };
+}
+
+/** Marks an answer given again for a repeated `Idempotency-Key`. */
+export const IDEMPOTENT_REPLAYED = "Idempotent-Replayed";
+
+export interface Appended {
+  /** Positions of the batch's events, in order. */
+  ids: string[];
+  /** The answer of an earlier request with the same `Idempotency-Key`: nothing was written now. */
+  replayed: boolean;
+}
+
 /** Appends the batch all or nothing; resolves to the positions of its events, in order. */
 export async function appendEvents(
   context: AppContext,
   principal: Principal,
   rawId: string | undefined,
   rawBody: unknown,
-): Promise<string[]> {
+  idempotencyKey: string | string[] | undefined,
+): Promise<Appended> {
   const { store, config, metrics } = context;
   const id = parseSessionId(rawId);
   const body = parseOrThrow(appendEventsBody, rawBody);
+  const idempotency = idempotencyOf(idempotencyKey, body);
   if (body.events.length > config.maxEventsPerAppend) {
     throw errors.tooLarge(`at most ${config.maxEventsPerAppend} events per request (MAX_EVENTS_PER_APPEND)`);
   }
@@ -38,6 +71,7 @@ export async function appendEvents(
     else if (!canCreateSession(principal, id)) throw forbiddenSession(id);
   }
   const outcome = await store.append(id, body.events, {
+    ...idempotency,
     rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
     createIfMissing: {
       id,
@@ -56,7 +90,14 @@ export async function appendEvents(
       1,
     );
   }
+  if (outcome.kind === "key_reused") {
+    throw new AppError(
+      422,
+      "idempotency_key_reused",
+      "this Idempotency-Key was used for a different request to this session; use a new key",
+    );
+  }
   if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
-  for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
-  return outcome.ids;
+  if (!outcome.replayed) for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
+  return { ids: outcome.ids, replayed: outcome.replayed };
 }

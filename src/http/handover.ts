@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Express, RequestHandler } from "express";
 import type { Logger } from "pino";
-import { AppError } from "../errors.js";
+import { AppError, isExpectedOutage, toAppError } from "../errors.js";
 import { serializeRequest } from "./request-log.js";
 
 const handedErrors = new WeakMap<IncomingMessage, { error: unknown }>();
@@ -41,7 +41,10 @@ export function answerFailure(
     return;
   }
   if (!(error instanceof AppError)) {
-    logger.warn({ err: error, req: serializeRequest(req, requestId) }, "stream failed after it opened");
+    const known = toAppError(error);
+    // An outage is expected: its code and message say enough; a stack is for the unexpected.
+    const err = isExpectedOutage(known) ? { code: known.code, message: known.message } : error;
+    logger.warn({ err, req: serializeRequest(req, requestId) }, "stream failed after it opened");
   }
   res.end();
 }

@@ -16,7 +16,7 @@ import type { Express } from "express";
 import { authenticate } from "../auth/middleware.js";
 import { errors } from "../errors.js";
 import { serveAgentStream } from "./agent-stream.js";
-import { appendEvents } from "./append.js";
+import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
 import { clientIpResolver } from "./client-ip.js";
 import type { AppContext } from "./context.js";
 import { type CorsHandler, collectCorsHeaders } from "./cors.js";
@@ -116,7 +116,15 @@ export function createPostFront(
   const append = async (sessionId: string, req: IncomingMessage, res: ServerResponse, requestId: string) => {
     const log = logger.isLevelEnabled("info") ? new RequestLog(logger, requestId, res) : null;
     const { body, headers, principal } = await prepare(req, requestId);
-    const answer = JSON.stringify({ ids: await appendEvents(context, principal, sessionId, body) });
+    const { ids, replayed } = await appendEvents(
+      context,
+      principal,
+      sessionId,
+      body,
+      req.headers["idempotency-key"],
+    );
+    const answer = JSON.stringify({ ids });
+    if (replayed) headers[IDEMPOTENT_REPLAYED] = "true";
     res
       .writeHead(202, {
         ...headers,

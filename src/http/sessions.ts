@@ -4,7 +4,7 @@ import { principalOf, requireScope } from "../auth/middleware.js";
 import { errors } from "../errors.js";
 import type { SessionInfo } from "../store/types.js";
 import { runRequest, serveAgentStream } from "./agent-stream.js";
-import { appendEvents } from "./append.js";
+import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
 import type { AppContext } from "./context.js";
 import { admitRun, assertAcceptingWork, assertCanAccess } from "./guards.js";
 import { serveSessionStream } from "./session-stream.js";
@@ -80,7 +80,14 @@ export function sessionsRouter(context: AppContext): Router {
   router
     .route("/sessions/:id/events")
     .post(async (req, res) => {
-      const ids = await appendEvents(context, principalOf(res), req.params.id, req.body);
+      const { ids, replayed } = await appendEvents(
+        context,
+        principalOf(res),
+        req.params.id,
+        req.body,
+        req.headers["idempotency-key"],
+      );
+      if (replayed) res.set(IDEMPOTENT_REPLAYED, "true");
       res.status(202).json({ ids });
     })
     .all(notAllowed(["POST"]));

@@ -1,5 +1,6 @@
 /** An in-process gateway on a real HTTP server (port 0), over the memory store or a real Redis. */
 import type { AddressInfo } from "node:net";
+import type { Writable } from "node:stream";
 import { pino } from "pino";
 import type { ModelProvider } from "../../src/agent/types.js";
 import { loadConfig } from "../../src/config.js";
@@ -21,6 +22,8 @@ export interface TestGatewayOptions {
   prefix?: string;
   env?: Record<string, string>;
   providers?: { openai?: ModelProvider; simulated: ModelProvider };
+  /** Where the gateway's log lines go (with `LOG_LEVEL` in `env`); default: nowhere. */
+  logDestination?: Writable;
 }
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -32,7 +35,9 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
     ...options.env,
   });
-  const logger = pino({ level: config.logLevel });
+  const logger = options.logDestination
+    ? pino({ level: config.logLevel }, options.logDestination)
+    : pino({ level: config.logLevel });
   const gateway = await createGateway(config, {
     logger,
     defaultMetrics: false,
