@@ -69,6 +69,10 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     const redisOptions = {
       // Commands wait through an outage instead of failing: open streams resume by themselves.
       maxRetriesPerRequest: null,
+      // ioredis re-sends a command whose reply was lost (autoResendUnfulfilledCommands, on by default).
+      // That is safe because every write is idempotent by construction: the scripts answer a repeated
+      // request id or writer batch with their first reply, and the plain commands (lease SET/ZADD/DEL,
+      // PUBLISH of cancels and set changes, EXPIRE) mean the same when applied twice.
       enableAutoPipelining: true,
       retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 1000),
       lazyConnect: true,

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { detached } from "../detached.js";
 import type { KeyScheme } from "./keys.js";
+import { script } from "./scripts.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
 import {
@@ -24,13 +24,6 @@ import {
   type StreamStore,
 } from "./types.js";
 
-const scriptSource = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
-
-interface ScriptedRedis extends Redis {
-  gatewayAppend(...args: Array<string | number>): Promise<unknown[]>;
-  gatewayRead(...args: Array<string | number>): Promise<[string | null, string]>;
-}
-
 export interface RedisStoreDeps {
   /** The instance's shared command connection (the store does not close it). */
   redis: Redis;
@@ -47,11 +40,8 @@ export function createRedisStore({
   retention,
   clock = Date.now,
 }: RedisStoreDeps): StreamStore {
-  const client = redis as ScriptedRedis;
-  if (typeof client.gatewayAppend !== "function") {
-    client.defineCommand("gatewayAppend", { numberOfKeys: 8, lua: scriptSource("append-8") });
-    client.defineCommand("gatewayRead", { numberOfKeys: 4, lua: scriptSource("read-4") });
-  }
+  const appendScript = script<unknown[]>(redis, "append-8");
+  const readScript = script<[string | null, string]>(redis, "read-4");
 
   async function appendTo(
     sessionId: string,
@@ -92,7 +82,7 @@ export function createRedisStore({
       isFeed ? "0" : "1",
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
-    const reply = await client.gatewayAppend(...args);
+    const reply = await appendScript(...args);
     return parseAppendReply(reply);
   }
 
@@ -120,7 +110,7 @@ export function createRedisStore({
     },
 
     async read(sessionId, after, count): Promise<ReadResult> {
-      const [gapOldest, text] = await client.gatewayRead(
+      const [gapOldest, text] = await readScript(
         keys.events(sessionId),
         keys.snapshot(sessionId),
         keys.snapshotContent(sessionId),
