@@ -218,6 +218,13 @@ export class Model {
         change.appended = content;
         break;
       }
+      case "snapshot": {
+        // The session so far, folded by compaction: it replaces what this page had of it.
+        session.text = text(data.content) ?? "";
+        session.tokenEvents = num(record(data.folded).token) ?? 0;
+        session.completionTokens = num(record(data.usage).completion_tokens) ?? session.completionTokens;
+        break;
+      }
       case "usage":
         session.completionTokens = num(data.completion_tokens);
         break;

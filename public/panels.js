@@ -148,6 +148,8 @@ class Panel {
       this.stats.model.textContent = session.model || "—";
       this.stats.model.title = session.model;
     }
+    // A snapshot replaced the text (tokens only ever append).
+    if (this.out.data !== session.text) this.out.data = session.text;
     this.updateCounters(session);
     this.summary.textContent = `${tokenCount(session)} tokens`;
     const notes = [];

@@ -33,6 +33,16 @@ export interface ErrorData {
 export interface CancelledData {
   reason: string;
 }
+/** The session so far, folded by compaction: it replaces what the reader had of the session. */
+export interface SnapshotData {
+  content: string;
+  reasoning: string;
+  refusal: string;
+  tool_calls: Array<{ index: number; id?: string; name?: string; arguments: string }>;
+  usage: UsageData | null;
+  /** How many events of each type were folded. */
+  folded: Record<string, number>;
+}
 export interface GapData {
   requested: string;
   oldest: string | null;
@@ -57,6 +67,8 @@ export interface SessionHandlers {
   onError?(data: ErrorData, sessionId: string): void;
   onCancelled?(data: CancelledData, sessionId: string): void;
   onGap?(data: GapData, sessionId: string): void;
+  /** A reader behind compacted history: the session so far, which replaces what it had; events follow. */
+  onSnapshot?(data: SnapshotData, sessionId: string): void;
   onUnknown?(sessionId: string): void;
   /** Every session event, after its typed handler; custom types only when listed in `extraTypes`. */
   onEvent?(type: string, data: unknown, sessionId: string): void;
@@ -148,7 +160,17 @@ export class GatewayError extends Error {
 export const LIFECYCLE_FEED = "@sessions";
 const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const EVENT_TYPE = /^[a-z][a-z0-9_.-]{0,31}$/;
-const SESSION_TYPES = ["start", "token", "usage", "done", "error", "cancelled", "gap", "unknown"] as const;
+const SESSION_TYPES = [
+  "start",
+  "token",
+  "usage",
+  "done",
+  "error",
+  "cancelled",
+  "snapshot",
+  "gap",
+  "unknown",
+] as const;
 const LIFECYCLE_TYPES = ["created", "ended"] as const;
 // EventSource readyState values; not read from the constructor, which a polyfill may not expose.
 const CONNECTING = 0;
@@ -399,6 +421,9 @@ function callTyped(h: SessionHandlers, sessionId: string, type: string, data: un
       return;
     case "cancelled":
       h.onCancelled?.(data as CancelledData, sessionId);
+      return;
+    case "snapshot":
+      h.onSnapshot?.(data as SnapshotData, sessionId);
       return;
     case "gap":
       h.onGap?.(data as GapData, sessionId);

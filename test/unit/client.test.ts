@@ -300,6 +300,39 @@ describe("connect", () => {
     );
   });
 
+  it("hands a snapshot of compacted history to onSnapshot, then the events that follow it", async () => {
+    const gateway = await fakeGateway();
+    const snapshot = {
+      content: "Hello, ",
+      reasoning: "",
+      refusal: "",
+      tool_calls: [],
+      usage: null,
+      folded: { start: 1, token: 2 },
+    };
+    gateway.onStream = (s) => {
+      openStream(s.res);
+      s.res.write(
+        frame("connected", { connectionId: "c_s", sessions: ["a"] }) +
+          frame("a:snapshot", snapshot, "cur1") +
+          frame("a:token", { content: "world" }, "cur2"),
+      );
+    };
+    let text = "";
+    open(gateway, {
+      sessions: ["a"],
+      handlers: {
+        onSnapshot: (data) => {
+          text = data.content;
+        },
+        onToken: (content) => {
+          text += content;
+        },
+      },
+    });
+    await vi.waitFor(() => expect(text).toBe("Hello, world"));
+  });
+
   it("resumes after a server restart with Last-Event-ID, without re-creating the EventSource", async () => {
     const gateway = await fakeGateway();
     const port = gateway.port;
