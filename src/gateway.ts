@@ -101,8 +101,9 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     });
     pubsub = createRedisPubSub(subscriber, command);
     store = createRedisStore({ redis: command, pubsub, keys, retention });
-    subscriptions = createRedisSubscriptions(command, pubsub, keys, subscriptionLimits);
-    limiter = createRedisLimiter(command, config.keyPrefix);
+    const requestRecords = { requestRecordTtlSeconds: config.idempotencyTtlSeconds };
+    subscriptions = createRedisSubscriptions(command, pubsub, keys, subscriptionLimits, requestRecords);
+    limiter = createRedisLimiter(command, config.keyPrefix, Date.now, requestRecords);
   } else {
     logger.warn(
       "REDIS_URL is not set: using the in-memory store (one instance only; nothing survives a restart)",
