@@ -68,8 +68,14 @@ const schema = z.object({
   AUTH_JWKS_COOLDOWN_MS: integer(30_000, 0),
   /** Comma-separated origins allowed by CORS ("*" for any); none by default. */
   CORS_ORIGINS: z.string().default(""),
-  LIMIT_RUNS_PER_MINUTE: integer(60, 1),
-  LIMIT_CONCURRENT_RUNS: integer(10, 1),
+  /**
+   * Runs are limited per subject (per IP in open mode), but the defaults serve the headline case: one
+   * client starts 100 runs at once, and again within the same minute (a fixed window: up to twice
+   * this across a boundary). An `admin` token is never run-limited.
+   */
+  LIMIT_RUNS_PER_MINUTE: integer(300, 1),
+  /** 100 at once twice over, before the first hundred have ended. */
+  LIMIT_CONCURRENT_RUNS: integer(200, 1),
   LIMIT_CONNECTIONS_PER_SUBJECT: integer(1_000, 1),
   LIMIT_CONNECTIONS_PER_IP: integer(1_000, 1),
   LIMIT_PUBLISH_EVENTS_PER_SECOND: integer(10_000, 1),

@@ -38,7 +38,7 @@ export function assertCanAccess(principal: Principal, sessionId: string, info: S
 
 /**
  * Everything a run needs before it starts: the `run` scope, an id the token may create, and places
- * in the subject's runs-per-minute and concurrent-runs limits.
+ * in the subject's runs-per-minute and concurrent-runs limits (none for an `admin` token).
  */
 export async function admitRun(
   context: AppContext,
@@ -63,6 +63,9 @@ export async function admitRun(
   } else if (!canCreateSession(principal, id)) {
     throw authError(403, "forbidden", `this token may not create session ${id}`);
   }
+  const freshId = requestedId === undefined;
+  // An operator's own token is never run-limited; open mode (where everyone is "admin") still is.
+  if (!principal.open && principal.scopes.has("admin")) return { id, freshId, owner: principal.subject };
   const { limiter, config } = context;
   const subject = limitSubject(principal, ip);
   const concurrencyKey = `active-runs:${subject}`;
@@ -85,7 +88,7 @@ export async function admitRun(
   }
   return {
     id,
-    freshId: requestedId === undefined,
+    freshId,
     owner: principal.subject,
     slot: {
       refresh: async () => {

@@ -80,8 +80,8 @@ describe("loadConfig: limits and hardening", () => {
   it("has the documented defaults", () => {
     const config = loadConfig({});
     expect(config.limits).toEqual({
-      runsPerMinute: 60,
-      concurrentRuns: 10,
+      runsPerMinute: 300,
+      concurrentRuns: 200,
       connectionsPerSubject: 1000,
       connectionsPerIp: 1000,
       publishEventsPerSecond: 10_000,
@@ -91,6 +91,17 @@ describe("loadConfig: limits and hardening", () => {
     expect(config.maxBodyBytes).toBe(1_048_576);
     expect(config.maxOutputTokens).toBeUndefined();
     expect(config.upstreamTimeoutMs).toBe(120_000);
+  });
+
+  it("lets one client start 100 runs at once twice in a minute and watch them on one connection", () => {
+    const config = loadConfig({});
+    const headlineRuns = 100;
+    expect(config.limits.concurrentRuns).toBeGreaterThanOrEqual(2 * headlineRuns);
+    expect(config.limits.runsPerMinute).toBeGreaterThanOrEqual(2 * headlineRuns);
+    expect(config.maxSessionsPerConnection).toBeGreaterThanOrEqual(headlineRuns);
+    expect(config.maxSessionsPerConnection).toBeLessThanOrEqual(256);
+    expect(config.limits.connectionsPerIp).toBeGreaterThanOrEqual(1000);
+    expect(config.limits.connectionsPerSubject).toBeGreaterThanOrEqual(1000);
   });
 
   it("reads the limits, CORS origins and upstream caps", () => {
