@@ -8,6 +8,32 @@ const NON_COUNTER_TOTALS = [
 ];
 
 /**
+ * The event types of the contract (a session's, and the lifecycle feed's `created`/`ended`): the only
+ * values `sse_events_appended_total{type}` takes. Producers choose their own types, and a label taken
+ * from a caller would let anyone create series without bound.
+ */
+const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set([
+  "start",
+  "token",
+  "usage",
+  "done",
+  "error",
+  "cancelled",
+  "reasoning",
+  "refusal",
+  "tool_call_delta",
+  "tool_call",
+  "snapshot",
+  "created",
+  "ended",
+]);
+
+/** The label an event type is counted under: itself when the contract names it, else `other`. */
+export function eventTypeLabel(type: string): string {
+  return KNOWN_EVENT_TYPES.has(type) ? type : "other";
+}
+
+/**
  * A counter for the hot path (per event, per connection): `add` bumps a plain number, and prom-client
  * receives the sum when it is scraped.
  */
@@ -51,6 +77,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     registers,
   );
 
+  const eventsAppended = new Counter({
+    name: "sse_events_appended_total",
+    help: "Events appended to session streams by this instance, by event type (types outside the contract: other)",
+    labelNames: ["type"] as const,
+    registers,
+  });
+
   return {
     addDelivered: delivered.add,
     addSocketWrite: socketWrites.add,
@@ -63,12 +96,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["kind"] as const,
       registers,
     }),
-    eventsAppended: new Counter({
-      name: "sse_events_appended_total",
-      help: "Events appended to session streams by this instance, by event type",
-      labelNames: ["type"] as const,
-      registers,
-    }),
+    /** Takes any event type: the label is normalised here (eventTypeLabel), so no caller can forget. */
+    eventsAppended: {
+      counter: eventsAppended,
+      inc(labels: { type: string }, count = 1): void {
+        eventsAppended.inc({ type: eventTypeLabel(labels.type) }, count);
+      },
+    },
     replayedEvents: new Counter({
       name: "sse_events_replayed_total",
       help: "Events read back from the store for readers that were behind (resume, slow client, late join)",
