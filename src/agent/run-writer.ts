@@ -2,8 +2,12 @@
  * Appends one run's events: the first event pushed in a turn of the event loop goes at once, and the
  * rest of that turn's events follow as one batch (one round trip for a burst of deltas). Batches are
  * pipelined without waiting for the previous reply, and each carries the writer's sequence number so
- * a batch re-sent after a lost reply or an outage lands exactly once and in order. While the store is unreachable, events wait here, up to
- * `maxBufferedEvents`; past that the run is told to stop and only its terminal event is still queued.
+ * a batch re-sent after a lost reply or an outage lands exactly once and in order.
+ *
+ * At most `maxBufferedEvents` events wait here (queued or unacknowledged). A buffer that fills while
+ * the store answers is backpressure: `push` returns a promise, and the run reads its model on once it
+ * resolves (room again). Only an unavailable store (not ready, or its appends failing) with a full
+ * buffer overflows it: the run is told to stop and only its terminal event is still queued.
  */
 import type { AppendOutcome, EventInput, StreamStore } from "../store/types.js";
 
@@ -12,9 +16,11 @@ type Appended = Extract<AppendOutcome, { kind: "appended" }>;
 export interface RunWriterOptions {
   /** Nothing is sent before this resolves; false (the session was not created) stops the writer. */
   ready?: Promise<boolean>;
+  /** Full: the run waits for room while the store answers, and overflows while it does not. */
   maxBufferedEvents: number;
+  /** Between re-sends after a failed append; also how often a run waiting for room checks the store. */
   retryDelayMs: number;
-  /** The buffer overflowed: the run must stop and end with `store_unavailable`. */
+  /** The buffer overflowed (full while the store was unavailable): the run must stop and end with `store_unavailable`. */
   onOverflow(): void;
   /** The session was ended by someone else (forced cancel, crash sweeper): the run must stop. */
   onEndedElsewhere(): void;
@@ -27,12 +33,25 @@ interface Batch {
   events: EventInput[];
 }
 
+/** The one promise every push gets while the buffer is full, and what ends it. */
+interface RoomWaiter {
+  promise: Promise<void>;
+  resolve(): void;
+  /** Checks the store while the run waits: the wait must not outlast the store. */
+  watchdog: NodeJS.Timeout;
+}
+
 export class RunWriter {
   private queued: EventInput[] = [];
   private unacknowledged: Batch[] = [];
+  /** Events in `queued` and `unacknowledged`: counted, not summed, as push reads it per event. */
+  private buffered = 0;
+  private roomWaiter: RoomWaiter | null = null;
   private nextSeq = 1;
   private flushScheduled = false;
   private resending = false;
+  /** The last append failed (none has succeeded since). */
+  private failing = false;
   private stopped = false;
   private overflowed = false;
   private idleWaiters: Array<() => void> = [];
@@ -59,9 +78,7 @@ export class RunWriter {
   }
 
   get bufferedEvents(): number {
-    let count = this.queued.length;
-    for (const batch of this.unacknowledged) count += batch.events.length;
-    return count;
+    return this.buffered;
   }
 
   /** True once the session was ended elsewhere: nothing more will be written. */
@@ -69,14 +86,20 @@ export class RunWriter {
     return this.stopped;
   }
 
-  push(event: EventInput): void {
-    if (this.stopped || this.overflowed) return;
-    if (this.bufferedEvents >= this.options.maxBufferedEvents) {
-      this.overflowed = true;
-      this.options.onOverflow();
-      return;
+  /**
+   * Queues an event. Returns undefined while there is room (no promise per event); once the buffer is
+   * full, a promise the caller must await before pushing again: it resolves when there is room, or
+   * when the run must stop (overflow, or the session ended elsewhere). A push into a full buffer (the
+   * caller did not wait) overflows it.
+   */
+  push(event: EventInput): Promise<void> | undefined {
+    if (this.stopped || this.overflowed) return undefined;
+    if (this.buffered >= this.options.maxBufferedEvents) {
+      this.overflow();
+      return undefined;
     }
     this.enqueue(event);
+    return this.buffered >= this.options.maxBufferedEvents ? this.waitForRoom() : undefined;
   }
 
   /** Queues the terminal event (past any bound) and resolves when everything is written. */
@@ -98,6 +121,7 @@ export class RunWriter {
 
   private enqueue(event: EventInput): void {
     this.queued.push(event);
+    this.buffered++;
     // The first event of a turn goes at once (a run's first token must not wait for the rest of its
     // burst to be parsed); the rest of the turn's events follow as one batch.
     if (this.ready && this.queued.length === 1 && !this.flushScheduled && !this.resending) this.flush();
@@ -125,17 +149,28 @@ export class RunWriter {
       .append(this.sessionId, batch.events, { writer: { writerId: this.writerId, seq: batch.seq } })
       .then(
         (outcome) => this.acknowledge(batch, outcome),
-        () => this.resendLater(),
+        () => {
+          this.appendFailed();
+          this.resendLater();
+        },
       );
   }
 
   private acknowledge(batch: Batch, outcome: AppendOutcome): void {
     switch (outcome.kind) {
       case "appended":
-      case "duplicate":
-        this.unacknowledged = this.unacknowledged.filter((pending) => pending !== batch);
+      case "duplicate": {
+        this.failing = false;
+        // A batch re-sent while its first send was still in flight is acknowledged twice: count it once.
+        const index = this.unacknowledged.indexOf(batch);
+        if (index >= 0) {
+          this.unacknowledged.splice(index, 1);
+          this.buffered -= batch.events.length;
+          if (this.buffered < this.options.maxBufferedEvents) this.endWaitForRoom();
+        }
         if (outcome.kind === "appended") this.options.onAppended?.(batch.events, outcome);
         break;
+      }
       case "out_of_order":
         this.resendLater();
         return;
@@ -153,8 +188,58 @@ export class RunWriter {
     this.stopped = true;
     this.queued = [];
     this.unacknowledged = [];
+    this.buffered = 0;
+    this.endWaitForRoom();
     this.options.onEndedElsewhere();
     this.notifyIfIdle();
+  }
+
+  private overflow(): void {
+    this.overflowed = true;
+    this.endWaitForRoom();
+    this.options.onOverflow();
+  }
+
+  /** Whether a full buffer may be waited out: the store is connected and its appends succeed. */
+  private storeAvailable(): boolean {
+    return this.store.isReady() && !this.failing;
+  }
+
+  private appendFailed(): void {
+    this.failing = true;
+    // A run waiting for room would wait for nothing.
+    if (this.roomWaiter !== null) this.overflow();
+  }
+
+  /**
+   * The full buffer's one promise. An available store drains it (its appends are in flight or about to
+   * be), so the run waits; an unavailable one may never, so the buffer overflows, now or as soon as the
+   * watchdog or a failed append sees the store go.
+   */
+  private waitForRoom(): Promise<void> | undefined {
+    if (!this.storeAvailable()) {
+      this.overflow();
+      return undefined;
+    }
+    if (this.roomWaiter === null) {
+      let resolve: () => void = () => {};
+      const promise = new Promise<void>((settle) => {
+        resolve = settle;
+      });
+      const watchdog = setInterval(() => {
+        if (!this.storeAvailable()) this.overflow();
+      }, this.options.retryDelayMs);
+      this.roomWaiter = { promise, resolve, watchdog };
+    }
+    return this.roomWaiter.promise;
+  }
+
+  private endWaitForRoom(): void {
+    const waiter = this.roomWaiter;
+    if (waiter === null) return;
+    this.roomWaiter = null;
+    clearInterval(waiter.watchdog);
+    waiter.resolve();
   }
 
   /** Re-sends every unacknowledged batch in order, once the store answers again. */
@@ -185,6 +270,7 @@ export class RunWriter {
           writer: { writerId: this.writerId, seq: batch.seq },
         });
       } catch {
+        this.appendFailed();
         await new Promise((resolve) => setTimeout(resolve, this.options.retryDelayMs));
         continue;
       }

@@ -3,7 +3,7 @@
  * ways a request reaches it (the Express route, and the plain front handler for the exact common form).
  */
 import type { RunRequest } from "../agent/run-manager.js";
-import { plainFrame } from "../sse/frames.js";
+import { AppError } from "../errors.js";
 import type { AppContext } from "./context.js";
 import { admitRun, assertAcceptingWork } from "./guards.js";
 import { admitConnection, type StreamTarget, startStream } from "./streams.js";
@@ -27,28 +27,44 @@ export async function serveAgentStream(
     if (stream.status === "fulfilled") await stream.value.release();
     throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
   }
-  // The id is known: the run starts first (its upstream request is on its way), then the stream
-  // opens and its reader joins the hub, in the same turn, so before the run's first append can be
-  // acknowledged and handed over.
+  // The run starts at once (its upstream request is on its way), but the head that names its session
+  // waits for the session to exist: from then on every instance finds it. The run's events wait in
+  // turn for this stream's reader to join the hub, so its first batch is handed over to it locally.
   const id = run.value.id!;
-  const started = context.runs.start({ ...runRequest({ ...body, messages: undefined }), ...run.value });
-  const connection = startStream(context, target, {
-    admission: stream.value,
-    kind: "agent",
-    framing: "single",
-    closeWhenAllEnded: true,
-    tracker: null,
-    headers: { "X-Session-Id": id },
+  let readerJoined: () => void = () => {};
+  const readerReady = new Promise<void>((resolve) => {
+    readerJoined = resolve;
   });
-  const [outcome] = await Promise.all([started, connection.addNewSession(id, 0)]);
-  if (outcome.kind !== "started") {
-    // Cannot happen for a generated id; the stream is already open, so say it there.
-    await run.value.slot?.release();
-    connection.close();
-    target.res.end(plainFrame("error", { code: "internal", message: "could not create the session" }));
-    return;
+  let opened = false;
+  try {
+    const outcome = await context.runs.start({
+      ...runRequest({ ...body, messages: undefined }),
+      ...run.value,
+      readerReady,
+    });
+    if (outcome.kind !== "started") {
+      // Cannot happen for a generated id.
+      await run.value.slot?.release();
+      throw new AppError(500, "internal", "could not create the session");
+    }
+    const connection = startStream(context, target, {
+      admission: stream.value,
+      kind: "agent",
+      framing: "single",
+      closeWhenAllEnded: true,
+      tracker: null,
+      headers: { "X-Session-Id": id },
+    });
+    opened = true;
+    const joined = connection.addNewSession(id, 0);
+    readerJoined();
+    await joined;
+    connection.sessionsAdded();
+  } finally {
+    // Whatever happened, the run's events must not wait for a reader that will never join.
+    readerJoined();
+    if (!opened) await stream.value.release();
   }
-  connection.sessionsAdded();
 }
 
 /** The run a request body asks for. */

@@ -1,0 +1,104 @@
+/**
+ * `POST /api/v1/agent/stream` names its session (`X-Session-Id`) only once the session exists in the
+ * store: the moment the head arrives, another instance on the same Redis knows the session, even while
+ * the upstream has not answered yet.
+ */
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
+import {
+  closedWithin,
+  type GatewayProcess,
+  getJson,
+  openSse,
+  randomPrefix,
+  startGatewayProcess,
+} from "../helpers/index.js";
+
+/** The upstream answers (head and all) only after this long: the run's session has no events until then. */
+const UPSTREAM_ANSWER_AFTER_MS = 1_000;
+const RUNS = 3;
+
+/** Posts a run and resolves with its response as soon as the head arrives (the body is left unread). */
+function postAgentStream(url: string, body: unknown): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = httpRequest(`${url}/api/v1/agent/stream`, {
+      method: "POST",
+      agent: false,
+      headers: {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(payload),
+        accept: "text/event-stream",
+      },
+    });
+    req.once("error", reject);
+    req.once("response", resolve);
+    req.end(payload);
+  });
+}
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    res.setEncoding("utf8");
+    res.on("data", (chunk: string) => {
+      text += chunk;
+    });
+    res.once("end", () => resolve(text));
+    res.once("error", reject);
+  });
+}
+
+describe("agent stream: the session exists before it is named", () => {
+  let fixture: OpenAIFixture;
+  let a: GatewayProcess;
+  let b: GatewayProcess;
+
+  beforeAll(async () => {
+    fixture = await startOpenAIFixture();
+    const env = {
+      REDIS_URL: inject("redisUrl"),
+      REDIS_KEY_PREFIX: randomPrefix(),
+      LOG_LEVEL: "warn",
+      OPENAI_API_KEY: "test-key",
+      OPENAI_BASE_URL: fixture.url,
+      DEFAULT_MODEL: "gpt-test",
+    };
+    [a, b] = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await fixture?.close();
+  });
+
+  it("another instance finds the session (status and stream) the moment the head arrives", async () => {
+    for (let run = 0; run < RUNS; run++) {
+      const tokens = ["slow", " upstream", ` run ${run}`];
+      fixture.script({ tokens, answerAfterMs: UPSTREAM_ANSWER_AFTER_MS });
+      const res = await postAgentStream(a.url, { message: "hello" });
+      expect(res.statusCode).toBe(200);
+      const id = res.headers["x-session-id"];
+      expect(typeof id).toBe("string");
+
+      // At once, before anything of the run was read: the upstream has not answered yet.
+      const [info, stream] = await Promise.all([
+        getJson(`${b.url}/api/v1/sessions/${id}`),
+        openSse(`${b.url}/api/v1/sessions/${id}/stream`),
+      ]);
+      expect(info.status, info.text).toBe(200);
+      expect(info.body).toMatchObject({ id, status: "running", model: "gpt-test" });
+      expect(stream.status, stream.raw()).toBe(200);
+
+      // Both readers then get the whole run.
+      const [raw] = await Promise.all([readAll(res), closedWithin(stream)]);
+      expect(raw).toContain("event: done");
+      const text = stream.events
+        .filter((event) => event.event === "token")
+        .map((event) => (JSON.parse(event.data) as { content: string }).content)
+        .join("");
+      expect(text).toBe(tokens.join(""));
+      expect(stream.events.at(-1)?.event).toBe("done");
+    }
+  });
+});
