@@ -51,6 +51,7 @@ const schema = z.object({
   SUBSCRIPTION_TTL_SECONDS: integer(86_400, 1),
   LEASE_MS: integer(10_000, 100),
   CANCEL_GRACE_MS: integer(1_000, 0),
+  /** Unstored events per run. Full: the run reads its model slower; full, Redis away: store_unavailable. */
   RUN_BUFFER_MAX_EVENTS: integer(10_000, 1),
   NODE_ENV: optionalText,
   /** "jwt" when a secret or JWKS URL is set; "none" (open) otherwise. Production refuses open mode unless explicit. */
