@@ -1,4 +1,5 @@
-/** One error type carrying status and code, and the one Express handler that turns errors into JSON. */
+/** One error type carrying status and code, and the one writer that turns errors into JSON answers. */
+import type { ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 
@@ -36,22 +37,53 @@ export function isExpectedOutage(error: AppError): boolean {
   return error.status === 503 && (error.code === "unavailable" || error.code === "draining");
 }
 
-/** Maps body-parser's and our own errors to `{error:{code,message}}`; never leaks a stack. */
+/** What a failed request's access log line says of an expected failure (code and message, no stack). */
+export interface FailureNote {
+  code: string;
+  message: string;
+}
+
+export function failureNoteOf(res: ServerResponse): FailureNote | undefined {
+  return (res as { failure?: FailureNote }).failure;
+}
+
+/**
+ * The one error writer, for Express's routes and the hot routes alike: `{error:{code,message}}` with the
+ * error's status and headers (and `headers`, not yet sent), never a stack. A stream whose head is out is
+ * ended instead (its client resumes by id). An unexpected error is logged with its stack; an expected
+ * outage (a drain, an unreachable store) only in the request's access log line, at warn.
+ */
+export function sendError(
+  res: ServerResponse,
+  error: unknown,
+  logger: Logger,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  const appError = toAppError(error);
+  const expected = isExpectedOutage(appError);
+  const note: FailureNote = { code: appError.code, message: appError.message };
+  if (res.headersSent) {
+    if (!(error instanceof AppError)) {
+      const requestId = headers["X-Request-Id"] ?? res.getHeader("X-Request-Id");
+      logger.warn({ err: expected ? note : error, req: { id: requestId } }, "stream failed after it opened");
+    }
+    res.end();
+    return;
+  }
+  if (expected) (res as { failure?: FailureNote }).failure = note;
+  else if (appError.status >= 500) logger.error({ err: error }, "request failed");
+  const body = JSON.stringify(errorBody(appError.code, appError.message));
+  res.writeHead(appError.status, {
+    ...headers,
+    ...appError.headers,
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
-  return (error: unknown, _req, res, _next) => {
-    const appError = toAppError(error);
-    if (isExpectedOutage(appError)) {
-      // What pino-http logs with the request's line (instead of an Error with a stack).
-      (res as { err?: unknown }).err = { code: appError.code, message: appError.message };
-    } else if (appError.status >= 500) {
-      logger.error({ err: error }, "request failed");
-    }
-    if (res.headersSent) {
-      res.end();
-      return;
-    }
-    res.status(appError.status).set(appError.headers).json(errorBody(appError.code, appError.message));
-  };
+  return (error: unknown, _req, res, _next) => sendError(res, error, logger);
 }
 
 export function toAppError(error: unknown): AppError {

@@ -1,8 +1,9 @@
 /** Entry point: loadConfig → createGateway → listen; drains on SIGTERM/SIGINT. */
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { pino } from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
+import { listen } from "./listen.js";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -17,17 +18,7 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const gateway = await createGateway(config, { logger });
-  const server = createServer({ maxHeaderSize: config.maxHeaderBytes }, gateway.app);
-  server.listen(config.port, config.host);
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 0;
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.port;
+  const { server, port } = await listen(gateway.app, config, config.port, config.host);
   logger.info(
     { port, host: config.host, store: gateway.context.store.kind, instanceId: gateway.instanceId },
     "listening",

@@ -1,5 +1,4 @@
 /** `GET /api/v1/stream`: many sessions on one SSE connection, by list or by subscription set. */
-import { Router } from "express";
 import { requireScopeOf } from "../auth/middleware.js";
 import { canAccessSession, claimAllows, isAdmin, type Principal } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
@@ -10,7 +9,7 @@ import type { SubscriptionChange } from "../mux/subscriptions.js";
 import { plainFrame } from "../sse/frames.js";
 import { LIFECYCLE_FEED, type SessionInfo, type StoredEvent } from "../store/types.js";
 import type { AppContext } from "./context.js";
-import { endEmpty, fromExpress, type StreamRequest } from "./stream-request.js";
+import { endEmpty, type StreamRequest } from "./stream-request.js";
 import { admitConnection, resumeId, startStream } from "./streams.js";
 import { SESSION_ID_PATTERN } from "./validation.js";
 
@@ -119,18 +118,7 @@ function parseSessionList(raw: unknown, max: number): string[] {
   return ids;
 }
 
-export function multiplexRouter(context: AppContext): Router {
-  const router = Router();
-  router
-    .route("/stream")
-    .get((req, res) => serveMultiplexedStream(context, fromExpress(context, req, res)))
-    .all(() => {
-      throw errors.methodNotAllowed(["GET"]);
-    });
-  return router;
-}
-
-/** `GET /api/v1/stream?sessions=…|subscription=…` (Express and the front handler both serve it). */
+/** `GET /api/v1/stream?sessions=…|subscription=…`. */
 export async function serveMultiplexedStream(context: AppContext, stream: StreamRequest): Promise<void> {
   const { config, metrics, subscriptions } = context;
   const { req, res, query } = stream;

@@ -1,10 +1,13 @@
 /**
- * Request ids and request log lines, shared by pino-http (every Express route) and the stream front
- * handler (which logs with the root logger instead of a child per request).
+ * Request ids and the one access log: a line when a request is over (and one when a stream opens),
+ * written with the root logger (no child logger per request: an open stream keeps what it holds), for
+ * Express's routes (`accessLog`) and the hot routes alike.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RequestHandler } from "express";
 import type { Logger } from "pino";
+import { failureNoteOf } from "../errors.js";
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -31,12 +34,13 @@ export function serializeRequest(req: IncomingMessage, id: unknown) {
   };
 }
 
-/**
- * The log lines of one stream served outside Express: one when it opens, one when it is over, with
- * the fields and messages pino-http writes for every other request.
- */
+/** Paths probed every few seconds by orchestrators and Prometheus: not logged. */
+const QUIET_PATHS: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
+
+/** The access log lines of one request: `opened` for a stream, `finished` once it is over (once). */
 export class RequestLog {
   private readonly startedAt = Date.now();
+  private done = false;
 
   constructor(
     private readonly logger: Logger,
@@ -48,17 +52,39 @@ export class RequestLog {
     this.logger.info({ req: serializeRequest(this.res.req, this.id) }, "stream opened");
   }
 
-  /** The response is over (ended, or the client went away). */
+  /**
+   * The response is over (ended, or the client went away). A server error is logged at error, an
+   * expected outage (503) at warn with its code, everything else at info.
+   */
   finished(): void {
+    if (this.done) return;
+    this.done = true;
     const { res } = this;
     const { req } = res;
-    this.logger.info(
+    const statusCode = res.headersSent ? res.statusCode : null;
+    const level = statusCode === 503 ? "warn" : statusCode !== null && statusCode >= 500 ? "error" : "info";
+    const failure = failureNoteOf(res);
+    this.logger[level](
       {
         req: serializeRequest(req, this.id),
-        res: { statusCode: res.headersSent ? res.statusCode : null },
+        res: { statusCode },
         responseTime: Date.now() - this.startedAt,
+        ...(failure ? { failure } : {}),
       },
       !req.readableAborted && res.writableEnded ? "request completed" : "request aborted",
     );
   }
+}
+
+/** Express's side of the access log: the request id (echoed as X-Request-Id) and the line when it is over. */
+export function accessLog(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const id = requestIdOf(req);
+    res.setHeader("X-Request-Id", id);
+    if (!QUIET_PATHS.has(req.path)) {
+      const log = new RequestLog(logger, id, res);
+      res.once("close", () => log.finished());
+    }
+    next();
+  };
 }

@@ -1,4 +1,4 @@
-/** `GET /api/v1/sessions/:id/stream`: one session's events (Express and the front handler both serve it). */
+/** `GET /api/v1/sessions/:id/stream`: one session's events. */
 import { requireScopeOf } from "../auth/middleware.js";
 import { errors } from "../errors.js";
 import { hasReceivedEnd } from "../mux/stream-connection.js";

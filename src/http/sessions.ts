@@ -1,14 +1,11 @@
-/** Sessions: start runs, read status, stream one session, append from outside producers, cancel. */
+/** Sessions (Express): start runs, read status, cancel. Their streams and appends are hot routes (front.ts). */
 import { Router } from "express";
 import { principalOf, requireScope } from "../auth/middleware.js";
 import { errors } from "../errors.js";
 import type { SessionInfo } from "../store/types.js";
-import { runRequest, serveAgentStream } from "./agent-stream.js";
-import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
+import { runRequest } from "./agent-stream.js";
 import type { AppContext } from "./context.js";
 import { admitRun, assertAcceptingWork, assertCanAccess } from "./guards.js";
-import { serveSessionStream } from "./session-stream.js";
-import { fromExpress } from "./stream-request.js";
 import { createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
 
 export function sessionView(info: SessionInfo) {
@@ -32,14 +29,6 @@ export function sessionsRouter(context: AppContext): Router {
   const notAllowed = (allowed: string[]) => () => {
     throw errors.methodNotAllowed(allowed);
   };
-
-  router
-    .route("/agent/stream")
-    .post((req, res) => {
-      const stream = fromExpress(context, req, res);
-      return serveAgentStream(context, stream, stream.ip, req.body);
-    })
-    .all(notAllowed(["POST"]));
 
   router
     .route("/sessions")
@@ -71,26 +60,6 @@ export function sessionsRouter(context: AppContext): Router {
       res.json(sessionView(info));
     })
     .all(notAllowed(["GET"]));
-
-  router
-    .route("/sessions/:id/stream")
-    .get((req, res) => serveSessionStream(context, req.params.id, fromExpress(context, req, res)))
-    .all(notAllowed(["GET"]));
-
-  router
-    .route("/sessions/:id/events")
-    .post(async (req, res) => {
-      const { ids, replayed } = await appendEvents(
-        context,
-        principalOf(res),
-        req.params.id,
-        req.body,
-        req.headers["idempotency-key"],
-      );
-      if (replayed) res.set(IDEMPOTENT_REPLAYED, "true");
-      res.status(202).json({ ids });
-    })
-    .all(notAllowed(["POST"]));
 
   router
     .route("/sessions/:id/cancel")

@@ -1,14 +1,8 @@
-/**
- * A request for an SSE stream as the stream routes see it, whichever way it came in: through Express
- * (`fromExpress`), or through the plain front handler (`stream-front.ts`), which keeps an open stream
- * free of Express's per-request state.
- */
+/** A hot route's request, built once by the front (front.ts): what its handler needs of it. */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Request, Response } from "express";
 import type { Logger } from "pino";
-import { principalOf, type Query } from "../auth/middleware.js";
+import type { Query } from "../auth/middleware.js";
 import type { Principal } from "../auth/principal.js";
-import type { AppContext } from "./context.js";
 import type { RequestLog } from "./request-log.js";
 
 export interface StreamRequest {
@@ -16,26 +10,13 @@ export interface StreamRequest {
   readonly res: ServerResponse;
   readonly query: Query;
   readonly principal: Principal;
-  /** The client's address (X-Forwarded-For from trusted proxies, as Express's `req.ip`). */
+  /** The client's address (X-Forwarded-For from trusted proxies: client-ip.ts). */
   readonly ip: string | undefined;
   readonly logger: Logger;
-  /** Response headers not set on `res` yet (request id, nosniff, CORS): sent with the head. */
+  /** Response headers not set on `res` yet (request id, nosniff): sent with the head. */
   readonly headers: Readonly<Record<string, string>> | null;
-  /** Open and close log lines, when no per-request logger (pino-http) writes them. */
+  /** The request's access log lines. */
   readonly log: RequestLog | null;
-}
-
-export function fromExpress(context: AppContext, req: Request, res: Response): StreamRequest {
-  return {
-    req,
-    res,
-    query: req.query,
-    principal: principalOf(res),
-    ip: req.ip,
-    logger: req.log ?? context.logger,
-    headers: null,
-    log: null,
-  };
 }
 
 /** Answers without a body (204: the client already has everything). */

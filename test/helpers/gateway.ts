@@ -1,10 +1,10 @@
 /** An in-process gateway on a real HTTP server (port 0), over the memory store or a real Redis. */
-import type { AddressInfo } from "node:net";
 import type { Writable } from "node:stream";
 import { pino } from "pino";
 import type { ModelProvider } from "../../src/agent/types.js";
 import { loadConfig } from "../../src/config.js";
 import { createGateway, type Gateway } from "../../src/gateway.js";
+import { listen } from "../../src/listen.js";
 import { randomPrefix } from "./keys.js";
 
 export interface TestGateway {
@@ -43,9 +43,8 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     defaultMetrics: false,
     ...(options.providers ? { providers: options.providers } : {}),
   });
-  const server = gateway.app.listen(0, "127.0.0.1");
-  await new Promise<void>((resolve) => server.once("listening", resolve));
-  const { port } = server.address() as AddressInfo;
+  // Served as src/server.ts serves it.
+  const { server, port } = await listen(gateway.app, config, 0, "127.0.0.1");
   return {
     url: `http://127.0.0.1:${port}`,
     gateway,

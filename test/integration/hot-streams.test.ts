@@ -1,24 +1,19 @@
 /**
- * The stream routes served in front of Express: an open stream's request and response keep Node's own
- * prototypes and carry no per-request logger, while everything a client and an operator see stays as
- * under Express: headers (X-Request-Id, nosniff, CORS), JSON errors with their status and headers,
- * per-IP limits behind a trusted proxy, the log lines (URL redacted), metrics, drain. Requests for a
- * stream in any other form go to Express and get the same answers.
+ * The stream routes are hot routes (src/http/front.ts), served by the gateway's own HTTP layer: an open
+ * stream's request and response keep Node's own prototypes and carry no per-request logger, with the
+ * gateway's headers (X-Request-Id, nosniff, CORS), JSON errors with their status and headers, per-IP
+ * limits behind a trusted proxy, the access log lines (URL redacted), metrics and drain. Its routing
+ * rule is its own: a percent-encoded id is decoded, other paths (a trailing slash, other case) are not
+ * stream routes (404), and a stream request has no body.
  */
 import { randomBytes } from "node:crypto";
-import {
-  createServer,
-  request as httpRequest,
-  IncomingMessage,
-  type Server,
-  ServerResponse,
-} from "node:http";
-import type { AddressInfo } from "node:net";
+import { request as httpRequest, IncomingMessage, ServerResponse } from "node:http";
 import { SignJWT } from "jose";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createGateway, type Gateway } from "../../src/gateway.js";
+import { listen } from "../../src/listen.js";
 import {
   closedWithin,
   logLines,
@@ -58,11 +53,8 @@ async function startInstance(env: Record<string, string> = {}): Promise<Instance
     defaultMetrics: false,
   });
   const seen: Instance["seen"] = [];
-  const server: Server = createServer(gateway.app);
+  const { server, port } = await listen(gateway.app, config, 0, "127.0.0.1");
   server.prependListener("request", (req, res) => seen.push({ req, res }));
-  server.listen(0, "127.0.0.1");
-  await new Promise<void>((resolve) => server.once("listening", resolve));
-  const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     gateway,
@@ -117,7 +109,7 @@ function getWithBody(
   });
 }
 
-describe("stream routes in front of Express", () => {
+describe("the hot stream routes", () => {
   let gw: Instance;
   let admin: string;
   let reader: string;
@@ -271,7 +263,7 @@ describe("stream routes in front of Express", () => {
       "missing_token",
     );
     expect(withId.headers.get("x-request-id")).toBe("front-err-1");
-    // Logged like any request by pino-http, token-free.
+    // Logged like any request, token-free.
     await waitUntil(
       () => gw.logs.some((line) => line.req?.id === "front-err-1" && line.msg === "request completed"),
       "the refusal to be logged",
@@ -354,26 +346,29 @@ describe("stream routes in front of Express", () => {
     expect(preflight.headers.get("access-control-max-age")).toBe("600");
   });
 
-  it("leaves stream requests in any other form to Express, with the same answers", async () => {
+  it("routes by its own rule: a percent-encoded id is decoded; other paths are not stream routes; no body", async () => {
     const id = newId("front");
     await publish(id);
-    for (const [path, ip] of [
-      [`/sessions/${id}/stream/`, "203.0.113.50"],
-      [`/sessions/%66ront${id.slice("front".length)}/stream`, "203.0.113.51"],
-      [`/STREAM?sessions=${id}`, "203.0.113.52"],
-    ] as const) {
-      const stream = await open(path, bearer(reader, { "x-forwarded-for": ip }));
-      expect(stream.status, path).toBe(200);
-      expect(stream.headers["x-request-id"], path).toMatch(/.+/);
-      await stream.waitForEvent((event) => event.event.endsWith("token"));
-      // Express has re-parented these: they were not served in front of it.
-      expect(Object.getPrototypeOf(serverSide(path).req), path).not.toBe(IncomingMessage.prototype);
-      stream.close();
+    const encoded = `/sessions/%66ront${id.slice("front".length)}/stream`;
+    const stream = await open(encoded, bearer(reader, { "x-forwarded-for": "203.0.113.50" }));
+    expect(stream.status).toBe(200);
+    await stream.waitForEvent("token");
+    expect(Object.getPrototypeOf(serverSide(encoded).req)).toBe(IncomingMessage.prototype);
+    stream.close();
+    for (const path of [`/sessions/${id}/stream/`, `/STREAM?sessions=${id}`]) {
+      const res = await request("GET", api(path), { headers: bearer(reader) });
+      expect(res.status, path).toBe(404);
+      expect(res.body.error.code).toBe("not_found");
     }
-    // A body on a GET is still Express's JSON parser's to refuse.
-    const withBody = await getWithBody(api(`/stream?sessions=${id}`), "{", bearer(reader));
+    const wrongMethod = await request("POST", api(`/stream?sessions=${id}`), {
+      headers: bearer(reader),
+      body: {},
+    });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("allow")).toBe("GET");
+    const withBody = await getWithBody(api(`/stream?sessions=${id}`), "{}", bearer(reader));
     expect(withBody.status).toBe(400);
-    expect(JSON.parse(withBody.text).error.code).toBe("invalid_json");
+    expect(JSON.parse(withBody.text).error.code).toBe("unexpected_body");
   });
 
   it("drains: every open stream is sent away with a final retry", async () => {

@@ -1,17 +1,17 @@
 /**
- * `POST /api/v1/sessions/:id/events` and `POST /api/v1/agent/stream` in their exact form (a JSON body
- * of known length) are served in front of Express; any other form (here: a chunked body) goes to
- * Express. Both must give the same answers: status, JSON body or event stream, and the headers a
- * client reads (X-Request-Id, nosniff, CORS), and the front's requests are logged as Express's are.
+ * `POST /api/v1/sessions/:id/events` and `POST /api/v1/agent/stream` are hot routes (src/http/front.ts):
+ * served by the gateway's own HTTP layer, not Express, whatever the body's form (a Content-Length or
+ * chunked): the same answers either way (status, JSON body or event stream, X-Request-Id, nosniff,
+ * CORS), the documented body rules (JSON only, UTF-8, size and depth limits), and one access log line.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, request as httpRequest, IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { request as httpRequest, IncomingMessage, type Server } from "node:http";
 import { SignJWT } from "jose";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createGateway, type Gateway } from "../../src/gateway.js";
+import { listen } from "../../src/listen.js";
 import { logLines, randomPrefix } from "../helpers/index.js";
 
 const SECRET = "append-front-secret-0123456789-abcdefghijklmn";
@@ -31,7 +31,7 @@ interface Answer {
   headers: Record<string, string | string[] | undefined>;
 }
 
-/** A POST with the body sent with Content-Length (the front's form) or chunked (Express's). */
+/** A POST with the body sent with Content-Length or chunked. */
 function post(
   url: string,
   body: string,
@@ -72,7 +72,7 @@ function post(
 const newId = (label: string) => `${label}-${randomBytes(5).toString("hex")}`;
 const tokenEvent = (content: string) => ({ type: "token", data: { content } });
 
-describe("busy POST routes in front of Express", () => {
+describe("the hot POST routes, in both body forms", () => {
   let gateway: Gateway;
   let server: Server;
   let base: string;
@@ -90,14 +90,14 @@ describe("busy POST routes in front of Express", () => {
       AUTH_JWT_SECRET: SECRET,
       CORS_ORIGINS: ORIGIN,
       MAX_JSON_DEPTH: "8",
+      MAX_BODY_BYTES: "2048",
       SIMULATED_TOKENS_PER_SECOND: "1000",
     });
     gateway = await createGateway(config, { logger: pino({ level: "info" }, sink), defaultMetrics: false });
-    server = createServer(gateway.app);
+    const listening = await listen(gateway.app, config, 0, "127.0.0.1");
+    server = listening.server;
     server.prependListener("request", (req) => seen.push(req));
-    server.listen(0, "127.0.0.1");
-    await new Promise<void>((resolve) => server.once("listening", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    base = `http://127.0.0.1:${listening.port}`;
     const mint = (claims: Record<string, unknown>) =>
       new SignJWT(claims)
         .setProtectedHeader({ alg: "HS256" })
@@ -147,7 +147,7 @@ describe("busy POST routes in front of Express", () => {
 
   const events = (id: string) => `/api/v1/sessions/${id}/events`;
 
-  it("appends in the exact form without Express, with Express's answer, headers and log line", async () => {
+  it("appends in both forms without Express, with the same answer, headers and log line", async () => {
     const body = JSON.stringify({ events: [tokenEvent("a"), tokenEvent("b")] });
     const { exact, chunked, exactRequest, chunkedRequest } = await both(events, body, {
       ...auth(),
@@ -156,7 +156,7 @@ describe("busy POST routes in front of Express", () => {
     });
     // Express re-parents the requests it serves; the front leaves Node's own.
     expect(Object.getPrototypeOf(exactRequest)).toBe(IncomingMessage.prototype);
-    expect(Object.getPrototypeOf(chunkedRequest)).not.toBe(IncomingMessage.prototype);
+    expect(Object.getPrototypeOf(chunkedRequest)).toBe(IncomingMessage.prototype);
     for (const answer of [exact, chunked]) {
       expect(answer.status).toBe(202);
       expect((answer.body as { ids: string[] }).ids).toHaveLength(2);
@@ -178,7 +178,7 @@ describe("busy POST routes in front of Express", () => {
     }
   });
 
-  it("accepts a body that starts with a UTF-8 byte order mark, as Express does", async () => {
+  it("accepts a body that starts with a UTF-8 byte order mark", async () => {
     const body = `\ufeff${JSON.stringify({ events: [tokenEvent("bom")] })}`;
     const { exact, chunked } = await both(events, body, auth());
     for (const answer of [exact, chunked]) {
@@ -222,6 +222,26 @@ describe("busy POST routes in front of Express", () => {
     },
     { what: "an empty batch", body: '{"events":[]}', code: "invalid_request", status: 400 },
     {
+      what: "a body over MAX_BODY_BYTES",
+      body: JSON.stringify({ events: [tokenEvent("x".repeat(3_000))] }),
+      code: "payload_too_large",
+      status: 413,
+    },
+    {
+      what: "another media type",
+      body: JSON.stringify({ events: [tokenEvent("a")] }),
+      headers: () => ({ ...auth(), "content-type": "text/plain" }),
+      code: "unsupported_media_type",
+      status: 415,
+    },
+    {
+      what: "another charset",
+      body: JSON.stringify({ events: [tokenEvent("a")] }),
+      headers: () => ({ ...auth(), "content-type": "application/json; charset=latin1" }),
+      code: "unsupported_media_type",
+      status: 415,
+    },
+    {
       what: "a bad event type",
       body: '{"events":[{"type":"Token!","data":{}}]}',
       code: "invalid_request",
@@ -250,7 +270,7 @@ describe("busy POST routes in front of Express", () => {
   ];
 
   for (const refusal of refusals) {
-    it(`refuses ${refusal.what} as Express does (${refusal.status} ${refusal.code})`, async () => {
+    it(`refuses ${refusal.what} (${refusal.status} ${refusal.code}) in both forms`, async () => {
       const { exact, chunked } = await both(events, refusal.body, {
         ...(refusal.headers?.() ?? auth()),
         origin: ORIGIN,
@@ -287,25 +307,54 @@ describe("busy POST routes in front of Express", () => {
     }
   });
 
-  it("leaves other forms to Express: a query string, another media type", async () => {
+  it("serves any path form it routes: a query string is ignored, a percent-encoded id is decoded", async () => {
     const body = JSON.stringify({ events: [tokenEvent("q")] });
     const before = seen.length;
     const withQuery = await post(`${base}${events(newId("query"))}?x=1`, body, auth(), "exact");
     expect(withQuery.status).toBe(202);
-    expect(Object.getPrototypeOf(seen[before]!)).not.toBe(IncomingMessage.prototype);
-    const text = await post(
-      `${base}${events(newId("text"))}`,
+    expect(Object.getPrototypeOf(seen[before]!)).toBe(IncomingMessage.prototype);
+    const id = newId("enc");
+    const encoded = await post(
+      `${base}${events(`%${id.charCodeAt(0).toString(16)}${id.slice(1)}`)}`,
       body,
-      { ...auth(), "content-type": "text/plain" },
+      auth(),
       "exact",
     );
-    expect(text.status).toBe(400);
-    expect(Object.getPrototypeOf(seen[before + 1]!)).not.toBe(IncomingMessage.prototype);
+    expect(encoded.status).toBe(202);
+    expect((await gateway.context.store.read(id, null, 10)).events).toHaveLength(1);
+    const broken = await post(`${base}${events("%zz")}`, body, auth(), "exact");
+    expect(broken.status).toBe(400);
+    expect((broken.body as { error: { code: string } }).error.code).toBe("invalid_path");
+    // Not a hot route: Express answers 404 for a trailing slash, and 405 names the method.
+    const slash = await post(`${base}${events(newId("slash"))}/`, body, auth(), "exact");
+    expect(slash.status).toBe(404);
+    const wrongMethod = await fetch(`${base}${events(newId("m"))}`, { headers: auth() });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("allow")).toBe("POST");
+  });
+
+  it("authenticates on the headers before it reads a body", async () => {
+    // A client that declares a body and never sends it is answered at once without a token.
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${base}${events(newId("slow"))}`, {
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", "content-length": "100000" },
+      });
+      req.on("error", reject);
+      req.on("response", (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.write("{");
+    });
+    expect(answer).toBe(401);
   });
 
   const agentPath = () => "/api/v1/agent/stream";
 
-  it("streams an agent run from the exact form without Express, with Express's headers and log lines", async () => {
+  it("streams an agent run from both forms without Express, with the same headers and log lines", async () => {
     const body = JSON.stringify({ message: "hello" });
     const { exact, chunked, exactRequest, chunkedRequest } = await both(agentPath, body, {
       authorization: `Bearer ${runner}`,
@@ -313,7 +362,7 @@ describe("busy POST routes in front of Express", () => {
       "x-request-id": "agent-front-1",
     });
     expect(Object.getPrototypeOf(exactRequest)).toBe(IncomingMessage.prototype);
-    expect(Object.getPrototypeOf(chunkedRequest)).not.toBe(IncomingMessage.prototype);
+    expect(Object.getPrototypeOf(chunkedRequest)).toBe(IncomingMessage.prototype);
     for (const answer of [exact, chunked]) {
       expect(answer.status).toBe(200);
       expect(answer.headers["content-type"]).toBe("text/event-stream; charset=utf-8");
@@ -328,7 +377,7 @@ describe("busy POST routes in front of Express", () => {
       expect(answer.text).toMatch(/^id: \d+-\d+$/m);
     }
     const front = logs.filter((line) => line.req?.id === "agent-front-1").map((line) => line.msg);
-    expect(front.filter((msg) => msg === "stream opened")).toHaveLength(1);
+    expect(front.filter((msg) => msg === "stream opened")).toHaveLength(2);
     expect(front.filter((msg) => msg === "request completed")).toHaveLength(2);
   });
 
@@ -364,7 +413,7 @@ describe("busy POST routes in front of Express", () => {
   ];
 
   for (const refusal of agentRefusals) {
-    it(`refuses an agent run with ${refusal.what} as Express does (${refusal.status} ${refusal.code})`, async () => {
+    it(`refuses an agent run with ${refusal.what} (${refusal.status} ${refusal.code}) in both forms`, async () => {
       const { exact, chunked } = await both(agentPath, refusal.body, {
         ...refusal.headers(),
         origin: ORIGIN,
