@@ -709,6 +709,18 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         expect((await store.read(id, null, 100)).events).toHaveLength(3);
       });
 
+      it("the append that creates a session reports its creator as the owner, in the same reply", async () => {
+        const session = newSession(uniqueId("owned"), { owner: "subject-1" });
+        const end = [
+          { type: "done", data: { session_id: session.id, total_tokens: 0, finish_reason: "stop" } },
+        ];
+        expect(await store.append(session.id, end, { createIfMissing: session })).toMatchObject({
+          created: true,
+          ended: true,
+          owner: "subject-1",
+        });
+      });
+
       it("a request id used again for another request is key_reused and writes nothing", async () => {
         const id = await created();
         await store.append(id, tokens(1), { requestId: "k", fingerprint: "a" });

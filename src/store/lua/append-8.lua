@@ -70,6 +70,7 @@ if created == 1 then
   redis.call('HSET', meta, unpack(fields))
   for i = 1, #fields, 2 do
     if fields[i] == 'createdAt' then createdAt = fields[i + 1] end
+    if fields[i] == 'owner' then owner = fields[i + 1] end
   end
 end
 local prev = last or ''
