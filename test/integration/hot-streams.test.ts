@@ -314,7 +314,7 @@ describe("the hot stream routes", () => {
     expect(stream.status).toBe(200);
     expect(stream.headers["access-control-allow-origin"]).toBe(ORIGIN);
     expect(stream.headers.vary).toBe("Origin");
-    expect(stream.headers["access-control-expose-headers"]).toBe("X-Session-Id,X-Request-Id,Retry-After");
+    expect(stream.headers["access-control-expose-headers"]).toBe("X-Session-Id,X-Request-Id,Retry-After,Idempotent-Replayed");
     stream.close();
 
     const stranger = await open(
@@ -341,7 +341,7 @@ describe("the hot stream routes", () => {
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get("access-control-allow-origin")).toBe(ORIGIN);
     expect(preflight.headers.get("access-control-allow-headers")).toBe(
-      "Authorization,Content-Type,Last-Event-ID,X-Request-Id",
+      "Authorization,Content-Type,Idempotency-Key,Last-Event-ID,X-Request-Id",
     );
     expect(preflight.headers.get("access-control-max-age")).toBe("600");
   });
