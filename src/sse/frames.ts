@@ -29,12 +29,22 @@ export function plainFrame(eventName: string, data: unknown): string {
   return `event: ${eventName}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
+/*
+ * `retry:` and comments are lines with no blank line after them: they join the block that follows (the
+ * next event's). A blank line ends a block, and a block with no data is still a message to fetch-based
+ * parsers: @microsoft/fetch-event-source dispatches every block, httpx-sse every block that sets `retry`
+ * (or follows an `id`), so `retry: 2000\n\n` or `: ping\n\n` reached their users as empty messages.
+ * EventSource and eventsource-parser act on `retry:` and comments line by line, wherever they stand.
+ */
+
+/** The reconnection delay for browsers, as a line of the block that follows it. */
 export function retryLine(retryMs: number): string {
-  return `retry: ${retryMs}\n\n`;
+  return `retry: ${retryMs}\n`;
 }
 
+/** A comment (a heartbeat), as a line of the block that follows it. */
 export function commentLine(text: string): string {
-  return `: ${text}\n\n`;
+  return `: ${text}\n`;
 }
 
 export const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({

@@ -19,7 +19,8 @@ export class OpenStreams {
 
   /**
    * Closes every stream, spread evenly over `spreadMs` so that clients do not all reconnect in the
-   * same second; each gets a final `retry:` with jitter first. Resolves when all are closed.
+   * same second; each gets a final `retry:` line with jitter first (no blank line after it: alone in a
+   * block it would be an empty message to fetch-based clients). Resolves when all are closed.
    */
   async closeAll(spreadMs: number, retryMs: number): Promise<void> {
     const writers = [...this.writers];

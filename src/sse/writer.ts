@@ -107,6 +107,7 @@ export class SseWriter {
         setImmediate(() => this.end());
         return;
       }
+      // The first line goes out with the head; it joins the block of the first event (see frames.ts).
       this.writeNow(retryLine(this.options.retryMs));
       startHeartbeat(this, this.options.heartbeatMs);
     } finally {

@@ -78,7 +78,11 @@ function expectSingleFraming(raw: string): void {
   const blocks = raw.split("\n\n").filter((block) => block.includes("event:"));
   expect(blocks.length).toBeGreaterThan(0);
   for (const block of blocks) {
-    const lines = block.split("\n").filter((line) => line !== "" && !line.startsWith(":"));
+    // `retry:` and heartbeat comments join the next event's block (a block of their own would be an
+    // empty message to fetch-based clients).
+    const lines = block
+      .split("\n")
+      .filter((line) => line !== "" && !line.startsWith(":") && !line.startsWith("retry:"));
     const ids = lines.filter((line) => line.startsWith("id: "));
     const data = lines.filter((line) => line.startsWith("data:"));
     expect(ids, block).toHaveLength(1);

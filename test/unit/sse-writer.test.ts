@@ -1,7 +1,13 @@
-/** SseWriter.start on a real socket: the head and the first `retry:` go out; a client already gone closes the stream at once. */
+/**
+ * SseWriter on a real socket: the head and the first `retry:` line go out at once; a client already gone
+ * closes the stream at once. `retry:` and heartbeats never make a block of their own (a block without
+ * data is an empty message to fetch-based clients), on opening, while idle, and in the drain's goodbye.
+ */
 import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createParser } from "eventsource-parser";
 import { afterEach, describe, expect, it } from "vitest";
+import { OpenStreams } from "../../src/sse/open-streams.js";
 import { type CloseReason, SseWriter, type SseWriterHooks } from "../../src/sse/writer.js";
 
 const OPTIONS = Object.freeze({ heartbeatMs: 60_000, retryMs: 1234, slowClientTimeoutMs: 60_000 });
@@ -47,7 +53,7 @@ describe("SseWriter.start", () => {
     const first = await new Promise<string>((resolve) =>
       received.once("data", (chunk: Buffer) => resolve(chunk.toString("utf8"))),
     );
-    expect(first).toBe("retry: 1234\n\n");
+    expect(first).toBe("retry: 1234\n");
     expect(writer.isOpen).toBe(true);
     writer.end();
     expect(closes).toEqual(["server"]);
@@ -63,5 +69,86 @@ describe("SseWriter.start", () => {
     writer.start();
     expect(writer.isOpen).toBe(false);
     expect(closes).toEqual(["client"]);
+  });
+});
+
+/** The whole body the client receives, once the server ends it. */
+function bodyOf(client: ReturnType<typeof get>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    client.once("response", (received) => {
+      let text = "";
+      received.setEncoding("utf8");
+      received.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      received.once("end", () => resolve(text));
+      received.once("error", reject);
+    });
+  });
+}
+
+/**
+ * The blocks that a blank line ends and that carry no `data:`: what @microsoft/fetch-event-source (every
+ * such block) and httpx-sse (one that sets `retry`, or follows an `id`) hand over as empty messages.
+ */
+function blocksWithoutData(raw: string): string[] {
+  const blocks = raw.split("\n\n").slice(0, -1);
+  return blocks.filter((block) => !block.split("\n").some((line) => line.startsWith("data:")));
+}
+
+/** What eventsource-parser makes of the body: events, retries and comments, in order. */
+function parsed(raw: string) {
+  const seen: string[] = [];
+  const parser = createParser({
+    onEvent: (event) => seen.push(`event ${event.event ?? "message"} ${event.id ?? ""} ${event.data}`),
+    onRetry: (ms) => seen.push(`retry ${ms}`),
+    onComment: (comment) => seen.push(`comment ${comment.trim()}`),
+  });
+  parser.feed(raw);
+  return seen;
+}
+
+const FRAME = 'id: 1-0\nevent: token\ndata: {"content":"a"}\n\n';
+
+describe("SseWriter: retry and heartbeats join the next event's block", () => {
+  it("opens, pings while idle, sends an event and says goodbye with no block of its own", async () => {
+    const { res, client } = await exchange();
+    const body = bodyOf(client);
+    const writer = new SseWriter(res, OPTIONS, recordingHooks().hooks);
+    writer.start();
+    writer.ping();
+    writer.ping();
+    writer.send(FRAME);
+    writer.ping();
+    writer.end("retry: 777\n");
+    const raw = await body;
+    expect(raw).toBe(`retry: 1234\n: ping\n: ping\n${FRAME}: ping\nretry: 777\n`);
+    expect(blocksWithoutData(raw)).toEqual([]);
+    expect(parsed(raw)).toEqual([
+      "retry 1234",
+      "comment ping",
+      "comment ping",
+      'event token 1-0 {"content":"a"}',
+      "comment ping",
+      "retry 777",
+    ]);
+  });
+
+  it("a draining instance ends each stream with a last retry line, jittered around the given delay", async () => {
+    const { res, client } = await exchange();
+    const body = bodyOf(client);
+    const streams = new OpenStreams();
+    const writer = new SseWriter(res, OPTIONS, { onDrain() {}, onClose: () => streams.delete(writer) });
+    streams.add(writer);
+    writer.start();
+    writer.send(FRAME);
+    await streams.closeAll(0, 100_000);
+    const raw = await body;
+    expect(raw).toMatch(/^retry: 1234\nid: 1-0\nevent: token\ndata: \{"content":"a"\}\n\nretry: \d+\n$/);
+    const last = Number(/retry: (\d+)\n$/.exec(raw)?.[1]);
+    expect(last).toBeGreaterThanOrEqual(50_000);
+    expect(last).toBeLessThanOrEqual(150_000);
+    expect(blocksWithoutData(raw)).toEqual([]);
+    expect(streams.size).toBe(0);
   });
 });
