@@ -8,7 +8,7 @@ import type { RequestListener } from "node:http";
 import express, { type RequestHandler } from "express";
 import helmet from "helmet";
 import { createAuthenticator } from "./auth/middleware.js";
-import { createErrorHandler, notFoundHandler } from "./errors.js";
+import { AppError, createErrorHandler, createErrorWriter, notFoundHandler } from "./errors.js";
 import { compileTrust } from "./http/client-ip.js";
 import type { AppContext } from "./http/context.js";
 import { corsFor } from "./http/cors.js";
@@ -67,18 +67,14 @@ export function buildApp(context: AppContext): RequestListener {
   app.use("/api/v1", subscriptionsRouter(context));
 
   app.get("/client.js", (_req, res) => {
-    if (!existsSync(clientModule)) {
-      res
-        .status(404)
-        .json({ error: { code: "not_built", message: "run npm run build to build the client" } });
-      return;
-    }
+    if (!existsSync(clientModule)) throw new AppError("not_built", "run npm run build to build the client");
     res.type("text/javascript").sendFile(clientModule.pathname);
   });
   app.use(express.static(publicDir.pathname, { index: "index.html", fallthrough: true }));
 
   app.use(notFoundHandler);
-  app.use(createErrorHandler(context.logger));
+  const errorWriter = createErrorWriter(context.logger, () => context.store.isReady());
+  app.use(createErrorHandler(errorWriter));
 
-  return createFront({ context, cors, trust, next: app });
+  return createFront({ context, cors, trust, errorWriter, next: app });
 }

@@ -3,32 +3,77 @@ import type { ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 
+/**
+ * Every error code the API answers, with its status: the one catalogue (docs/API.md's table follows it).
+ * A code not listed here does not compile.
+ */
+export const ERROR_STATUS = {
+  bad_request: 400,
+  invalid_request: 400,
+  invalid_json: 400,
+  invalid_path: 400,
+  invalid_session_id: 400,
+  invalid_subscription_id: 400,
+  invalid_cursor: 400,
+  invalid_last_event_id: 400,
+  invalid_idempotency_key: 400,
+  event_after_terminal: 400,
+  too_deep: 400,
+  too_many_sessions: 400,
+  unexpected_body: 400,
+  missing_token: 401,
+  invalid_token: 401,
+  token_expired: 401,
+  forbidden: 403,
+  insufficient_scope: 403,
+  not_found: 404,
+  not_built: 404,
+  method_not_allowed: 405,
+  session_exists: 409,
+  session_ended: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unsupported_encoding: 415,
+  idempotency_key_reused: 422,
+  too_many_runs: 429,
+  too_many_active_runs: 429,
+  too_many_connections: 429,
+  too_many_events: 429,
+  internal: 500,
+  unavailable: 503,
+  draining: 503,
+  auth_unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
 export class AppError extends Error {
   override readonly name = "AppError";
+  readonly status: number;
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
+    this.status = ERROR_STATUS[code];
   }
 }
 
 export const errors = {
-  badRequest: (code: string, message: string) => new AppError(400, code, message),
-  notFound: (message: string) => new AppError(404, "not_found", message),
+  badRequest: (code: ErrorCode, message: string) => new AppError(code, message),
+  notFound: (message: string) => new AppError("not_found", message),
   methodNotAllowed: (allowed: string[]) =>
-    new AppError(405, "method_not_allowed", `use ${allowed.join(" or ")}`, { Allow: allowed.join(", ") }),
-  conflict: (code: string, message: string) => new AppError(409, code, message),
-  tooLarge: (message: string) => new AppError(413, "payload_too_large", message),
+    new AppError("method_not_allowed", `use ${allowed.join(" or ")}`, { Allow: allowed.join(", ") }),
+  conflict: (code: ErrorCode, message: string) => new AppError(code, message),
+  tooLarge: (message: string) => new AppError("payload_too_large", message),
   unavailable: (message = "the store (Redis) is unreachable; try again shortly") =>
-    new AppError(503, "unavailable", message, { "Retry-After": "1" }),
+    new AppError("unavailable", message, { "Retry-After": "1" }),
   draining: () =>
-    new AppError(503, "draining", "this instance is shutting down; retry on another", { "Retry-After": "1" }),
+    new AppError("draining", "this instance is shutting down; retry on another", { "Retry-After": "1" }),
 };
 
-export function errorBody(code: string, message: string) {
+export function errorBody(code: ErrorCode, message: string) {
   return { error: { code, message } };
 }
 
@@ -47,46 +92,54 @@ export function failureNoteOf(res: ServerResponse): FailureNote | undefined {
   return (res as { failure?: FailureNote }).failure;
 }
 
-/**
- * The one error writer, for Express's routes and the hot routes alike: `{error:{code,message}}` with the
- * error's status and headers (and `headers`, not yet sent), never a stack. A stream whose head is out is
- * ended instead (its client resumes by id). An unexpected error is logged with its stack; an expected
- * outage (a drain, an unreachable store) only in the request's access log line, at warn.
- */
-export function sendError(
-  res: ServerResponse,
-  error: unknown,
-  logger: Logger,
-  headers: Readonly<Record<string, string>> = {},
-): void {
-  const appError = toAppError(error);
-  const expected = isExpectedOutage(appError);
-  const note: FailureNote = { code: appError.code, message: appError.message };
-  if (res.headersSent) {
-    if (!(error instanceof AppError)) {
-      const requestId = headers["X-Request-Id"] ?? res.getHeader("X-Request-Id");
-      logger.warn({ err: expected ? note : error, req: { id: requestId } }, "stream failed after it opened");
-    }
-    res.end();
-    return;
-  }
-  if (expected) (res as { failure?: FailureNote }).failure = note;
-  else if (appError.status >= 500) logger.error({ err: error }, "request failed");
-  const body = JSON.stringify(errorBody(appError.code, appError.message));
-  res.writeHead(appError.status, {
-    ...headers,
-    ...appError.headers,
-    "Content-Type": "application/json; charset=utf-8",
-    "Content-Length": Buffer.byteLength(body),
-  });
-  res.end(body);
+/** The one error writer, for Express's routes and the hot routes alike. */
+export interface ErrorWriter {
+  /**
+   * Answers `{error:{code,message}}` with the error's status and headers (and `headers`, not yet sent),
+   * never a stack. A stream whose head is out is ended instead (its client resumes by id). An
+   * unexpected error is logged with its stack; an expected outage (a drain, an unreachable store) only
+   * in the request's access log line, at warn.
+   */
+  send(res: ServerResponse, error: unknown, headers?: Readonly<Record<string, string>>): void;
 }
 
-export function createErrorHandler(logger: Logger): ErrorRequestHandler {
-  return (error: unknown, _req, res, _next) => sendError(res, error, logger);
+/** `storeReady`: the backend's own readiness tells an outage from a fault (not the error's text). */
+export function createErrorWriter(logger: Logger, storeReady: () => boolean): ErrorWriter {
+  return {
+    send(res, error, headers = {}) {
+      const appError = toAppError(error, storeReady);
+      const expected = isExpectedOutage(appError);
+      const note: FailureNote = { code: appError.code, message: appError.message };
+      if (res.headersSent) {
+        if (!(error instanceof AppError)) {
+          const requestId = headers["X-Request-Id"] ?? res.getHeader("X-Request-Id");
+          logger.warn(
+            { err: expected ? note : error, req: { id: requestId } },
+            "stream failed after it opened",
+          );
+        }
+        res.end();
+        return;
+      }
+      if (expected) (res as { failure?: FailureNote }).failure = note;
+      else if (appError.status >= 500) logger.error({ err: error }, "request failed");
+      const body = JSON.stringify(errorBody(appError.code, appError.message));
+      res.writeHead(appError.status, {
+        ...headers,
+        ...appError.headers,
+        "Content-Type": "application/json; charset=utf-8",
+        "Content-Length": Buffer.byteLength(body),
+      });
+      res.end(body);
+    },
+  };
 }
 
-export function toAppError(error: unknown): AppError {
+export function createErrorHandler(writer: ErrorWriter): ErrorRequestHandler {
+  return (error: unknown, _req, res, _next) => writer.send(res, error);
+}
+
+export function toAppError(error: unknown, storeReady: () => boolean = () => true): AppError {
   if (error instanceof AppError) return error;
   const candidate = error as { type?: string; status?: number; expose?: boolean } | null;
   switch (candidate?.type) {
@@ -96,24 +149,18 @@ export function toAppError(error: unknown): AppError {
       return errors.badRequest("invalid_json", "the request body is not valid JSON");
     case "encoding.unsupported":
     case "charset.unsupported":
-      return new AppError(415, "unsupported_encoding", "send the body as UTF-8 JSON");
+      return new AppError("unsupported_encoding", "send the body as UTF-8 JSON");
   }
   // The router's URIError for a path parameter that is not valid percent-encoding (`/sessions/%zz`).
   if (error instanceof URIError)
     return errors.badRequest("invalid_path", "the request path is not valid percent-encoding");
   if (candidate?.expose && typeof candidate.status === "number" && candidate.status < 500) {
-    return new AppError(candidate.status, "bad_request", "the request could not be read");
+    return new AppError("bad_request", "the request could not be read");
   }
-  if (isStoreDown(error)) return errors.unavailable();
-  return new AppError(500, "internal", "internal error");
-}
-
-function isStoreDown(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : "";
-  // WRONGPASS/NOAUTH: Redis refuses the configured credentials, which is as unusable as unreachable.
-  return /Connection is closed|ECONNREFUSED|Stream isn't writeable|max retries|WRONGPASS|NOAUTH/i.test(
-    message,
-  );
+  // A failure while the store is not ready (unreachable, or refusing the configured credentials) is
+  // the outage, not a fault of this request.
+  if (!storeReady()) return errors.unavailable();
+  return new AppError("internal", "internal error");
 }
 
 export const notFoundHandler: RequestHandler = (req, _res, next) => {

@@ -2,7 +2,8 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { parse as parseCookies } from "cookie";
 import type { RequestHandler, Response } from "express";
-import { hasScope, OPEN_PRINCIPAL, type Principal, type Scope } from "./principal.js";
+import { requireScope as requirePolicyScope } from "./policy.js";
+import { OPEN_PRINCIPAL, type Principal, type Scope } from "./principal.js";
 import { authError, type TokenVerifier } from "./verifier.js";
 
 /** Query parameters as Express's "simple" parser (node:querystring) gives them. */
@@ -33,11 +34,7 @@ export async function authenticate(
   if (!verifier) return OPEN_PRINCIPAL;
   const token = tokenFrom(headers, query, cookieName);
   if (token === null) {
-    throw authError(
-      401,
-      "missing_token",
-      "send a bearer token (Authorization header, cookie, or access_token)",
-    );
+    throw authError("missing_token", "send a bearer token (Authorization header, cookie, or access_token)");
   }
   return verifier(token);
 }
@@ -58,15 +55,5 @@ export function principalOf(res: Response): Principal {
 }
 
 export function requireScope(res: Response, scope: Scope): Principal {
-  return requireScopeOf(principalOf(res), scope);
-}
-
-export function requireScopeOf(principal: Principal, scope: Scope): Principal {
-  if (!hasScope(principal, scope))
-    throw authError(403, "insufficient_scope", `this needs the \`${scope}\` scope`);
-  return principal;
-}
-
-export function forbiddenSession(sessionId: string) {
-  return authError(403, "forbidden", `this token may not access session ${sessionId}`);
+  return requirePolicyScope(principalOf(res), scope);
 }

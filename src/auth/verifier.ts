@@ -6,7 +6,7 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from "jose";
-import { AppError } from "../errors.js";
+import { AppError, ERROR_STATUS, type ErrorCode } from "../errors.js";
 import { type Principal, SCOPES, type Scope } from "./principal.js";
 
 export interface VerifierOptions {
@@ -25,12 +25,11 @@ export type TokenVerifier = (token: string) => Promise<Principal>;
 
 const MAX_TOKEN_CHARS = 8192;
 
-export function authError(status: 401 | 403, code: string, message: string): AppError {
+export function authError(code: ErrorCode, message: string): AppError {
   return new AppError(
-    status,
     code,
     message,
-    status === 401
+    ERROR_STATUS[code] === 401
       ? {
           "WWW-Authenticate": `Bearer error="${code === "missing_token" ? "invalid_request" : "invalid_token"}"`,
         }
@@ -53,7 +52,7 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
   };
 
   return async (token) => {
-    if (token.length > MAX_TOKEN_CHARS) throw authError(401, "invalid_token", "the token is too long");
+    if (token.length > MAX_TOKEN_CHARS) throw authError("invalid_token", "the token is too long");
     let payload: JWTPayload;
     try {
       if (secretKey && (!jwks || headerAlgorithm(token) === "HS256")) {
@@ -61,7 +60,7 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
       } else if (jwks) {
         ({ payload } = await jwtVerify(token, jwks, { ...verifyOptions, algorithms: ["RS256", "ES256"] }));
       } else {
-        throw authError(401, "invalid_token", "no key is configured to verify tokens");
+        throw authError("invalid_token", "no key is configured to verify tokens");
       }
     } catch (error) {
       throw toAuthError(error);
@@ -83,26 +82,26 @@ function headerAlgorithm(token: string): string | null {
 
 function toAuthError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  if (error instanceof joseErrors.JWTExpired) return authError(401, "token_expired", "the token has expired");
+  if (error instanceof joseErrors.JWTExpired) return authError("token_expired", "the token has expired");
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    return authError(401, "invalid_token", `the token's ${error.claim} claim is not accepted`);
+    return authError("invalid_token", `the token's ${error.claim} claim is not accepted`);
   }
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) {
-    return authError(401, "invalid_token", "the token's signature does not verify");
+    return authError("invalid_token", "the token's signature does not verify");
   }
   if (error instanceof joseErrors.JWKSNoMatchingKey)
-    return authError(401, "invalid_token", "the token's key is unknown");
+    return authError("invalid_token", "the token's key is unknown");
   if (error instanceof joseErrors.JOSEAlgNotAllowed)
-    return authError(401, "invalid_token", "the token's algorithm is not accepted");
+    return authError("invalid_token", "the token's algorithm is not accepted");
   if (
     error instanceof joseErrors.JWKSTimeout ||
     (error instanceof Error && /fetch|ECONNREFUSED/i.test(error.message))
   ) {
-    return new AppError(503, "auth_unavailable", "the key set (JWKS) could not be fetched", {
+    return new AppError("auth_unavailable", "the key set (JWKS) could not be fetched", {
       "Retry-After": "1",
     });
   }
-  return authError(401, "invalid_token", "the token is malformed or invalid");
+  return authError("invalid_token", "the token is malformed or invalid");
 }
 
 function principalFromClaims(payload: JWTPayload): Principal {

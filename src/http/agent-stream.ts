@@ -4,9 +4,10 @@
  */
 import type { RunRequest } from "../agent/run-manager.js";
 import { AppError } from "../errors.js";
+import { admitConnection, admitRun } from "../limits/admission.js";
 import type { AppContext } from "./context.js";
-import { admitRun, assertAcceptingWork } from "./guards.js";
-import { admitConnection, type StreamTarget, startStream } from "./streams.js";
+import { assertAcceptingWork } from "./guards.js";
+import { type StreamTarget, startStream } from "./streams.js";
 import { agentStreamBody, parseOrThrow } from "./validation.js";
 
 export async function serveAgentStream(
@@ -45,7 +46,7 @@ export async function serveAgentStream(
     if (outcome.kind !== "started") {
       // Cannot happen for a generated id.
       await run.value.slot?.release();
-      throw new AppError(500, "internal", "could not create the session");
+      throw new AppError("internal", "could not create the session");
     }
     const connection = startStream(context, target, {
       admission: stream.value,

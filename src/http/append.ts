@@ -3,12 +3,13 @@
  * a request reaches it (the Express route, and the plain front handler for the exact common form).
  */
 import { createHash } from "node:crypto";
-import { forbiddenSession, requireScopeOf } from "../auth/middleware.js";
-import { canCreateSession, type Principal } from "../auth/principal.js";
+import { assertMaySession, mayWriteSession, requireScope } from "../auth/policy.js";
+import type { Principal } from "../auth/principal.js";
 import { AppError, errors } from "../errors.js";
+import { limited } from "../limits/admission.js";
 import { TERMINAL_TYPES } from "../store/types.js";
 import type { AppContext } from "./context.js";
-import { assertAcceptingWork, assertCanAccess, limited } from "./guards.js";
+import { assertAcceptingWork } from "./guards.js";
 import { appendEventsBody, parseOrThrow, parseSessionId } from "./validation.js";
 
 /** `Idempotency-Key`: printable ASCII without spaces, at most 255 characters. */
@@ -64,12 +65,8 @@ export async function appendEvents(
     );
   }
   assertAcceptingWork(context);
-  requireScopeOf(principal, "publish");
-  if (!principal.open) {
-    const info = await store.getSession(id);
-    if (info) assertCanAccess(principal, id, info);
-    else if (!canCreateSession(principal, id)) throw forbiddenSession(id);
-  }
+  requireScope(principal, "publish");
+  if (!principal.open) assertMaySession(mayWriteSession(principal, id, await store.getSession(id)), id);
   const outcome = await store.append(id, body.events, {
     ...idempotency,
     rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
@@ -92,12 +89,11 @@ export async function appendEvents(
   }
   if (outcome.kind === "key_reused") {
     throw new AppError(
-      422,
       "idempotency_key_reused",
       "this Idempotency-Key was used for a different request to this session; use a new key",
     );
   }
-  if (outcome.kind !== "appended") throw new AppError(500, "internal", "append failed");
+  if (outcome.kind !== "appended") throw new AppError("internal", "append failed");
   if (!outcome.replayed) for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
   return { ids: outcome.ids, replayed: outcome.replayed };
 }

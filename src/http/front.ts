@@ -26,7 +26,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import { parse as parseQuery } from "node:querystring";
 import bodyParser from "body-parser";
 import { authenticate } from "../auth/middleware.js";
-import { AppError, errors, sendError } from "../errors.js";
+import { AppError, type ErrorWriter, errors } from "../errors.js";
 import { serveAgentStream } from "./agent-stream.js";
 import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
 import { clientIp, type TrustRule } from "./client-ip.js";
@@ -94,11 +94,12 @@ export interface FrontDependencies {
   context: AppContext;
   cors: CorsHandler | null;
   trust: TrustRule;
+  errorWriter: ErrorWriter;
   /** Everything that is not a hot route (Express). */
   next: RequestListener;
 }
 
-export function createFront({ context, cors, trust, next }: FrontDependencies): RequestListener {
+export function createFront({ context, cors, trust, errorWriter, next }: FrontDependencies): RequestListener {
   const { config, logger, verifier } = context;
   const readJson = bodyParser.json({ limit: config.maxBodyBytes, strict: true });
 
@@ -106,7 +107,7 @@ export function createFront({ context, cors, trust, next }: FrontDependencies): 
     const type = req.headers["content-type"];
     if (!hasBody(req)) throw errors.badRequest("invalid_request", "body: send a JSON object");
     if (type === undefined || !JSON_TYPE.test(type)) {
-      throw new AppError(415, "unsupported_media_type", "send the body as application/json (UTF-8)");
+      throw new AppError("unsupported_media_type", "send the body as application/json (UTF-8)");
     }
     await new Promise<void>((resolve, reject) => {
       readJson(req, res, (error?: unknown) => (error ? reject(error) : resolve()));
@@ -181,7 +182,7 @@ export function createFront({ context, cors, trust, next }: FrontDependencies): 
       await serve(route, stream);
     } catch (error) {
       if (res.destroyed) return;
-      sendError(res, error, logger, headers);
+      errorWriter.send(res, error, headers);
       if (res.writableEnded) res.once("finish", () => log.finished());
     }
   }

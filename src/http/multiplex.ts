@@ -1,8 +1,9 @@
 /** `GET /api/v1/stream`: many sessions on one SSE connection, by list or by subscription set. */
-import { requireScopeOf } from "../auth/middleware.js";
-import { canAccessSession, claimAllows, isAdmin, type Principal } from "../auth/principal.js";
+import { isAdmin, mayReadSession, mayUseSubscription, requireScope } from "../auth/policy.js";
+import type { Principal } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
+import { admitConnection } from "../limits/admission.js";
 import { CursorError, type CursorState, CursorTracker, decodeCursor } from "../mux/cursor.js";
 import { hasReceivedEnd, type StreamConnection } from "../mux/stream-connection.js";
 import type { SubscriptionChange } from "../mux/subscriptions.js";
@@ -10,7 +11,7 @@ import { plainFrame } from "../sse/frames.js";
 import { LIFECYCLE_FEED, type SessionInfo, type StoredEvent } from "../store/types.js";
 import type { AppContext } from "./context.js";
 import { endEmpty, type StreamRequest } from "./stream-request.js";
-import { admitConnection, resumeId, startStream } from "./streams.js";
+import { resumeId, startStream } from "./streams.js";
 import { SESSION_ID_PATTERN } from "./validation.js";
 
 /** Indexes of subscription sets grow with every add; this bounds what a cursor may name. */
@@ -21,12 +22,9 @@ export function isStreamableId(id: string): boolean {
   return id === LIFECYCLE_FEED || SESSION_ID_PATTERN.test(id);
 }
 
-/** Whether this client may read a session (one that does not exist yet only through its claim). */
+/** The lifecycle feed is open to every reader (each sees only its own entries); a session, by the policy. */
 function mayRead(principal: Principal, id: string, info: SessionInfo | null): boolean {
-  if (id === LIFECYCLE_FEED) return true;
-  return info
-    ? canAccessSession(principal, id, info.owner)
-    : isAdmin(principal) || claimAllows(principal, id);
+  return id === LIFECYCLE_FEED || mayReadSession(principal, id, info);
 }
 
 /** The lifecycle feed shows only the sessions the reader may read (admin sees all). */
@@ -37,7 +35,7 @@ function lifecycleVisibility(principal: Principal): ((event: StoredEvent) => boo
       const data = JSON.parse(event.data) as { id?: unknown; owner?: unknown };
       return (
         typeof data.id === "string" &&
-        canAccessSession(principal, data.id, typeof data.owner === "string" ? data.owner : null)
+        mayReadSession(principal, data.id, { owner: typeof data.owner === "string" ? data.owner : null })
       );
     } catch {
       return false;
@@ -73,10 +71,6 @@ async function addEntries(
       );
     }),
   );
-}
-
-export function mayUseSubscription(principal: Principal, owner: string | null): boolean {
-  return isAdmin(principal) || (owner !== null && owner === principal.subject);
 }
 
 function readCursor(stream: StreamRequest, maxIndex: number, maxEntries: number): CursorTracker | null {
@@ -118,54 +112,101 @@ function parseSessionList(raw: unknown, max: number): string[] {
   return ids;
 }
 
-/** `GET /api/v1/stream?sessions=…|subscription=…`. */
+/** `GET /api/v1/stream?sessions=…|subscription=…`: two endpoints on one path, chosen by the query. */
 export async function serveMultiplexedStream(context: AppContext, stream: StreamRequest): Promise<void> {
-  const { config, metrics, subscriptions } = context;
-  const { req, res, query } = stream;
-  const { sessions: sessionsQuery, subscription } = query;
-  if ((sessionsQuery === undefined) === (subscription === undefined)) {
+  const { sessions, subscription } = stream.query;
+  if ((sessions === undefined) === (subscription === undefined)) {
     throw errors.badRequest("invalid_request", "give exactly one of `sessions` or `subscription`");
   }
   if (context.state.draining) throw errors.draining();
-  const principal = requireScopeOf(stream.principal, "subscribe");
+  const principal = requireScope(stream.principal, "subscribe");
+  if (sessions !== undefined) await serveSessionList(context, stream, principal, sessions);
+  else await serveSubscription(context, stream, principal, subscription);
+}
 
-  if (sessionsQuery !== undefined) {
-    const ids = parseSessionList(sessionsQuery, config.maxSessionsPerConnection);
-    const tracker = readCursor(stream, ids.length - 1, ids.length);
-    const infos = await infosOf(context, ids);
-    const entries: Entry[] = ids.map((id, index) => ({
-      id,
-      index,
-      info: infos[index]!,
-      start: startOf(tracker, index, infos[index]!, id),
-    }));
-    const readable = entries.filter((entry) => mayRead(principal, entry.id, entry.info));
-    if (readable.length === 0)
-      throw authError(403, "forbidden", "this token may not read any of these sessions");
-    const endless = ids.includes(LIFECYCLE_FEED);
-    if (tracker && !endless && readable.every((entry) => entry.start.kind === "finished")) {
-      endEmpty(stream, 204);
-      return;
-    }
-    const admission = await admitConnection(context, principal, stream.ip);
-    if (tracker) metrics.resumes.inc({ kind: "multiplexed" });
-    metrics.sessionsPerConnection.observe(ids.length);
-    const connection = startStream(context, stream, {
-      kind: "multiplexed",
-      framing: "mux",
-      closeWhenAllEnded: !endless,
-      tracker: tracker ?? new CursorTracker(),
-      admission,
-    });
-    connection.send(plainFrame("connected", { connectionId: admission.connectionId, sessions: ids }));
-    await addEntries(connection, principal, entries);
-    connection.sessionsAdded();
+interface Opening {
+  kind: "sessions" | "subscription";
+  tracker: CursorTracker;
+  resumed: boolean;
+  closeWhenAllEnded: boolean;
+  ids: string[];
+  subscription?: string;
+}
+
+/** What both endpoints share: the connection places, the stream's head, and `connected`. */
+async function openMultiplexed(
+  context: AppContext,
+  stream: StreamRequest,
+  principal: Principal,
+  opening: Opening,
+): Promise<StreamConnection> {
+  const admission = await admitConnection(context, principal, stream.ip);
+  if (opening.resumed)
+    context.metrics.resumes.inc({ kind: opening.kind === "sessions" ? "multiplexed" : "subscription" });
+  context.metrics.sessionsPerConnection.observe(opening.ids.length);
+  const connection = startStream(context, stream, {
+    kind: "multiplexed",
+    framing: "mux",
+    closeWhenAllEnded: opening.closeWhenAllEnded,
+    tracker: opening.tracker,
+    admission,
+  });
+  const connected = { connectionId: admission.connectionId, sessions: opening.ids };
+  connection.send(
+    plainFrame(
+      "connected",
+      opening.subscription ? { ...connected, subscription: opening.subscription } : connected,
+    ),
+  );
+  return connection;
+}
+
+/** `?sessions=a,b,c`: a fixed list; the connection closes once every session has ended. */
+async function serveSessionList(
+  context: AppContext,
+  stream: StreamRequest,
+  principal: Principal,
+  list: unknown,
+): Promise<void> {
+  const ids = parseSessionList(list, context.config.maxSessionsPerConnection);
+  const tracker = readCursor(stream, ids.length - 1, ids.length);
+  const infos = await infosOf(context, ids);
+  const entries: Entry[] = ids.map((id, index) => ({
+    id,
+    index,
+    info: infos[index]!,
+    start: startOf(tracker, index, infos[index]!, id),
+  }));
+  const readable = entries.filter((entry) => mayRead(principal, entry.id, entry.info));
+  if (readable.length === 0) throw authError("forbidden", "this token may not read any of these sessions");
+  const endless = ids.includes(LIFECYCLE_FEED);
+  if (tracker && !endless && readable.every((entry) => entry.start.kind === "finished")) {
+    endEmpty(stream, 204);
     return;
   }
+  const connection = await openMultiplexed(context, stream, principal, {
+    kind: "sessions",
+    tracker: tracker ?? new CursorTracker(),
+    resumed: tracker !== null,
+    closeWhenAllEnded: !endless,
+    ids,
+  });
+  await addEntries(connection, principal, entries);
+  connection.sessionsAdded();
+}
 
+/** `?subscription=sid`: a server-side set, followed as it changes (on any instance); stays open. */
+async function serveSubscription(
+  context: AppContext,
+  stream: StreamRequest,
+  principal: Principal,
+  subscription: unknown,
+): Promise<void> {
+  const { config, metrics, subscriptions } = context;
   if (typeof subscription !== "string" || !SESSION_ID_PATTERN.test(subscription)) {
     throw errors.badRequest("invalid_subscription_id", "subscription: must match ^[A-Za-z0-9_-]{1,64}$");
   }
+  const resumed = resumeId(stream.req, stream.query) !== undefined;
   const tracker =
     readCursor(stream, MAX_SUBSCRIPTION_INDEX, config.maxSessionsPerSubscription * 2) ?? new CursorTracker();
   // Follow before reading the set: a change made in between is then applied (idempotently) too.
@@ -174,31 +215,26 @@ export async function serveMultiplexedStream(context: AppContext, stream: Stream
     changes.push(change);
   };
   const unfollow = await subscriptions.follow(subscription, (change) => onChange(change));
-  const members = await subscriptions.get(subscription).catch((error: unknown) => {
-    unfollow();
-    throw error;
-  });
-  if (!members) {
-    unfollow();
-    throw errors.notFound(`no subscription ${subscription}`);
+  let connection: StreamConnection | undefined;
+  let members: Map<string, number> | null = null;
+  try {
+    members = await subscriptions.get(subscription);
+    if (!members) throw errors.notFound(`no subscription ${subscription}`);
+    if (!mayUseSubscription(principal, await subscriptions.owner(subscription))) {
+      throw authError("forbidden", "this subscription set belongs to another subject");
+    }
+    connection = await openMultiplexed(context, stream, principal, {
+      kind: "subscription",
+      tracker,
+      resumed,
+      closeWhenAllEnded: false,
+      ids: [...members.keys()],
+      subscription,
+    });
+  } finally {
+    if (!connection) unfollow();
   }
-  if (!mayUseSubscription(principal, await subscriptions.owner(subscription))) {
-    unfollow();
-    throw authError(403, "forbidden", "this subscription set belongs to another subject");
-  }
-  const admission = await admitConnection(context, principal, stream.ip).catch((error: unknown) => {
-    unfollow();
-    throw error;
-  });
-  if (resumeId(req, query) !== undefined) metrics.resumes.inc({ kind: "subscription" });
-  metrics.sessionsPerConnection.observe(members.size);
-  const connection = startStream(context, stream, {
-    kind: "multiplexed",
-    framing: "mux",
-    closeWhenAllEnded: false,
-    tracker,
-    admission,
-  });
+  const open = connection;
   metrics.subscriptionSetsOpen.inc();
   const touch = setInterval(
     () => subscriptions.touch(subscription).catch(() => {}),
@@ -211,20 +247,16 @@ export async function serveMultiplexedStream(context: AppContext, stream: Stream
     metrics.subscriptionSetsOpen.dec();
   };
   // The stream is closed already when the client went away while it was being set up.
-  if (res.destroyed) stopFollowing();
-  else res.on("close", stopFollowing);
+  if (stream.res.destroyed) stopFollowing();
+  else stream.res.on("close", stopFollowing);
   await subscriptions.touch(subscription);
-  const ids = [...members.keys()];
-  connection.send(
-    plainFrame("connected", { connectionId: admission.connectionId, sessions: ids, subscription }),
-  );
   const addAll = async (added: Array<{ id: string; index: number }>) => {
     const infos = await infosOf(
       context,
       added.map((entry) => entry.id),
     );
     await addEntries(
-      connection,
+      open,
       principal,
       added.map((entry, i) => ({
         ...entry,
@@ -233,19 +265,17 @@ export async function serveMultiplexedStream(context: AppContext, stream: Stream
       })),
     );
   };
-  await addAll(ids.map((id) => ({ id, index: members.get(id)! })));
+  await addAll([...members!.entries()].map(([id, index]) => ({ id, index })));
   const apply = (change: SubscriptionChange) => {
-    for (const id of change.remove) connection.removeSession(id);
-    connection.send(
-      plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }),
-    );
+    for (const id of change.remove) open.removeSession(id);
+    open.send(plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }));
     addAll(change.add).catch((error: unknown) =>
       context.logger.warn({ err: error }, "could not add sessions"),
     );
   };
   for (const change of changes) apply(change);
   onChange = apply;
-  connection.sessionsAdded();
+  open.sessionsAdded();
 }
 
 function infosOf(context: AppContext, ids: readonly string[]): Promise<Array<SessionInfo | null>> {

@@ -1,12 +1,12 @@
 /** `GET /api/v1/sessions/:id/stream`: one session's events. */
-import { requireScopeOf } from "../auth/middleware.js";
+import { assertMaySession, mayReadSession, requireScope } from "../auth/policy.js";
 import { errors } from "../errors.js";
+import { admitConnection } from "../limits/admission.js";
 import { hasReceivedEnd } from "../mux/stream-connection.js";
 import { isPosition } from "../store/positions.js";
 import type { AppContext } from "./context.js";
-import { assertCanAccess } from "./guards.js";
 import { endEmpty, type StreamRequest } from "./stream-request.js";
-import { admitConnection, resumeId, startStream } from "./streams.js";
+import { resumeId, startStream } from "./streams.js";
 import { parseSessionId } from "./validation.js";
 
 export async function serveSessionStream(
@@ -23,9 +23,9 @@ export async function serveSessionStream(
     );
   }
   if (context.state.draining) throw errors.draining();
-  const principal = requireScopeOf(stream.principal, "subscribe");
+  const principal = requireScope(stream.principal, "subscribe");
   const info = await context.store.getSession(id);
-  assertCanAccess(principal, id, info);
+  assertMaySession(mayReadSession(principal, id, info), id);
   if (!info) throw errors.notFound(`no session ${id}`);
   if (hasReceivedEnd(info, after ?? null)) {
     endEmpty(stream, 204);

@@ -1,11 +1,13 @@
 /** Sessions (Express): start runs, read status, cancel. Their streams and appends are hot routes (front.ts). */
 import { Router } from "express";
 import { principalOf, requireScope } from "../auth/middleware.js";
+import { assertMaySession, mayCancel, mayReadSession } from "../auth/policy.js";
 import { errors } from "../errors.js";
+import { admitRun } from "../limits/admission.js";
 import type { SessionInfo } from "../store/types.js";
 import { runRequest } from "./agent-stream.js";
 import type { AppContext } from "./context.js";
-import { admitRun, assertAcceptingWork, assertCanAccess } from "./guards.js";
+import { assertAcceptingWork } from "./guards.js";
 import { createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
 
 export function sessionView(info: SessionInfo) {
@@ -55,7 +57,7 @@ export function sessionsRouter(context: AppContext): Router {
       const id = parseSessionId(req.params.id);
       const principal = requireScope(res, "subscribe");
       const info = await store.getSession(id);
-      assertCanAccess(principal, id, info);
+      assertMaySession(mayReadSession(principal, id, info), id);
       if (!info) throw errors.notFound(`no session ${id}`);
       res.json(sessionView(info));
     })
@@ -67,8 +69,8 @@ export function sessionsRouter(context: AppContext): Router {
       const id = parseSessionId(req.params.id);
       if (!store.isReady()) throw errors.unavailable();
       const principal = principalOf(res);
-      if (!principal.scopes.has("run") && !principal.scopes.has("publish")) requireScope(res, "run");
-      if (!principal.open) assertCanAccess(principal, id, await store.getSession(id));
+      if (!mayCancel(principal)) requireScope(res, "run");
+      if (!principal.open) assertMaySession(mayReadSession(principal, id, await store.getSession(id)), id);
       const { before, status } = await runs.cancel(id);
       if (!before) throw errors.notFound(`no session ${id}`);
       if (before.status !== "running")

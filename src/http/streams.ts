@@ -3,14 +3,11 @@
  * An open stream lives for hours, so what it keeps is kept small: one hooks object instead of a
  * closure per hook, option objects shared by every stream, places in the limits held by one object.
  */
-import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Logger } from "pino";
 import type { Query } from "../auth/middleware.js";
-import type { Principal } from "../auth/principal.js";
 import type { Config } from "../config.js";
-import { AppError } from "../errors.js";
-import type { Limiter } from "../limits/limiter.js";
+import { type Admission, CONNECTION_PLACE_REFRESH_MS } from "../limits/admission.js";
 import type { CursorTracker } from "../mux/cursor.js";
 import { StreamConnection, type StreamConnectionOptions } from "../mux/stream-connection.js";
 import { type CloseReason, SseWriter, type SseWriterHooks, type SseWriterOptions } from "../sse/writer.js";
@@ -26,16 +23,6 @@ export interface OpenStreamOptions {
   headers?: Record<string, string>;
   admission: Admission;
 }
-
-/** A place among the connections allowed per subject and per IP, held while the stream is open. */
-export interface Admission {
-  connectionId: string;
-  refresh(): Promise<void>;
-  release(): Promise<void>;
-}
-
-const CONNECTION_PLACE_TTL_MS = 90_000;
-const CONNECTION_PLACE_REFRESH_MS = 30_000;
 
 /** Places of open streams, renewed together by one timer (an idle stream costs no timer of its own). */
 const heldAdmissions = new Set<Admission>();
@@ -57,71 +44,6 @@ function dropAdmission(admission: Admission): void {
     clearInterval(admissionRefresher);
     admissionRefresher = undefined;
   }
-}
-
-/** One stream's places: per IP, and per subject when the token has one. */
-class ConnectionPlaces implements Admission {
-  readonly connectionId = `c_${randomBytes(6).toString("base64url")}`;
-
-  constructor(
-    private readonly limiter: Limiter,
-    private readonly limits: Config["limits"],
-    // The address and subject, not the keys: those strings are built when used, not kept per stream.
-    private readonly ip: string,
-    private readonly subject: string | null,
-  ) {}
-
-  /** Takes (or renews) every place; false when one of them is full. */
-  async take(): Promise<boolean> {
-    const { limiter, limits, connectionId, subject } = this;
-    const [byIp, bySubject] = await Promise.all([
-      limiter.acquire(`conn:ip:${this.ip}`, connectionId, limits.connectionsPerIp, CONNECTION_PLACE_TTL_MS),
-      subject === null ||
-        limiter.acquire(
-          `conn:sub:${subject}`,
-          connectionId,
-          limits.connectionsPerSubject,
-          CONNECTION_PLACE_TTL_MS,
-        ),
-    ]);
-    return byIp && bySubject;
-  }
-
-  async refresh(): Promise<void> {
-    await this.take();
-  }
-
-  async release(): Promise<void> {
-    const { limiter, connectionId, subject } = this;
-    await Promise.all([
-      limiter.release(`conn:ip:${this.ip}`, connectionId),
-      subject === null ? undefined : limiter.release(`conn:sub:${subject}`, connectionId),
-    ]);
-  }
-}
-
-/** Takes the stream's places in the per-subject and per-IP connection limits, or refuses with 429. */
-export async function admitConnection(
-  context: AppContext,
-  principal: Principal,
-  ip: string | undefined,
-): Promise<Admission> {
-  const places = new ConnectionPlaces(
-    context.limiter,
-    context.config.limits,
-    ip ?? "unknown",
-    principal.subject,
-  );
-  if (!(await places.take())) {
-    await places.release();
-    throw new AppError(
-      429,
-      "too_many_connections",
-      "too many open streams for this client; close one or retry later",
-      { "Retry-After": "5" },
-    );
-  }
-  return places;
 }
 
 const MAX_CONCURRENT_READS_PER_CONNECTION = 4;

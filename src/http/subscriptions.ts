@@ -2,12 +2,12 @@
 import { randomBytes } from "node:crypto";
 import { Router } from "express";
 import { requireScope } from "../auth/middleware.js";
-import { canOwnSubscription } from "../auth/principal.js";
+import { mayOwnSubscription, mayUseSubscription } from "../auth/policy.js";
 import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
 import type { PatchOutcome } from "../mux/subscriptions.js";
 import type { AppContext } from "./context.js";
-import { isStreamableId, mayUseSubscription } from "./multiplex.js";
+import { isStreamableId } from "./multiplex.js";
 import { parseOrThrow, parseSessionId, subscriptionCreateBody, subscriptionPatchBody } from "./validation.js";
 
 function checkIds(field: string, ids: readonly string[]): string[] {
@@ -22,7 +22,7 @@ export function subscriptionsRouter(context: AppContext): Router {
   const { subscriptions, config, store } = context;
   const assertOwner = async (principal: Parameters<typeof mayUseSubscription>[0], id: string) => {
     if (!mayUseSubscription(principal, await subscriptions.owner(id))) {
-      throw authError(403, "forbidden", "this subscription set belongs to another subject");
+      throw authError("forbidden", "this subscription set belongs to another subject");
     }
   };
   const tooMany = (outcome: PatchOutcome) => {
@@ -38,8 +38,8 @@ export function subscriptionsRouter(context: AppContext): Router {
     .route("/subscriptions")
     .post(async (req, res) => {
       const principal = requireScope(res, "subscribe");
-      if (!canOwnSubscription(principal)) {
-        throw authError(403, "forbidden", "a subscription set needs a token with a `sub` to own it");
+      if (!mayOwnSubscription(principal)) {
+        throw authError("forbidden", "a subscription set needs a token with a `sub` to own it");
       }
       const body = parseOrThrow(subscriptionCreateBody, req.body);
       const sessions = checkIds("sessions", body.sessions);

@@ -64,12 +64,12 @@ export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, where = "b
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const field = issue.path.length > 0 ? `${where}.${issue.path.join(".")}` : where;
-  throw new AppError(400, "invalid_request", `${field}: ${issue.message}`);
+  throw new AppError("invalid_request", `${field}: ${issue.message}`);
 }
 
 export function parseSessionId(value: unknown): string {
   if (typeof value !== "string" || !SESSION_ID_PATTERN.test(value)) {
-    throw new AppError(400, "invalid_session_id", "session id must match ^[A-Za-z0-9_-]{1,64}$");
+    throw new AppError("invalid_session_id", "session id must match ^[A-Za-z0-9_-]{1,64}$");
   }
   return value;
 }

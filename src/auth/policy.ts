@@ -1,0 +1,95 @@
+/**
+ * Every access rule of the gateway, in one place (table-driven tests: test/unit/policy.test.ts). A
+ * principal is admin (an `admin` token, or anyone in open mode), or has scopes, a subject (`sub`) and
+ * maybe a `sessions` claim (exact ids or `prefix*` patterns). Who may touch a session:
+ *
+ * | action                             | an existing session           | an id with no session (yet)                      |
+ * | ---------------------------------- | ----------------------------- | ------------------------------------------------ |
+ * | read (streams, status, @sessions)  | admin, the claim, the owner   | admin, the claim                                 |
+ * | write (append, cancel)             | admin, the claim, the owner   | admin, the claim, a subject without a claim (it  |
+ * |                                    |                               | creates the session by appending, and owns it)   |
+ * | create (a run with a given id)     | (taken: 409)                  | as write                                         |
+ *
+ * A subject without a claim can read only what it owns, so it may not wait on ids it does not own
+ * yet: another subject could create them. Scopes: `subscribe` reads, `publish` appends, `run` starts
+ * runs, and `run` or `publish` cancels; admin has all.
+ */
+
+import type { Principal, Scope } from "./principal.js";
+import { authError } from "./verifier.js";
+
+/** What the policy needs to know of a session: who created it. */
+export interface Owned {
+  owner: string | null;
+}
+
+export function isAdmin(principal: Principal): boolean {
+  return principal.open || principal.scopes.has("admin");
+}
+
+export function hasScope(principal: Principal, scope: Scope): boolean {
+  return isAdmin(principal) || principal.scopes.has(scope);
+}
+
+/** Whether the `sessions` claim names this id (exactly, or by a `prefix*` pattern). */
+export function claimAllows(principal: Principal, sessionId: string): boolean {
+  if (!principal.sessionPatterns) return false;
+  return principal.sessionPatterns.some((pattern) =>
+    pattern.endsWith("*") ? sessionId.startsWith(pattern.slice(0, -1)) : pattern === sessionId,
+  );
+}
+
+const owns = (principal: Principal, session: Owned) =>
+  session.owner !== null && session.owner === principal.subject;
+
+export function mayReadSession(principal: Principal, sessionId: string, session: Owned | null): boolean {
+  if (isAdmin(principal) || claimAllows(principal, sessionId)) return true;
+  return session !== null && owns(principal, session);
+}
+
+export function mayWriteSession(principal: Principal, sessionId: string, session: Owned | null): boolean {
+  return session === null
+    ? mayCreateSession(principal, sessionId)
+    : mayReadSession(principal, sessionId, session);
+}
+
+/**
+ * Creating a session with this id: a claimed id, or (without a claim) any id, which the subject then
+ * owns. A token with neither a claim nor a subject could never read what it created, so it may not.
+ */
+export function mayCreateSession(principal: Principal, sessionId: string): boolean {
+  if (isAdmin(principal) || claimAllows(principal, sessionId)) return true;
+  return principal.sessionPatterns === null && principal.subject !== null;
+}
+
+/** Owning a subscription set needs a subject (or admin): the set is checked against it on every use. */
+export function mayOwnSubscription(principal: Principal): boolean {
+  return isAdmin(principal) || principal.subject !== null;
+}
+
+export function mayUseSubscription(principal: Principal, owner: string | null): boolean {
+  return isAdmin(principal) || (owner !== null && owner === principal.subject);
+}
+
+/** Cancelling needs `run` or `publish` (the producer of a session may end it too). */
+export function mayCancel(principal: Principal): boolean {
+  return hasScope(principal, "run") || hasScope(principal, "publish");
+}
+
+/** A prefix for generated ids when the claim allows only a prefix (so the new session stays readable). */
+export function generatedIdPrefix(principal: Principal): string | null {
+  if (isAdmin(principal) || (principal.sessionPatterns === null && principal.subject !== null)) return "";
+  if (principal.sessionPatterns === null) return null;
+  const prefix = principal.sessionPatterns.find((pattern) => pattern.endsWith("*"));
+  return prefix === undefined ? null : prefix.slice(0, -1);
+}
+
+export function requireScope(principal: Principal, scope: Scope): Principal {
+  if (!hasScope(principal, scope)) throw authError("insufficient_scope", `this needs the \`${scope}\` scope`);
+  return principal;
+}
+
+/** Throws `403 forbidden` unless `allowed`: the one refusal for a session the principal may not touch. */
+export function assertMaySession(allowed: boolean, sessionId: string): void {
+  if (!allowed) throw authError("forbidden", `this token may not access session ${sessionId}`);
+}

@@ -1,0 +1,162 @@
+/**
+ * Admission: the cost and abuse limits a request must pass before it gets a run or a stream, counted
+ * per subject (per client address in open mode) in limits shared by every instance (limiter.ts).
+ */
+import { randomBytes } from "node:crypto";
+import { newSessionId, type RunRequest } from "../agent/run-manager.js";
+import { generatedIdPrefix, mayCreateSession, requireScope } from "../auth/policy.js";
+import type { Principal } from "../auth/principal.js";
+import { authError } from "../auth/verifier.js";
+import type { Config } from "../config.js";
+import { AppError, type ErrorCode } from "../errors.js";
+import type { Limiter } from "./limiter.js";
+
+export interface AdmissionDeps {
+  limiter: Limiter;
+  config: Readonly<Config>;
+}
+
+export function limited(code: ErrorCode, message: string, retryAfterSeconds: number): AppError {
+  return new AppError(code, message, { "Retry-After": String(retryAfterSeconds) });
+}
+
+/** The key that limits count against: the token's subject, else (open mode) the client's address. */
+export function limitSubject(principal: Principal, ip: string | undefined): string {
+  return principal.subject !== null ? `sub:${principal.subject}` : `ip:${ip ?? "unknown"}`;
+}
+
+/** A place among the connections allowed per subject and per IP, held while the stream is open. */
+export interface Admission {
+  connectionId: string;
+  refresh(): Promise<void>;
+  release(): Promise<void>;
+}
+
+const CONNECTION_PLACE_TTL_MS = 90_000;
+/** How often an open stream's places are renewed (well inside their TTL). */
+export const CONNECTION_PLACE_REFRESH_MS = 30_000;
+/** One stream's places: per IP, and per subject when the token has one. */
+class ConnectionPlaces implements Admission {
+  readonly connectionId = `c_${randomBytes(6).toString("base64url")}`;
+
+  constructor(
+    private readonly limiter: Limiter,
+    private readonly limits: Config["limits"],
+    // The address and subject, not the keys: those strings are built when used, not kept per stream.
+    private readonly ip: string,
+    private readonly subject: string | null,
+  ) {}
+
+  /** Takes (or renews) every place; false when one of them is full. */
+  async take(): Promise<boolean> {
+    const { limiter, limits, connectionId, subject } = this;
+    const [byIp, bySubject] = await Promise.all([
+      limiter.acquire(`conn:ip:${this.ip}`, connectionId, limits.connectionsPerIp, CONNECTION_PLACE_TTL_MS),
+      subject === null ||
+        limiter.acquire(
+          `conn:sub:${subject}`,
+          connectionId,
+          limits.connectionsPerSubject,
+          CONNECTION_PLACE_TTL_MS,
+        ),
+    ]);
+    return byIp && bySubject;
+  }
+
+  async refresh(): Promise<void> {
+    await this.take();
+  }
+
+  async release(): Promise<void> {
+    const { limiter, connectionId, subject } = this;
+    await Promise.all([
+      limiter.release(`conn:ip:${this.ip}`, connectionId),
+      subject === null ? undefined : limiter.release(`conn:sub:${subject}`, connectionId),
+    ]);
+  }
+}
+
+/** Takes the stream's places in the per-subject and per-IP connection limits, or refuses with 429. */
+export async function admitConnection(
+  context: AdmissionDeps,
+  principal: Principal,
+  ip: string | undefined,
+): Promise<Admission> {
+  const places = new ConnectionPlaces(
+    context.limiter,
+    context.config.limits,
+    ip ?? "unknown",
+    principal.subject,
+  );
+  if (!(await places.take())) {
+    await places.release();
+    throw new AppError(
+      "too_many_connections",
+      "too many open streams for this client; close one or retry later",
+      { "Retry-After": "5" },
+    );
+  }
+  return places;
+}
+
+/**
+ * Everything a run needs before it starts: the `run` scope, an id the token may create, and places
+ * in the subject's runs-per-minute and concurrent-runs limits (none for an `admin` token).
+ */
+export async function admitRun(
+  context: AdmissionDeps,
+  asking: Principal,
+  ip: string | undefined,
+  requestedId: string | undefined,
+): Promise<Pick<RunRequest, "id" | "owner" | "slot" | "freshId">> {
+  const principal = requireScope(asking, "run");
+  let id = requestedId;
+  if (id === undefined) {
+    const prefix = generatedIdPrefix(principal);
+    if (prefix === null) {
+      throw authError(
+        "forbidden",
+        principal.subject === null
+          ? "a token without `sub` or a `sessions` claim cannot own a session"
+          : "this token may only use the session ids it names: give an `id`",
+      );
+    }
+    id = `${prefix}${newSessionId()}`.slice(0, 64);
+  } else if (!mayCreateSession(principal, id)) {
+    throw authError("forbidden", `this token may not create session ${id}`);
+  }
+  const freshId = requestedId === undefined;
+  // An operator's own token is never run-limited; open mode (where everyone is "admin") still is.
+  if (!principal.open && principal.scopes.has("admin")) return { id, freshId, owner: principal.subject };
+  const { limiter, config } = context;
+  const subject = limitSubject(principal, ip);
+  const concurrencyKey = `active-runs:${subject}`;
+  const slotTtlMs = config.leaseMs * 3;
+  // Both limits in one round trip (this is on the way to a run's first token).
+  const [rate, placed] = await Promise.all([
+    limiter.consume(`runs:${subject}`, 60, 1, config.limits.runsPerMinute),
+    limiter.acquire(concurrencyKey, id, config.limits.concurrentRuns, slotTtlMs),
+  ]);
+  if (!rate.ok) {
+    if (placed) await limiter.release(concurrencyKey, id);
+    throw limited(
+      "too_many_runs",
+      `at most ${config.limits.runsPerMinute} runs per minute`,
+      rate.retryAfterSeconds,
+    );
+  }
+  if (!placed) {
+    throw limited("too_many_active_runs", `at most ${config.limits.concurrentRuns} runs at once`, 5);
+  }
+  return {
+    id,
+    freshId,
+    owner: principal.subject,
+    slot: {
+      refresh: async () => {
+        await limiter.acquire(concurrencyKey, id, Number.MAX_SAFE_INTEGER, slotTtlMs);
+      },
+      release: () => limiter.release(concurrencyKey, id),
+    },
+  };
+}

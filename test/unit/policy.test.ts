@@ -1,0 +1,120 @@
+/** The access policy, as the table in src/auth/policy.ts states it: one row per kind of principal. */
+import { describe, expect, it } from "vitest";
+import {
+  generatedIdPrefix,
+  mayCancel,
+  mayCreateSession,
+  mayOwnSubscription,
+  mayReadSession,
+  mayUseSubscription,
+  mayWriteSession,
+  requireScope,
+} from "../../src/auth/policy.js";
+import { OPEN_PRINCIPAL, type Principal, type Scope } from "../../src/auth/principal.js";
+
+function principal(
+  scopes: Scope[],
+  subject: string | null,
+  sessionPatterns: string[] | null = null,
+): Principal {
+  return { subject, scopes: new Set(scopes), sessionPatterns, expiresAtMs: null, open: false };
+}
+
+const OWNED_BY_ALICE = { owner: "alice" };
+const OWNED_BY_BOB = { owner: "bob" };
+const NOBODYS = { owner: null };
+
+interface Row {
+  who: string;
+  principal: Principal;
+  /** read/write of "s-1": owned by alice, owned by bob, owned by nobody, not existing */
+  read: [boolean, boolean, boolean, boolean];
+  write: [boolean, boolean, boolean, boolean];
+  create: boolean;
+}
+
+const rows: Row[] = [
+  {
+    who: "open mode",
+    principal: OPEN_PRINCIPAL,
+    read: [true, true, true, true],
+    write: [true, true, true, true],
+    create: true,
+  },
+  {
+    who: "an admin token",
+    principal: principal(["admin"], "ops"),
+    read: [true, true, true, true],
+    write: [true, true, true, true],
+    create: true,
+  },
+  {
+    who: "alice, no claim",
+    principal: principal(["subscribe", "publish", "run"], "alice"),
+    read: [true, false, false, false],
+    write: [true, false, false, true],
+    create: true,
+  },
+  {
+    who: "carol, claim s-*",
+    principal: principal(["subscribe", "publish"], "carol", ["s-*"]),
+    read: [true, true, true, true],
+    write: [true, true, true, true],
+    create: true,
+  },
+  {
+    who: "dave, claim other-1 only",
+    principal: principal(["subscribe", "publish"], "dave", ["other-1"]),
+    read: [false, false, false, false],
+    write: [false, false, false, false],
+    create: false,
+  },
+  {
+    who: "a token without sub or claim",
+    principal: principal(["subscribe", "publish"], null),
+    read: [false, false, false, false],
+    write: [false, false, false, false],
+    create: false,
+  },
+];
+
+const sessions = [OWNED_BY_ALICE, OWNED_BY_BOB, NOBODYS, null] as const;
+
+describe("access policy", () => {
+  for (const row of rows) {
+    it(`${row.who}: reads, writes and creates as the table says`, () => {
+      expect(sessions.map((session) => mayReadSession(row.principal, "s-1", session))).toEqual(row.read);
+      expect(sessions.map((session) => mayWriteSession(row.principal, "s-1", session))).toEqual(row.write);
+      expect(mayCreateSession(row.principal, "s-1")).toBe(row.create);
+    });
+  }
+
+  it("a session that does not exist yet is readable only through admin or a claim (nobody may wait on another's ids)", () => {
+    expect(mayReadSession(principal(["subscribe"], "alice"), "future", null)).toBe(false);
+    expect(mayReadSession(principal(["subscribe"], "alice", ["fut*"]), "future", null)).toBe(true);
+  });
+
+  it("scopes: subscribe reads, publish appends, run starts; run or publish cancels; admin has all", () => {
+    expect(() => requireScope(principal(["publish"], "a"), "subscribe")).toThrow(/subscribe/);
+    expect(requireScope(principal(["admin"], "a"), "run").subject).toBe("a");
+    expect(mayCancel(principal(["publish"], "a"))).toBe(true);
+    expect(mayCancel(principal(["run"], "a"))).toBe(true);
+    expect(mayCancel(principal(["subscribe"], "a"))).toBe(false);
+  });
+
+  it("subscription sets belong to a subject; admin may use any", () => {
+    expect(mayOwnSubscription(principal(["subscribe"], "a"))).toBe(true);
+    expect(mayOwnSubscription(principal(["subscribe"], null, ["x"]))).toBe(false);
+    expect(mayUseSubscription(principal(["subscribe"], "a"), "a")).toBe(true);
+    expect(mayUseSubscription(principal(["subscribe"], "a"), "b")).toBe(false);
+    expect(mayUseSubscription(principal(["subscribe"], "a"), null)).toBe(false);
+    expect(mayUseSubscription(principal(["admin"], "ops"), "b")).toBe(true);
+  });
+
+  it("generated ids: free for a subject, under the claim's prefix, impossible without either", () => {
+    expect(generatedIdPrefix(principal(["run"], "a"))).toBe("");
+    expect(generatedIdPrefix(principal(["run"], "a", ["team-*", "x"]))).toBe("team-");
+    expect(generatedIdPrefix(principal(["run"], "a", ["x"]))).toBeNull();
+    expect(generatedIdPrefix(principal(["run"], null))).toBeNull();
+  });
+});
