@@ -57,6 +57,18 @@ function hotPathCounter(name: string, help: string, registers: Registry[]) {
   };
 }
 
+/**
+ * Label values known in advance, exported at 0 from the start (Prometheus: "avoid missing metrics").
+ * A series that first appears at 1 has no earlier sample, so increase()/rate() miss that first event
+ * (the first interrupted run after a restart would not fire SseGatewayRunsInterrupted), and a panel
+ * shows "No data" instead of 0. Other values (other error codes) still appear when first used.
+ */
+const INITIAL_LABELS = {
+  runEndStatus: ["done", "cancelled", "interrupted", "store_unavailable", "upstream_error"],
+  connectionKind: ["session", "multiplexed", "agent"],
+  redisConnection: ["command", "subscriber"],
+} as const;
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) {
@@ -84,7 +96,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     registers,
   });
 
-  return {
+  /** What sse_ready reports at each scrape; until an instance sets it, 0 (not known to be ready). */
+  let readinessProbe: () => boolean = () => false;
+
+  const metrics = {
     addDelivered: delivered.add,
     addSocketWrite: socketWrites.add,
     eventsDelivered: delivered.counter,
@@ -96,6 +111,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["kind"] as const,
       registers,
     }),
+    ready: new Gauge({
+      name: "sse_ready",
+      help: "1 while this instance is ready for traffic (store reachable, not draining: /readyz 200), else 0",
+      registers,
+      collect() {
+        this.set(readinessProbe() ? 1 : 0);
+      },
+    }),
+    /** Called once by whoever can tell readiness (server.ts); sse_ready asks it at each scrape. */
+    setReadinessProbe(probe: () => boolean): void {
+      readinessProbe = probe;
+    },
     /** Takes any event type: the label is normalised here (eventTypeLabel), so no caller can forget. */
     eventsAppended: {
       counter: eventsAppended,
@@ -115,10 +142,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["status"] as const,
       registers,
     }),
+    /** The model's first output of any kind: what a reader waits for before anything streams. */
     timeToFirstToken: new Histogram({
       name: "sse_run_time_to_first_token_seconds",
-      help: "From run start to the first token appended",
+      help: "From run start to the model's first output of any kind (token, reasoning, refusal or tool call) appended",
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers,
+    }),
+    /** The first answer text (`token`): later than the above when the model reasons or calls tools first. */
+    timeToFirstAnswerToken: new Histogram({
+      name: "sse_run_time_to_first_answer_token_seconds",
+      help: "From run start to the first answer token (a token event, not reasoning or a tool call) appended",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
       registers,
     }),
     deliveryLatency: new Histogram({
@@ -178,6 +213,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
     }),
   };
+  for (const kind of INITIAL_LABELS.connectionKind) metrics.openConnections.set({ kind }, 0);
+  for (const status of INITIAL_LABELS.runEndStatus) metrics.runsEnded.inc({ status }, 0);
+  for (const connection of INITIAL_LABELS.redisConnection) metrics.redisErrors.inc({ connection }, 0);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

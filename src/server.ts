@@ -18,6 +18,9 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const gateway = await createGateway(config, { logger });
+  const { context } = gateway;
+  // sse_ready: what /readyz answers, asked at each scrape (dashboards show readiness by instance).
+  context.metrics.setReadinessProbe(() => !context.state.draining && context.store.isReady());
   const { server, port } = await listen(gateway.app, config, config.port, config.host);
   logger.info(
     { port, host: config.host, store: gateway.context.store.kind, instanceId: gateway.instanceId },
