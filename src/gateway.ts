@@ -136,7 +136,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     );
   }
 
-  const hub = new Hub(store, { catchUpBatch: config.catchUpBatch }, metrics, logger);
+  const hub = new Hub(store.notifier, metrics, logger);
   const runs = new RunManager(
     {
       store,

@@ -1,28 +1,37 @@
-import type { ReadResult, StoredEvent } from "../store/types.js";
+import { comparePositions } from "../store/positions.js";
+import type { StoredEvent } from "../store/types.js";
 
 /**
- * One session as read by one connection. The hub feeds it live events while it is `live` and its
- * connection can take them; otherwise it is `behind`, and its owner catches it up from the store.
+ * What the hub sees of a reader (one session as read by one connection): it pushes every batch
+ * appended to the session, and says when notices may have been missed. Like better-sse's Channel,
+ * which only calls `session.push`, the hub never reads or writes a reader's state: the reader's
+ * owner does, applying `continuesAt` to what is pushed.
  */
 export interface Reader {
   readonly sessionId: string;
-  /** Position of the last event handed to this reader; null until it has one (start from the beginning). */
-  position: string | null;
-  state: "live" | "behind";
-  /** A catch-up read is in flight, or its batch is held (prefetched) until the connection takes it. */
-  reading: boolean;
-  /** Set when a notice arrived during a read: one more read is needed before going live. */
-  dirty: boolean;
-  /** Whether the first read checked for trimmed history. */
-  gapChecked: boolean;
-  /** The connection accepts live events now. */
-  canTakeLive(): boolean;
-  /** Events strictly after `position`, in order, contiguous; `gap` precedes them when history was trimmed. */
-  deliver(events: readonly StoredEvent[], gap: ReadResult["gap"], fromStore: boolean): void;
-  /** Asks the owner to schedule a catch-up read (via `Hub.readBatch`). */
-  requestCatchUp(): void;
-  /** Asks the owner for room to hold one batch read ahead; false when its connection holds enough. */
-  holdReadAhead(): boolean;
-  /** The batch held for this reader was taken or dropped. */
-  releaseReadAhead(): void;
+  /**
+   * A batch appended to the session, in order; `prevId` is the session's last position before it ("" when
+   * it was empty). Returns true when the reader took the whole batch live (for the delivery-latency metric).
+   */
+  push(prevId: string, events: readonly StoredEvent[]): boolean;
+  /** Notices may have been missed (the notification link reconnected): re-read from the store. */
+  resync(): void;
+}
+
+/** `continuesAt`'s answer when the batch does not continue the reader: it missed something. */
+export const MISSED = -1;
+
+/**
+ * The position rule: where a batch appended after `prevId` continues a reader that has everything up to
+ * `position` (null: nothing yet). 0 when it follows the reader exactly; k > 0 when the reader already has
+ * the batch's first k events (`events.length`: all of them), as when a store read or the local hand-over
+ * of a run's batch came first; `MISSED` when the reader is before `prevId` and must read what it missed.
+ */
+export function continuesAt(position: string | null, prevId: string, events: readonly StoredEvent[]): number {
+  if (position === null) return prevId === "" ? 0 : MISSED;
+  if (position === prevId) return 0;
+  if (prevId !== "" && comparePositions(position, prevId) < 0) return MISSED;
+  let k = 0;
+  while (k < events.length && comparePositions(events[k]!.id, position) <= 0) k++;
+  return k;
 }

@@ -1,8 +1,8 @@
 /**
- * Catch-up with read-ahead: while a reader is behind, the hub reads its next batch before the current
- * one is written. A backlog of many batches still arrives complete, in order and once, live events
- * appended during the catch-up follow it without a gap or a duplicate, and a connection whose socket
- * is full holds at most one batch read ahead per reader. Against both stores.
+ * Catch-up with read-ahead: while a reader is behind, its connection's catch-up reads its next batch
+ * before the current one is written. A backlog of many batches still arrives complete, in order and
+ * once, live events appended during the catch-up follow it without a gap or a duplicate, and a
+ * connection whose socket is full holds at most one batch read ahead per reader. Against both stores.
  */
 import { Redis } from "ioredis";
 import { pino } from "pino";
@@ -145,7 +145,7 @@ async function openMux(
 ) {
   const metrics = createMetrics({ defaultMetrics: false });
   const logger = pino({ level: "silent" });
-  const hub = new Hub(store, { catchUpBatch: BATCH }, metrics, logger);
+  const hub = new Hub(store.notifier, metrics, logger);
   const writer = new FakeWriter();
   const connection = new StreamConnection(
     { hub, store, writer: writer as unknown as SseWriter, metrics, logger, tracker: new CursorTracker() },

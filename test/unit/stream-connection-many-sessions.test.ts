@@ -49,7 +49,7 @@ function muxConnection(store: StreamStore, hub: Hub, closeWhenAllEnded: boolean)
 
 const silent = pino({ level: "silent" });
 const hubOn = (store: StreamStore) =>
-  new Hub(store, { catchUpBatch: 10 }, createMetrics({ defaultMetrics: false }), silent);
+  new Hub(store.notifier, createMetrics({ defaultMetrics: false }), silent);
 
 describe.each([5, 40])("a connection with %i sessions", (count) => {
   it("reads each session once, forgets removed ones, and closes when the rest have ended", async () => {
