@@ -44,11 +44,18 @@ export interface RenderNginxOptions extends RenderGatewayOptions {
 /** The http-block-level config, for /etc/nginx/conf.d/ (like nginx/gateway.conf itself). */
 export function renderGatewayConf(options: RenderGatewayOptions): string;
 
-/** nginx/compose.conf: the fragment for docker-compose.yml (listen 80, upstream gateway:3000, no TLS). */
-export function renderComposeConf(): string;
+/**
+ * nginx/compose.conf: the fragment for docker-compose.yml (listen 80, upstream gateway:3000, no TLS);
+ * with `tls: true`, nginx/compose-tls.conf: the same plus HTTPS and HTTP/2 on 443 with the certificate
+ * at /etc/nginx/certs/fullchain.pem and privkey.pem.
+ */
+export function renderComposeConf(options?: { tls?: boolean }): string;
 
 /** The comment lines at the top of nginx/compose.conf. */
 export const COMPOSE_NOTES: readonly string[];
+
+/** The comment lines at the top of nginx/compose-tls.conf. */
+export const COMPOSE_TLS_NOTES: readonly string[];
 
 /**
  * A complete standalone nginx.conf (daemon off, worker_processes 1, events {}, http {}, pid, logs

@@ -104,7 +104,8 @@ export const COMPOSE_NOTES = [
   "nginx/compose.conf: the config of the nginx service in docker-compose.yml, mounted over",
   "/etc/nginx/conf.d/default.conf in nginx:1.27-alpine. After editing gateway.conf, regenerate it with",
   "  node nginx/render.mjs --compose > nginx/compose.conf",
-  "No TLS here: terminate TLS in front of it, or mount certificates and render with --tls-cert/--tls-key.",
+  "No TLS here: nginx/compose-tls.conf (the `nginx-tls` service, `docker compose --profile tls up`) adds",
+  "HTTPS and HTTP/2 with a certificate mounted at /etc/nginx/certs/.",
   "",
   "Upstream `gateway:3000` without a resolver: with `deploy.replicas`, Docker's DNS answers the service",
   "name with EVERY replica's IP, and nginx resolves it once at start, so the upstream holds one peer per",
@@ -116,12 +117,35 @@ export const COMPOSE_NOTES = [
   "hence depends_on: gateway (condition: service_healthy) in docker-compose.yml.",
 ];
 
+/** Comment lines at the top of nginx/compose-tls.conf (see renderComposeConf). */
+export const COMPOSE_TLS_NOTES = [
+  "nginx/compose-tls.conf: the config of the `nginx-tls` service in docker-compose.yml (profile `tls`):",
+  "nginx/compose.conf plus the HTTPS + HTTP/2 listener on 443. After editing gateway.conf, regenerate it with",
+  "  node nginx/render.mjs --compose-tls > nginx/compose-tls.conf",
+  "The certificate chain and key are read from /etc/nginx/certs/fullchain.pem and privkey.pem, which",
+  "docker-compose.yml mounts from $TLS_CERT_DIR (default ./deploy/certs). Renewed certificates take",
+  "effect on `docker compose exec nginx-tls nginx -s reload`. See nginx/compose.conf on the upstream.",
+];
+
+/** The nginx of docker-compose.yml (nginx:1.27-alpine): `http2 on;`, not the pre-1.25.1 listen flag. */
+const COMPOSE_NGINX_VERSION = "1.27.0";
+
 /**
- * nginx/compose.conf: gateway.conf for docker-compose.yml (listen 80, upstream gateway:3000, no TLS).
+ * nginx/compose.conf: gateway.conf for docker-compose.yml (listen 80, upstream gateway:3000, no TLS);
+ * with `tls`, nginx/compose-tls.conf: the same plus HTTPS and HTTP/2 on 443, certificates under
+ * /etc/nginx/certs/.
+ * @param {{ tls?: boolean }} [options]
  * @returns {string}
  */
-export function renderComposeConf() {
-  return renderGatewayConf({ listen: "80", upstreams: ["gateway:3000"], notes: COMPOSE_NOTES });
+export function renderComposeConf(options = {}) {
+  const base = { listen: "80", upstreams: ["gateway:3000"] };
+  if (!options.tls) return renderGatewayConf({ ...base, notes: COMPOSE_NOTES });
+  return renderGatewayConf({
+    ...base,
+    notes: COMPOSE_TLS_NOTES,
+    nginxVersion: COMPOSE_NGINX_VERSION,
+    tls: { cert: "/etc/nginx/certs/fullchain.pem", key: "/etc/nginx/certs/privkey.pem", listen: "443" },
+  });
 }
 
 /**
@@ -272,7 +296,8 @@ const USAGE = `usage: node nginx/render.mjs --listen ADDR [--listen ADDR] --upst
   --worker-connections N standalone only (default 4096)
   --error-log-level L    standalone only (default warn)
   --note TEXT            a comment line at the top (repeatable)
-  --compose              nginx/compose.conf (fragment, listen 80, upstream gateway:3000); no other options`;
+  --compose              nginx/compose.conf (fragment, listen 80, upstream gateway:3000); no other options
+  --compose-tls          nginx/compose-tls.conf: the same plus HTTPS + HTTP/2 on 443 (certificates in /etc/nginx/certs)`;
 
 function parseArgs(argv) {
   const options = { listen: [], upstreams: [], notes: [] };
@@ -302,6 +327,7 @@ function parseArgs(argv) {
       case "--error-log-level": options.errorLogLevel = value(); break;
       case "--note": options.notes.push(value()); break;
       case "--compose": return { compose: true };
+      case "--compose-tls": return { compose: true, tls: true };
       case "-h":
       case "--help": return { help: true };
       default: throw new TypeError(`unknown argument ${JSON.stringify(arg)}`);
@@ -326,7 +352,7 @@ function main(argv) {
       return 0;
     }
     if (parsed.compose) {
-      process.stdout.write(renderComposeConf());
+      process.stdout.write(renderComposeConf({ tls: parsed.tls === true }));
       return 0;
     }
     const { options, fragment } = parsed;

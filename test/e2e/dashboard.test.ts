@@ -1,7 +1,10 @@
 /**
- * The dashboard (`GET /`, public/) in Chromium against real gateway processes on a real Redis, over
- * plain HTTP/1.1: many agents on ONE SSE connection, a kill and restart of the gateway mid-stream,
- * start and cancel from the page, and several tabs sharing one connection.
+ * The dashboard (`GET /`, public/) in Chromium against real gateway processes on a real Redis: many
+ * agents on ONE SSE connection, a kill and restart of the gateway mid-stream, start and cancel from the
+ * page, and several tabs sharing one connection. The tab and restart tests run over each of ORIGINS:
+ * plain HTTP/1.1 straight to the gateway, and HTTP/2 over TLS through the system nginx running the
+ * shipped config's HTTPS listener (a test certificate; Chromium runs with --ignore-certificate-errors);
+ * each asserts the protocol the page negotiated (nextHopProtocol).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -18,6 +21,7 @@ import {
   startBuiltGateway,
   watchErrors,
 } from "./helpers/browser.js";
+import { type NginxHandle, startNginx } from "./helpers/nginx.js";
 
 /** The README's screenshot, rewritten only when asked (`UPDATE_SCREENSHOT=1 npm run test:e2e`). */
 const SCREENSHOT = new URL("../../docs/dashboard.png", import.meta.url);
@@ -32,9 +36,20 @@ const WAIT_MS = 30_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Where the browser loads the page from. Node-side calls (starting runs, reading a session back,
+ * /metrics) always go straight to the gateway.
+ */
+const ORIGINS = [
+  { label: "HTTP/1.1 straight to the gateway", via: "direct", protocol: "http/1.1" },
+  { label: "HTTP/2 over TLS through nginx", via: "nginx-tls", protocol: "h2" },
+] as const;
+type Origin = (typeof ORIGINS)[number];
+
 let browser: Browser;
 const gateways: GatewayProcess[] = [];
 const contexts: BrowserContext[] = [];
+const proxies: NginxHandle[] = [];
 
 function gatewayEnv(overrides: Record<string, string> = {}): Record<string, string> {
   return {
@@ -53,6 +68,22 @@ async function startGateway(env: Record<string, string>): Promise<GatewayProcess
   const gateway = await startBuiltGateway(env);
   gateways.push(gateway);
   return gateway;
+}
+
+/** The page's base URL for a gateway: the gateway itself, or nginx's HTTPS listener in front of it. */
+async function pageBase(origin: Origin, gateway: GatewayProcess): Promise<string> {
+  if (origin.via === "direct") return gateway.url;
+  const nginx = await startNginx({ upstreams: [`127.0.0.1:${gateway.port}`], tls: true });
+  proxies.push(nginx);
+  if (!nginx.httpsUrl) throw new Error("nginx started without its HTTPS listener");
+  return nginx.httpsUrl;
+}
+
+/** The protocol the page's own load negotiated ("http/1.1", "h2"), as the browser reports it. */
+async function negotiatedProtocol(page: Page): Promise<string> {
+  return page.evaluate(
+    () => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).nextHopProtocol,
+  );
 }
 
 async function newContext(): Promise<BrowserContext> {
@@ -126,6 +157,7 @@ beforeAll(async () => {
 afterEach(async () => {
   for (const context of contexts.splice(0)) await context.close().catch(() => {});
   for (const gateway of gateways.splice(0)) await gateway.stop();
+  for (const nginx of proxies.splice(0)) await nginx.stop();
 });
 
 afterAll(async () => {
@@ -347,58 +379,6 @@ describe("the dashboard at /", () => {
     expect(errors).toEqual([]);
   });
 
-  it("three tabs hold ONE SSE connection; when the leader tab closes, another resumes without loss or repeats", async () => {
-    const gateway = await startGateway(gatewayEnv({ SIMULATED_TOKENS_PER_SECOND: "10" }));
-    const context = await newContext();
-    const tabs: Dashboard[] = [];
-    for (let i = 0; i < 3; i++) tabs.push(await openDashboard(context, `${gateway.url}/`));
-    const pages = tabs.map((tab) => tab.page);
-    for (const page of pages) await waitLive(page);
-    await expect.poll(() => leaderOf(pages)).toHaveLength(1);
-    const [leader] = await leaderOf(pages);
-    const followers = pages.filter((page) => page !== leader);
-    for (const page of followers) expect(await page.getAttribute("#tab-role", "data-role")).toBe("follower");
-    await expect.poll(() => openSseConnections(gateway.url), { timeout: 10_000 }).toBe(1);
-
-    // A run started in a follower tab shows in every tab.
-    await followers[0]!.getByLabel("Message").fill("[tokens=60] Three tabs.");
-    await followers[0]!.getByLabel("Message").press("Enter");
-    await followers[0]!.waitForSelector("#start-status[data-session-id]");
-    const id = (await followers[0]!.getAttribute("#start-status", "data-session-id"))!;
-    for (const page of pages) {
-      await page.waitForFunction(
-        (id) =>
-          (document.querySelector(`.panel[data-session-id="${id}"] .text`)?.textContent?.length ?? 0) > 0,
-        id,
-        { timeout: WAIT_MS },
-      );
-    }
-    expect(await openSseConnections(gateway.url)).toBe(1);
-
-    // The leader goes away mid-stream: another tab takes the lock and resumes from the last cursor it saw.
-    await leader!.close();
-    await expect.poll(() => leaderOf(followers), { timeout: WAIT_MS }).toHaveLength(1);
-    const [next] = await leaderOf(followers);
-    await waitLive(next!);
-    await expect.poll(() => openSseConnections(gateway.url), { timeout: 10_000 }).toBe(1);
-    expect(await panel(next!, id).getAttribute("data-status")).toBe("running");
-
-    const second = await request("POST", `${gateway.url}/api/v1/sessions`, {
-      body: { message: "[tokens=12] After the takeover." },
-    });
-    expect(second.status).toBe(201);
-    for (const page of followers) {
-      expect(await waitForStatus(page, id, ["done"])).toBe("done");
-      expect(await waitForStatus(page, second.body.id, ["done"])).toBe("done");
-    }
-    for (const sessionId of [id, second.body.id as string]) {
-      const { text } = await sessionText(gateway.url, sessionId);
-      for (const page of followers) expect(await panelText(page, sessionId)).toBe(text);
-    }
-    expect(await openSseConnections(gateway.url)).toBe(1);
-    expect(tabs.flatMap((tab) => tab.errors)).toEqual([]);
-  });
-
   it("asks for an access token once, says when it is missing or expired, and uses it everywhere", async () => {
     const secret = "dashboard-test-secret-0123456789abcdef";
     const key = new TextEncoder().encode(secret);
@@ -449,6 +429,105 @@ describe("the dashboard at /", () => {
     // The only errors are the browser's own log lines for the 401 answers.
     expect(errors.filter((e) => !/status of 401/.test(e))).toEqual([]);
   });
+});
+
+describe.each(ORIGINS)("the dashboard over $label", (origin) => {
+  it("per-session EventSources in one page: 6 stream at a time over HTTP/1.1, all of them over HTTP/2", async () => {
+    const streams = 10;
+    // The runs are still going at the end: a short drain, so that stopping the gateway is quick.
+    const gateway = await startGateway(gatewayEnv({ DRAIN_MS: "200", RUN_DRAIN_TIMEOUT_MS: "200" }));
+    const base = await pageBase(origin, gateway);
+    const page = await (await newContext()).newPage();
+    await page.goto(`${base}/healthz`);
+    expect(await negotiatedProtocol(page)).toBe(origin.protocol);
+    const ids: string[] = [];
+    for (let i = 0; i < streams; i++) {
+      const run = await request("POST", `${gateway.url}/api/v1/sessions`, {
+        body: { message: `[tokens=200] Long run ${i}.` },
+      });
+      expect(run.status).toBe(201);
+      ids.push(run.body.id as string);
+    }
+    // Each EventSource notes when its first event came; the runs last ~30 s, so on HTTP/1.1 the
+    // 7th and later wait for a connection that never frees up within the window.
+    await page.evaluate((ids) => {
+      const seen: Record<string, boolean> = {};
+      (window as unknown as { seen: Record<string, boolean> }).seen = seen;
+      for (const id of ids) {
+        const es = new EventSource(`/api/v1/sessions/${id}/stream`);
+        es.addEventListener("token", () => {
+          seen[id] = true;
+        });
+      }
+    }, ids);
+    const expected = origin.protocol === "h2" ? streams : BROWSER_CONNECTIONS_PER_HOST;
+    await page.waitForFunction(
+      (expected) => Object.keys((window as unknown as { seen: object }).seen).length >= expected,
+      expected,
+      { timeout: WAIT_MS },
+    );
+    await sleep(2000);
+    const streaming = await page.evaluate(
+      () => Object.keys((window as unknown as { seen: object }).seen).length,
+    );
+    console.log(`${origin.label}: ${streaming} of ${streams} per-session EventSources streaming at once`);
+    expect(streaming).toBe(expected);
+  });
+
+  it("three tabs hold ONE SSE connection; when the leader tab closes, another resumes without loss or repeats", async () => {
+    const gateway = await startGateway(gatewayEnv({ SIMULATED_TOKENS_PER_SECOND: "10" }));
+    const base = await pageBase(origin, gateway);
+    const context = await newContext();
+    const tabs: Dashboard[] = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openDashboard(context, `${base}/`));
+    const pages = tabs.map((tab) => tab.page);
+    // The first tab's load came over the network (the others' may come from the HTTP cache: "").
+    expect(await negotiatedProtocol(pages[0]!)).toBe(origin.protocol);
+    for (const page of pages) await waitLive(page);
+    await expect.poll(() => leaderOf(pages)).toHaveLength(1);
+    const [leader] = await leaderOf(pages);
+    const followers = pages.filter((page) => page !== leader);
+    for (const page of followers) expect(await page.getAttribute("#tab-role", "data-role")).toBe("follower");
+    await expect.poll(() => openSseConnections(gateway.url), { timeout: 10_000 }).toBe(1);
+
+    // A run started in a follower tab shows in every tab.
+    await followers[0]!.getByLabel("Message").fill("[tokens=60] Three tabs.");
+    await followers[0]!.getByLabel("Message").press("Enter");
+    await followers[0]!.waitForSelector("#start-status[data-session-id]");
+    const id = (await followers[0]!.getAttribute("#start-status", "data-session-id"))!;
+    for (const page of pages) {
+      await page.waitForFunction(
+        (id) =>
+          (document.querySelector(`.panel[data-session-id="${id}"] .text`)?.textContent?.length ?? 0) > 0,
+        id,
+        { timeout: WAIT_MS },
+      );
+    }
+    expect(await openSseConnections(gateway.url)).toBe(1);
+
+    // The leader goes away mid-stream: another tab takes the lock and resumes from the last cursor it saw.
+    await leader!.close();
+    await expect.poll(() => leaderOf(followers), { timeout: WAIT_MS }).toHaveLength(1);
+    const [next] = await leaderOf(followers);
+    await waitLive(next!);
+    await expect.poll(() => openSseConnections(gateway.url), { timeout: 10_000 }).toBe(1);
+    expect(await panel(next!, id).getAttribute("data-status")).toBe("running");
+
+    const second = await request("POST", `${gateway.url}/api/v1/sessions`, {
+      body: { message: "[tokens=12] After the takeover." },
+    });
+    expect(second.status).toBe(201);
+    for (const page of followers) {
+      expect(await waitForStatus(page, id, ["done"])).toBe("done");
+      expect(await waitForStatus(page, second.body.id, ["done"])).toBe("done");
+    }
+    for (const sessionId of [id, second.body.id as string]) {
+      const { text } = await sessionText(gateway.url, sessionId);
+      for (const page of followers) expect(await panelText(page, sessionId)).toBe(text);
+    }
+    expect(await openSseConnections(gateway.url)).toBe(1);
+    expect(tabs.flatMap((tab) => tab.errors)).toEqual([]);
+  });
 
   it("reconnects by itself after the gateway is killed and restarted; every panel ends with the full text", async () => {
     const port = await freePort();
@@ -456,7 +535,11 @@ describe("the dashboard at /", () => {
     const env = gatewayEnv({ PORT: String(port), LEASE_MS: "1500", RETRY_MS: "500" });
     let gateway = await startGateway(env);
     const url = gateway.url;
-    const { page, errors } = await openDashboard(await newContext(), `${url}/`);
+    const base = await pageBase(origin, gateway);
+    const { page, errors } = await openDashboard(await newContext(), `${base}/`);
+    const protocol = await negotiatedProtocol(page);
+    console.log(`${origin.label}: the page negotiated ${protocol} (${base})`);
+    expect(protocol).toBe(origin.protocol);
     await waitLive(page);
     await sleep(800);
 

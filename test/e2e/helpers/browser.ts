@@ -36,6 +36,8 @@ export function launchChromium(): Promise<Browser> {
       "--no-sandbox",
       "--disable-gpu",
       "--disable-quic",
+      // nginx's HTTPS listener in the tests has a self-signed certificate (helpers/nginx.ts).
+      "--ignore-certificate-errors",
       "--no-first-run",
       "--disable-background-networking",
       "--disable-component-update",
