@@ -26,6 +26,8 @@ const schema = z.object({
     .default("sse:"),
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText,
+  /** The upstream API runs call: Chat Completions, or the Responses API (same session events). */
+  OPENAI_API: z.enum(["chat", "responses"]).default("chat"),
   /** Defaults to gpt-4o-mini with a key, and to the simulated model without one. */
   DEFAULT_MODEL: optionalText,
   SIMULATED_TOKENS_PER_SECOND: z.coerce.number().positive().max(1_000_000).default(30),
@@ -92,7 +94,7 @@ export interface Config {
   logLevel: z.infer<typeof schema>["LOG_LEVEL"];
   redisUrl: string | undefined;
   keyPrefix: string;
-  openai: { apiKey: string | undefined; baseUrl: string | undefined };
+  openai: { apiKey: string | undefined; baseUrl: string | undefined; api: "chat" | "responses" };
   defaultModel: string;
   simulatedTokensPerSecond: number;
   upstreamTimeoutMs: number;
@@ -183,7 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
     keyPrefix: e.REDIS_KEY_PREFIX,
-    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, api: e.OPENAI_API },
     defaultModel: e.DEFAULT_MODEL ?? (e.OPENAI_API_KEY ? "gpt-4o-mini" : SIMULATED_MODEL),
     simulatedTokensPerSecond: e.SIMULATED_TOKENS_PER_SECOND,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,

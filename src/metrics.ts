@@ -209,7 +209,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     mergedTokens: new Counter({
       name: "sse_merged_tokens_total",
-      help: "Token events folded into a preceding token frame for a client that was far behind",
+      help: "Delta events (token, reasoning, tool_call_delta) folded into a preceding frame of their kind for a client that was far behind",
       registers,
     }),
   };

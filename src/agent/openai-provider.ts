@@ -1,36 +1,31 @@
+/**
+ * The OpenAI upstream: Chat Completions by default, the Responses API with `api: "responses"`
+ * (responses-provider.ts). Chat chunks map onto model chunks here: content, reasoning
+ * (`reasoning_content` or `reasoning`, as DeepSeek, vLLM, Ollama and OpenRouter send it), refusals,
+ * tool-call deltas and the calls they make up, usage with its details, and the finish reason.
+ */
 import type OpenAI from "openai";
-import { APIConnectionError, APIConnectionTimeoutError, APIError, OpenAIError } from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
-import {
-  type ModelChunk,
-  type ModelProvider,
-  type ModelRequest,
-  UpstreamError,
-  type UpstreamErrorCode,
-  type Usage,
-} from "./types.js";
+import { createResponsesStream, responsesUnsupported } from "./responses-provider.js";
+import type { ModelChunk, ModelProvider, ModelRequest, ToolCall, Usage } from "./types.js";
+import { outputTokenCap, readUpstream, type StreamTranslator, safeUpstreamError } from "./upstream.js";
+
+export { safeUpstreamError } from "./upstream.js";
+
+export type OpenAIApi = "chat" | "responses";
 
 export interface OpenAIProviderOptions {
   client: OpenAI;
-  /** Sent as `max_tokens` when set; otherwise the upstream's default applies. */
+  /** Which API to call: Chat Completions (default) or the Responses API. */
+  api?: OpenAIApi;
+  /**
+   * The operator's cap on output tokens: sent as `max_completion_tokens` (`max_output_tokens` on the
+   * Responses API), or as the request's own value when that is lower. Unset: the request's value or
+   * the upstream's default.
+   */
   maxOutputTokens?: number;
   /** Limit on time to response headers (the SDK's `timeout`) and on each wait for the next chunk. */
   timeoutMs: number;
-}
-
-/** Fixed, public sentences: upstream error text can carry keys, prompts or internals. */
-const SAFE_MESSAGES: Readonly<Record<UpstreamErrorCode, string>> = {
-  upstream_error: "The model provider returned an unexpected error.",
-  upstream_auth: "The model provider rejected the gateway's credentials.",
-  upstream_rate_limited: "The model provider is rate limiting requests; try again shortly.",
-  upstream_bad_request: "The model provider rejected the request.",
-  upstream_timeout: "The model provider did not respond in time.",
-  upstream_unavailable: "The model provider is unavailable.",
-  upstream_disconnected: "The connection to the model provider was lost mid-stream.",
-};
-
-export function safeUpstreamError(code: UpstreamErrorCode): UpstreamError {
-  return new UpstreamError(code, SAFE_MESSAGES[code]);
 }
 
 export function createOpenAIProvider(options: OpenAIProviderOptions): ModelProvider {
@@ -38,109 +33,147 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): ModelProvi
   if (!Number.isInteger(options.timeoutMs) || options.timeoutMs <= 0) {
     throw new RangeError("timeoutMs must be a positive integer");
   }
-  return {
-    name: "openai",
-    stream: (request) => streamCompletion(options, request),
-  };
+  if (options.api === "responses") {
+    return {
+      name: "openai",
+      stream: (request) => createResponsesStream(options, request),
+      unsupported: responsesUnsupported,
+    };
+  }
+  return { name: "openai", stream: (request) => streamChat(options, request) };
 }
 
-type Phase = "connect" | "stream";
-
-async function* streamCompletion(
+function streamChat(
   { client, maxOutputTokens, timeoutMs }: OpenAIProviderOptions,
   request: ModelRequest,
 ): AsyncGenerator<ModelChunk> {
-  const { signal } = request;
-  if (signal.aborted) return;
-
-  // Our own controller: it lets the idle watchdog and an early `break` by the consumer cancel the
-  // upstream request, and it keeps the SDK's never-removed listener off the caller's signal.
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-
-  let phase: Phase = "connect";
-  let timedOut = false;
-  let idleTimer: ReturnType<typeof setTimeout> | undefined;
-
-  try {
-    const stream = await client.chat.completions.create(
-      {
-        model: request.model,
-        messages: request.messages,
-        stream: true,
-        stream_options: { include_usage: true },
-        ...(maxOutputTokens === undefined ? {} : { max_tokens: maxOutputTokens }),
-      },
-      { signal: controller.signal, timeout: timeoutMs },
-    );
-    phase = "stream";
-
-    const iterator = stream[Symbol.asyncIterator]();
-    let finishReason: string | undefined;
-    while (true) {
-      // The SDK's timeout stops at response headers, so a stalled body would otherwise hang forever.
-      // Armed only while waiting, so a slow consumer never counts against the upstream.
-      idleTimer = setTimeout(() => {
-        timedOut = true;
-        controller.abort();
-      }, timeoutMs);
-      const next = await iterator.next();
-      clearTimeout(idleTimer);
-      if (next.done) break;
-
-      const chunk: ChatCompletionChunk = next.value;
-      // The usage chunk has `choices: []`.
-      const choice = chunk.choices[0];
-      const content = choice?.delta?.content;
-      if (typeof content === "string" && content !== "") yield { kind: "token", content };
-      if (chunk.usage) yield { kind: "usage", usage: toUsage(chunk.usage) };
-      if (choice?.finish_reason) finishReason = choice.finish_reason;
-    }
-
-    // An aborted SDK stream ends quietly rather than throwing, so every exit checks why it ended.
-    if (signal.aborted) return;
-    if (timedOut) throw safeUpstreamError("upstream_timeout");
-    if (finishReason === undefined) throw safeUpstreamError("upstream_disconnected");
-    // Held back until the end so that `finish` is always the last chunk, after usage.
-    yield { kind: "finish", reason: finishReason };
-  } catch (error) {
-    if (signal.aborted) return;
-    if (error instanceof UpstreamError) throw error;
-    throw safeUpstreamError(timedOut ? "upstream_timeout" : classify(error, phase));
-  } finally {
-    clearTimeout(idleTimer);
-    signal.removeEventListener("abort", onAbort);
-    controller.abort();
-  }
+  const { max_completion_tokens, ...options } = request.options ?? {};
+  const cap = outputTokenCap(max_completion_tokens, maxOutputTokens);
+  return readUpstream(
+    request,
+    timeoutMs,
+    (signal) =>
+      client.chat.completions.create(
+        {
+          ...options,
+          model: request.model,
+          messages: request.messages,
+          stream: true,
+          stream_options: { include_usage: true },
+          ...(cap === undefined ? {} : { max_completion_tokens: cap }),
+        },
+        { signal, timeout: timeoutMs },
+      ),
+    chatTranslator(),
+  );
 }
 
-function toUsage(usage: NonNullable<ChatCompletionChunk["usage"]>): Usage {
+interface CallState {
+  id?: string;
+  name?: string;
+  arguments: string;
+  /** Its `tool_call` was yielded. */
+  completed: boolean;
+  /** Deltas arrived after it was completed (a server that interleaves calls): yielded again at the end. */
+  changed: boolean;
+}
+
+/**
+ * Chat chunks to model chunks. Only choice 0 is read: the gateway never asks for `n` > 1, and text
+ * from other choices must not interleave into one answer. A call is complete, as the SDK's own
+ * ChatCompletionStream sees it, when a delta of another call arrives or the choice finishes.
+ */
+export function chatTranslator(): StreamTranslator<ChatCompletionChunk> {
+  let finishReason: string | undefined;
+  const calls = new Map<number, CallState>();
+  let current: number | undefined;
+
+  const complete = (index: number): ModelChunk[] => {
+    const call = calls.get(index);
+    if (!call || (call.completed && !call.changed)) return [];
+    call.completed = true;
+    call.changed = false;
+    return [{ kind: "tool_call", ...toolCall(index, call) }];
+  };
+  const completeAll = (): ModelChunk[] =>
+    [...calls.keys()].sort((a, b) => a - b).flatMap((index) => complete(index));
+
+  return {
+    next(chunk) {
+      const out: ModelChunk[] = [];
+      const choice = chunk.choices.find((candidate) => candidate.index === 0);
+      if (choice) {
+        const delta = choice.delta ?? {};
+        const reasoning = reasoningOf(delta);
+        if (reasoning !== "") out.push({ kind: "reasoning", content: reasoning });
+        if (typeof delta.content === "string" && delta.content !== "")
+          out.push({ kind: "token", content: delta.content });
+        if (typeof delta.refusal === "string" && delta.refusal !== "")
+          out.push({ kind: "refusal", content: delta.refusal });
+        for (const part of delta.tool_calls ?? []) {
+          if (!Number.isInteger(part.index) || part.index < 0) continue;
+          if (current !== undefined && current !== part.index) out.push(...complete(current));
+          current = part.index;
+          let call = calls.get(part.index);
+          if (!call) {
+            call = { arguments: "", completed: false, changed: false };
+            calls.set(part.index, call);
+          }
+          const id =
+            typeof part.id === "string" && part.id !== "" && part.id !== call.id ? part.id : undefined;
+          const name = part.function?.name;
+          const newName = typeof name === "string" && name !== "" && name !== call.name ? name : undefined;
+          const fragment = typeof part.function?.arguments === "string" ? part.function.arguments : "";
+          if (id === undefined && newName === undefined && fragment === "") continue;
+          if (id !== undefined) call.id = id;
+          if (newName !== undefined) call.name = newName;
+          call.arguments += fragment;
+          if (call.completed) call.changed = true;
+          out.push({
+            kind: "tool_call_delta",
+            index: part.index,
+            ...(id === undefined ? {} : { id }),
+            ...(newName === undefined ? {} : { name: newName }),
+            arguments: fragment,
+          });
+        }
+        if (choice.finish_reason) {
+          finishReason = choice.finish_reason;
+          out.push(...completeAll());
+        }
+      }
+      if (chunk.usage) out.push({ kind: "usage", usage: chatUsage(chunk.usage) });
+      return out;
+    },
+    end() {
+      if (finishReason === undefined) throw safeUpstreamError("upstream_disconnected");
+      // Held back until the end so that `finish` is always the last chunk, after usage.
+      return [...completeAll(), { kind: "finish", reason: finishReason }];
+    },
+  };
+}
+
+function toolCall(index: number, call: CallState): ToolCall {
+  // A call without an id (some compatible servers send none) still needs one to be answered.
+  return { index, id: call.id ?? `call_${index}`, name: call.name ?? "", arguments: call.arguments };
+}
+
+/** Reasoning text of a delta: not in OpenAI's types, sent by compatible servers under either name. */
+function reasoningOf(delta: object): string {
+  const fields = delta as { reasoning_content?: unknown; reasoning?: unknown };
+  if (typeof fields.reasoning_content === "string") return fields.reasoning_content;
+  if (typeof fields.reasoning === "string") return fields.reasoning;
+  return "";
+}
+
+function chatUsage(usage: NonNullable<ChatCompletionChunk["usage"]>): Usage {
+  const reasoning = usage.completion_tokens_details?.reasoning_tokens;
+  const cached = usage.prompt_tokens_details?.cached_tokens;
   return {
     prompt_tokens: usage.prompt_tokens,
     completion_tokens: usage.completion_tokens,
     total_tokens: usage.total_tokens,
+    ...(typeof reasoning === "number" ? { reasoning_tokens: reasoning } : {}),
+    ...(typeof cached === "number" ? { cached_tokens: cached } : {}),
   };
-}
-
-function classify(error: unknown, phase: Phase): UpstreamErrorCode {
-  if (error instanceof APIConnectionTimeoutError) return "upstream_timeout";
-  if (error instanceof APIConnectionError) {
-    return phase === "connect" ? "upstream_unavailable" : "upstream_disconnected";
-  }
-  if (error instanceof APIError) return codeForStatus(error.status);
-  if (phase === "connect") return "upstream_error";
-  // Malformed JSON or an SDK complaint is the upstream misbehaving; anything else while reading
-  // the body (undici's "terminated", ECONNRESET) is the connection going away.
-  if (error instanceof SyntaxError || error instanceof OpenAIError) return "upstream_error";
-  return "upstream_disconnected";
-}
-
-function codeForStatus(status: number | undefined): UpstreamErrorCode {
-  if (status === undefined) return "upstream_error";
-  if (status === 401 || status === 403) return "upstream_auth";
-  if (status === 429) return "upstream_rate_limited";
-  if (status === 400 || status === 404 || status === 422) return "upstream_bad_request";
-  if (status >= 500) return "upstream_unavailable";
-  return "upstream_error";
 }

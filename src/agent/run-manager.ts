@@ -7,16 +7,26 @@
 import { randomBytes } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { Logger } from "pino";
+import { errors } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
 import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
 import { SIMULATED_MODEL, selectProvider } from "./index.js";
 import { RunWriter } from "./run-writer.js";
-import { type ChatMessage, type ModelProvider, UpstreamError, type Usage } from "./types.js";
+import {
+  type ChatMessage,
+  type ModelChunk,
+  type ModelOptions,
+  type ModelProvider,
+  UpstreamError,
+  type Usage,
+} from "./types.js";
 
 export interface RunRequest {
   id?: string;
   messages: ChatMessage[];
+  /** Passed to the model as given (tools, temperature, response_format…). */
+  options?: ModelOptions;
   model?: string;
   instructions?: string;
   metadata?: Record<string, unknown>;
@@ -104,6 +114,15 @@ export class RunManager {
     const requestedModel = request.model ?? this.options.defaultModel;
     const provider = selectProvider(requestedModel, this.deps.providers);
     const model = provider.name === "simulated" ? SIMULATED_MODEL : requestedModel;
+    // What the upstream cannot take is refused before anything exists, never dropped.
+    const unsupported = provider.unsupported?.({
+      messages: request.messages,
+      ...(request.options ? { options: request.options } : {}),
+    });
+    if (unsupported) {
+      await request.slot?.release().catch(() => {});
+      throw errors.badRequest("invalid_request", `body.${unsupported.field}: ${unsupported.reason}`);
+    }
     const createdAt = this.clock();
     const session = { id, model, metadata: request.metadata ?? {}, owner: request.owner ?? null, createdAt };
     const created = this.deps.store.createSession(session);
@@ -128,7 +147,8 @@ export class RunManager {
       );
       ready = ready ? Promise.all([ready, joined]).then(([isCreated]) => isCreated) : joined;
     }
-    entry.done = this.execute(id, model, provider, messages, entry, request.slot, ready).finally(() => {
+    const run = { id, model, provider, messages, options: request.options };
+    entry.done = this.execute(run, entry, request.slot, ready).finally(() => {
       if (this.running.get(id) === entry) this.running.delete(id);
       request.slot?.release().catch(() => {});
     });
@@ -255,16 +275,20 @@ export class RunManager {
   }
 
   private async execute(
-    id: string,
-    model: string,
-    provider: ModelProvider,
-    messages: ChatMessage[],
+    run: {
+      id: string;
+      model: string;
+      provider: ModelProvider;
+      messages: ChatMessage[];
+      options: ModelOptions | undefined;
+    },
     entry: { abort: AbortController; cancelReason: string | null },
     slot: RunRequest["slot"],
     /** The session's creation, when events must wait for it. */
     ready: Promise<boolean> | undefined,
   ): Promise<void> {
     const { store, metrics, logger } = this.deps;
+    const { id, model, provider, messages, options } = run;
     const log = logger.child({ sessionId: id });
     let overflowed = false;
     const writer = new RunWriter(store, id, `${this.options.instanceId}.${id}`, {
@@ -315,30 +339,42 @@ export class RunManager {
     );
 
     let tokens = 0;
+    let outputs = 0;
     let usage: Usage | null = null;
     let finishReason = "stop";
     let terminal: EventInput;
+    const signal = entry.abort.signal;
     try {
-      for await (const chunk of provider.stream({ model, messages, signal: entry.abort.signal })) {
+      for await (const chunk of provider.stream({
+        model,
+        messages,
+        ...(options ? { options } : {}),
+        signal,
+      })) {
         if (entry.abort.signal.aborted) break;
-        if (chunk.kind === "token") {
-          tokens++;
-          // Full buffer: the model is read on once the store has taken some of it (backpressure into
-          // the SDK's stream), or the wait ends with the run stopped (the store is unavailable).
-          const room = writer.push({ type: "token", data: { content: chunk.content } });
-          if (room) await room;
-          if (tokens === 1) {
-            metrics.timeToFirstToken.observe((this.clock() - startedAt) / 1000);
-            // When the model sends a burst, parsing the rest of it would hold the event loop, and the
-            // first token's delivery with it: read on once the first token is stored, handed over, and
-            // (one turn later, when the streams flush) written.
-            await writer.written(FIRST_TOKEN_WAIT_MS);
-            await setImmediatePromise();
-          }
-        } else if (chunk.kind === "usage") {
+        if (chunk.kind === "usage") {
           usage = chunk.usage;
-        } else {
+          continue;
+        }
+        if (chunk.kind === "finish") {
           finishReason = chunk.reason;
+          continue;
+        }
+        if (chunk.kind === "token" && ++tokens === 1) {
+          metrics.timeToFirstAnswerToken.observe((this.clock() - startedAt) / 1000);
+        }
+        // Full buffer: the model is read on once the store has taken some of it (backpressure into
+        // the SDK's stream), or the wait ends with the run stopped (the store is unavailable).
+        const room = writer.push(outputEvent(chunk));
+        if (room) await room;
+        if (++outputs === 1) {
+          // The first output of any kind (reasoning, a token, a tool call) ends the wait for the model.
+          metrics.timeToFirstToken.observe((this.clock() - startedAt) / 1000);
+          // When the model sends a burst, parsing the rest of it would hold the event loop, and the
+          // first output's delivery with it: read on once it is stored, handed over, and (one turn
+          // later, when the streams flush) written.
+          await writer.written(FIRST_TOKEN_WAIT_MS);
+          await setImmediatePromise();
         }
       }
       terminal = this.endingEvent(id, entry, overflowed, null) ?? {
@@ -360,7 +396,7 @@ export class RunManager {
         status: terminal.type === "error" ? String(terminal.data.code) : terminal.type,
       });
     }
-    log.info({ status: terminal.type, tokens }, "run ended");
+    log.info({ status: terminal.type, tokens, outputs }, "run ended");
   }
 
   /** The terminal event for a run that was stopped or failed, or null when it completed normally. */
@@ -385,6 +421,31 @@ export class RunManager {
       return { type: "error", data: { code: error.code, message: error.message } };
     if (error) this.deps.logger.warn({ err: error, sessionId: id }, "run failed");
     return null;
+  }
+}
+
+/** The session event for one output chunk of the model. */
+function outputEvent(chunk: Exclude<ModelChunk, { kind: "usage" | "finish" }>): EventInput {
+  switch (chunk.kind) {
+    case "token":
+    case "reasoning":
+    case "refusal":
+      return { type: chunk.kind, data: { content: chunk.content } };
+    case "tool_call_delta":
+      return {
+        type: "tool_call_delta",
+        data: {
+          index: chunk.index,
+          ...(chunk.id === undefined ? {} : { id: chunk.id }),
+          ...(chunk.name === undefined ? {} : { name: chunk.name }),
+          arguments: chunk.arguments,
+        },
+      };
+    case "tool_call":
+      return {
+        type: "tool_call",
+        data: { index: chunk.index, id: chunk.id, name: chunk.name, arguments: chunk.arguments },
+      };
   }
 }
 

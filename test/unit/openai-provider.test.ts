@@ -3,7 +3,14 @@ import type { AddressInfo } from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createOpenAIProvider } from "../../src/agent/openai-provider.js";
-import { type ModelChunk, type ModelProvider, UpstreamError } from "../../src/agent/types.js";
+import {
+  type ChatMessage,
+  type ModelChunk,
+  type ModelOptions,
+  type ModelProvider,
+  UpstreamError,
+} from "../../src/agent/types.js";
+import { reasoningSteps, refusalSteps, toolCallSteps } from "../fixtures/openai-scripts.js";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
 
 const API_KEY = "sk-test-SECRET-key-0123456789";
@@ -37,13 +44,15 @@ async function run(
   model: ModelProvider,
   signal = new AbortController().signal,
   onChunk?: (chunk: ModelChunk, chunks: ModelChunk[]) => void,
+  request: { messages?: ChatMessage[]; options?: ModelOptions } = {},
 ): Promise<Outcome> {
   const chunks: ModelChunk[] = [];
   let error: unknown;
   try {
     for await (const chunk of model.stream({
       model: "gpt-test",
-      messages: [{ role: "user", content: "hi" }],
+      messages: request.messages ?? [{ role: "user", content: "hi" }],
+      ...(request.options ? { options: request.options } : {}),
       signal,
     })) {
       chunks.push(chunk);
@@ -123,15 +132,188 @@ describe("openai provider", () => {
     expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "length" });
   });
 
-  it("asks for a stream with usage, and sends max_tokens only when configured", async () => {
+  it("asks for a stream with usage, and caps output with max_completion_tokens only when configured", async () => {
     const before = fixture.requests.length;
     await run(provider());
     await run(provider({ maxOutputTokens: 64 }));
-    const [plain, capped] = fixture.requests.slice(before).map((request) => request.body);
+    await run(provider({ maxOutputTokens: 64 }), undefined, undefined, {
+      options: { max_completion_tokens: 500 },
+    });
+    await run(provider({ maxOutputTokens: 64 }), undefined, undefined, {
+      options: { max_completion_tokens: 9 },
+    });
+    await run(provider(), undefined, undefined, { options: { max_completion_tokens: 500 } });
+    const [plain, capped, lowerCap, lowerAsk, asked] = fixture.requests.slice(before).map((r) => r.body);
     expect(plain).toMatchObject({ model: "gpt-test", stream: true, stream_options: { include_usage: true } });
     expect(plain).not.toHaveProperty("max_tokens");
-    expect(capped).toMatchObject({ max_tokens: 64 });
+    expect(plain).not.toHaveProperty("max_completion_tokens");
+    expect(capped).toMatchObject({ max_completion_tokens: 64 });
+    expect(capped).not.toHaveProperty("max_tokens");
+    expect(lowerCap).toMatchObject({ max_completion_tokens: 64 });
+    expect(lowerAsk).toMatchObject({ max_completion_tokens: 9 });
+    expect(asked).toMatchObject({ max_completion_tokens: 500 });
     expect(fixture.requests.at(-1)?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+  });
+
+  it("passes every request field to the upstream as given", async () => {
+    const messages: ChatMessage[] = [
+      { role: "developer", content: [{ type: "text", text: "be exact" }] },
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "look" },
+          { type: "image_url", image_url: { url: "data:image/png;base64,AAAA", detail: "low" } },
+          { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+          { type: "file", file: { file_id: "file-1", filename: "a.pdf" } },
+        ],
+        name: "ana",
+      },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          { id: "call_1", type: "function", function: { name: "lookup", arguments: '{"q":"x"}' } },
+        ],
+      },
+      { role: "tool", tool_call_id: "call_1", content: "found" },
+    ];
+    const options: ModelOptions = {
+      tools: [
+        {
+          type: "function",
+          function: {
+            name: "lookup",
+            description: "Looks up",
+            parameters: { type: "object", properties: { q: { type: "string" } }, required: ["q"] },
+            strict: false,
+          },
+        },
+      ],
+      tool_choice: { type: "function", function: { name: "lookup" } },
+      parallel_tool_calls: false,
+      temperature: 0.2,
+      top_p: 0.9,
+      max_completion_tokens: 300,
+      response_format: { type: "json_schema", json_schema: { name: "out", schema: { type: "object" } } },
+      reasoning_effort: "low",
+      seed: 7,
+      stop: ["END", "STOP"],
+    };
+    const before = fixture.requests.length;
+    const { error } = await run(provider(), undefined, undefined, { messages, options });
+    expect(error).toBeUndefined();
+    const body = fixture.requests[before]!.body as Record<string, unknown>;
+    expect(body).toEqual({
+      ...options,
+      model: "gpt-test",
+      messages,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+  });
+
+  it("streams one tool call as deltas, then the whole call, and finishes with tool_calls", async () => {
+    const usage = {
+      prompt_tokens: 40,
+      completion_tokens: 18,
+      total_tokens: 58,
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
+      prompt_tokens_details: { cached_tokens: 32, audio_tokens: 0 },
+    };
+    fixture.script({
+      steps: toolCallSteps([{ id: "call_A", name: "get_weather", args: ['{"ci', 'ty":"Pa', 'ris"}'] }]),
+      finishReason: "tool_calls",
+      usage,
+    });
+    const { chunks, error } = await run(provider());
+    expect(error).toBeUndefined();
+    expect(chunks).toEqual([
+      { kind: "tool_call_delta", index: 0, id: "call_A", name: "get_weather", arguments: "" },
+      { kind: "tool_call_delta", index: 0, arguments: '{"ci' },
+      { kind: "tool_call_delta", index: 0, arguments: 'ty":"Pa' },
+      { kind: "tool_call_delta", index: 0, arguments: 'ris"}' },
+      { kind: "tool_call", index: 0, id: "call_A", name: "get_weather", arguments: '{"city":"Paris"}' },
+      {
+        kind: "usage",
+        usage: {
+          prompt_tokens: 40,
+          completion_tokens: 18,
+          total_tokens: 58,
+          reasoning_tokens: 0,
+          cached_tokens: 32,
+        },
+      },
+      { kind: "finish", reason: "tool_calls" },
+    ]);
+  });
+
+  it("completes each of two parallel calls when the next one starts, and the last at the finish", async () => {
+    fixture.script({
+      steps: toolCallSteps([
+        { id: "call_1", name: "get_weather", args: ['{"city":', '"Paris"}'] },
+        { id: "call_2", name: "get_time", args: ['{"tz":"Europe/', 'Paris"}'] },
+      ]),
+      finishReason: "tool_calls",
+    });
+    const { chunks } = await run(provider());
+    const kinds = chunks.map((chunk) =>
+      chunk.kind === "tool_call" || chunk.kind === "tool_call_delta"
+        ? `${chunk.kind}:${chunk.index}`
+        : chunk.kind,
+    );
+    expect(kinds).toEqual([
+      "tool_call_delta:0",
+      "tool_call_delta:0",
+      "tool_call_delta:0",
+      "tool_call:0",
+      "tool_call_delta:1",
+      "tool_call_delta:1",
+      "tool_call_delta:1",
+      "tool_call:1",
+      "usage",
+      "finish",
+    ]);
+    expect(chunks.filter((chunk) => chunk.kind === "tool_call")).toEqual([
+      { kind: "tool_call", index: 0, id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' },
+      { kind: "tool_call", index: 1, id: "call_2", name: "get_time", arguments: '{"tz":"Europe/Paris"}' },
+    ]);
+  });
+
+  it.each(["reasoning_content", "reasoning"] as const)(
+    "reads %s as reasoning, apart from the answer",
+    async (field) => {
+      fixture.script({ steps: reasoningSteps(["Let", " me think", "…\n"], ["The", " answer."], field) });
+      const { chunks } = await run(provider());
+      expect(chunks.slice(0, -2)).toEqual([
+        { kind: "reasoning", content: "Let" },
+        { kind: "reasoning", content: " me think" },
+        { kind: "reasoning", content: "…\n" },
+        { kind: "token", content: "The" },
+        { kind: "token", content: " answer." },
+      ]);
+    },
+  );
+
+  it("streams a refusal as refusal chunks, never as an empty answer", async () => {
+    fixture.script({ steps: refusalSteps(["I'm sorry,", " I can't help with that."]) });
+    const { chunks } = await run(provider());
+    expect(chunks.slice(0, -2)).toEqual([
+      { kind: "refusal", content: "I'm sorry," },
+      { kind: "refusal", content: " I can't help with that." },
+    ]);
+    expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "stop" });
+  });
+
+  it("reads only choice 0: other choices never interleave into the answer", async () => {
+    const both = (a: string, b: string) => ({
+      choices: [
+        { index: 1, delta: { content: b }, logprobs: null, finish_reason: null },
+        { index: 0, delta: { content: a }, logprobs: null, finish_reason: null },
+      ],
+    });
+    fixture.script({ steps: [both("one", "ONE"), both(" two", " TWO")] });
+    const { tokens } = await run(provider());
+    expect(tokens).toEqual(["one", " two"]);
   });
 
   it("handles a fast, large stream", async () => {

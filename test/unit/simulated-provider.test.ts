@@ -1,6 +1,12 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createSimulatedProvider, type Sleep } from "../../src/agent/simulated-provider.js";
-import { type ModelChunk, type ModelProvider, UpstreamError } from "../../src/agent/types.js";
+import {
+  type ChatMessage,
+  type ModelChunk,
+  type ModelOptions,
+  type ModelProvider,
+  UpstreamError,
+} from "../../src/agent/types.js";
 
 const noSleep: Sleep = async () => {};
 
@@ -24,6 +30,43 @@ async function run(model: ModelProvider, content: string, signal = new AbortCont
   const tokens = chunks.flatMap((chunk) => (chunk.kind === "token" ? [chunk.content] : []));
   return { chunks, tokens, error };
 }
+
+async function runRequest(model: ModelProvider, messages: ChatMessage[], options: ModelOptions) {
+  const chunks: ModelChunk[] = [];
+  for await (const chunk of model.stream({
+    model: "simulated",
+    messages,
+    options,
+    signal: new AbortController().signal,
+  })) {
+    chunks.push(chunk);
+  }
+  return chunks;
+}
+
+const WEATHER_TOOL = {
+  type: "function" as const,
+  function: {
+    name: "get_weather",
+    description: "The weather in a city",
+    parameters: {
+      type: "object",
+      properties: {
+        city: { type: "string" },
+        unit: { type: "string", enum: ["celsius", "fahrenheit"] },
+        days: { type: "integer", minimum: 1, maximum: 2 },
+        alerts: { type: "boolean" },
+        where: {
+          type: "object",
+          properties: { lat: { type: "number" }, note: { type: "string" } },
+          required: ["lat"],
+        },
+        optional: { type: "string" },
+      },
+      required: ["city", "unit", "days", "alerts", "where"],
+    },
+  },
+};
 
 afterEach(() => {
   vi.useRealTimers();
@@ -144,5 +187,97 @@ describe("simulated provider", () => {
 
   it("rejects a non-positive rate", () => {
     expect(() => createSimulatedProvider({ tokensPerSecond: 0 })).toThrow(RangeError);
+  });
+
+  describe("with tools", () => {
+    const model = createSimulatedProvider({ tokensPerSecond: 1000, sleep: noSleep });
+    const ask: ChatMessage[] = [{ role: "user", content: "What is the weather in Paris?" }];
+
+    it("calls one of them with arguments valid against its schema, then finishes with tool_calls", async () => {
+      const chunks = await runRequest(model, ask, { tools: [WEATHER_TOOL] });
+      const deltas = chunks.filter((chunk) => chunk.kind === "tool_call_delta");
+      const call = chunks.find((chunk) => chunk.kind === "tool_call");
+      expect(deltas[0]).toMatchObject({ index: 0, name: "get_weather", arguments: "" });
+      expect(deltas[0]!.id).toMatch(/^call_sim/);
+      expect(deltas.length).toBeGreaterThan(2);
+      expect(call).toMatchObject({ index: 0, id: deltas[0]!.id, name: "get_weather" });
+      expect(deltas.map((delta) => delta.arguments).join("")).toBe(call!.arguments);
+      expect(JSON.parse(call!.arguments)).toEqual({
+        city: "Paris",
+        unit: "celsius",
+        days: 2,
+        alerts: true,
+        where: { lat: 3 },
+      });
+      expect(chunks.some((chunk) => chunk.kind === "token")).toBe(false);
+      expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "tool_calls" });
+      expect(chunks.at(-2)).toMatchObject({ kind: "usage", usage: { completion_tokens: deltas.length } });
+    });
+
+    it("follows tool_choice: a named function, or none (text)", async () => {
+      const other = { type: "function" as const, function: { name: "get_time" } };
+      const named = await runRequest(model, ask, {
+        tools: [WEATHER_TOOL, other],
+        tool_choice: { type: "function", function: { name: "get_time" } },
+      });
+      expect(named.find((chunk) => chunk.kind === "tool_call")).toMatchObject({
+        name: "get_time",
+        arguments: "{}",
+      });
+      const none = await runRequest(model, ask, { tools: [WEATHER_TOOL], tool_choice: "none" });
+      expect(none.some((chunk) => chunk.kind === "tool_call")).toBe(false);
+      expect(none.at(-1)).toEqual({ kind: "finish", reason: "stop" });
+    });
+
+    it("answers in text once the last message is the tool's result", async () => {
+      const chunks = await runRequest(
+        model,
+        [
+          ...ask,
+          {
+            role: "assistant",
+            content: null,
+            tool_calls: [
+              {
+                id: "call_1",
+                type: "function",
+                function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+              },
+            ],
+          },
+          { role: "tool", tool_call_id: "call_1", content: '{"temp":21}' },
+        ],
+        { tools: [WEATHER_TOOL] },
+      );
+      expect(chunks.some((chunk) => chunk.kind === "tool_call" || chunk.kind === "tool_call_delta")).toBe(
+        false,
+      );
+      const text = chunks.flatMap((chunk) => (chunk.kind === "token" ? [chunk.content] : [])).join("");
+      expect(text.startsWith('(Simulated) get_weather returned {"temp":21}.\n\n')).toBe(true);
+      expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "stop" });
+    });
+  });
+
+  it("thinks first when asked for reasoning_effort: reasoning chunks, counted in usage", async () => {
+    const model = createSimulatedProvider({ tokensPerSecond: 1000, sleep: noSleep });
+    const chunks = await runRequest(model, [{ role: "user", content: "hi [tokens=5]" }], {
+      reasoning_effort: "low",
+    });
+    const reasoning = chunks.filter((chunk) => chunk.kind === "reasoning");
+    expect(reasoning).toHaveLength(12);
+    expect(chunks.findIndex((chunk) => chunk.kind === "token")).toBe(12);
+    expect(chunks.at(-2)).toEqual({
+      kind: "usage",
+      usage: { prompt_tokens: 2, completion_tokens: 17, total_tokens: 19, reasoning_tokens: 12 },
+    });
+  });
+
+  it("stops at max_completion_tokens with finish_reason length", async () => {
+    const model = createSimulatedProvider({ tokensPerSecond: 1000, sleep: noSleep });
+    const chunks = await runRequest(model, [{ role: "user", content: "hi [tokens=50]" }], {
+      max_completion_tokens: 7,
+    });
+    expect(chunks.filter((chunk) => chunk.kind === "token")).toHaveLength(7);
+    expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "length" });
   });
 });
