@@ -30,8 +30,45 @@ export interface PrometheusHandle {
   readonly job: string;
   /** GET /api/v1/query; throws unless the API answers `success` with a vector. */
   query(promql: string): Promise<PrometheusSample[]>;
+  /** GET /api/v1/series?match[]=…: the label sets of the series a selector matches now. */
+  series(selector: string): Promise<Array<Record<string, string>>>;
+  /** GET /api/v1/rules: the rule groups loaded from rule_files, as Prometheus parsed them. */
+  rules(): Promise<PrometheusRuleGroup[]>;
   logs(): string;
   stop(): Promise<void>;
+}
+
+export interface PrometheusRule {
+  type: "alerting" | "recording";
+  name: string;
+  /** The expression, as Prometheus formats it. */
+  query: string;
+  health: string;
+  lastError?: string;
+  lastEvaluation?: string;
+  annotations?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+export interface PrometheusRuleGroup {
+  name: string;
+  file: string;
+  rules: PrometheusRule[];
+}
+
+/** GET an API path; throws unless Prometheus answers `success`. */
+async function apiData<T>(url: string, what: string): Promise<T> {
+  const res = await httpGet(url, 5_000);
+  let body: { status?: string; data?: T; error?: string };
+  try {
+    body = JSON.parse(res.text);
+  } catch {
+    throw new Error(`prometheus ${what}: status ${res.status}: ${res.text.slice(0, 300)}`);
+  }
+  if (body.status !== "success" || body.data === undefined) {
+    throw new Error(`prometheus ${what}: ${res.text.slice(0, 300)}`);
+  }
+  return body.data;
 }
 
 interface DerivedConfig {
@@ -145,6 +182,17 @@ export async function startPrometheus(opts: {
           throw new Error(`prometheus query ${promql}: ${res.text.slice(0, 300)}`);
         }
         return body.data.result;
+      },
+      async series(selector) {
+        const since = Math.floor(Date.now() / 1000) - 300;
+        return apiData(
+          `${url}/api/v1/series?match[]=${encodeURIComponent(selector)}&start=${since}`,
+          `series ${selector}`,
+        );
+      },
+      async rules() {
+        const data = await apiData<{ groups: PrometheusRuleGroup[] }>(`${url}/api/v1/rules`, "rules");
+        return data.groups;
       },
       logs: () => proc.output(),
       async stop() {

@@ -1,0 +1,359 @@
+/**
+ * End to end: the operator's kit holds against real metrics. Two gateway processes on one Redis, the
+ * system Prometheus scraping them every second with the repo's rule files, and a small workload that
+ * touches what the dashboard shows (runs done and cancelled, an outside producer, multiplexed, session
+ * and agent streams, a resume, deliveries across instances). Then, read out of the files themselves:
+ *  - EVERY query of EVERY panel of deploy/grafana/dashboards/*.json (variables substituted as Grafana
+ *    does: `$__rate_interval` → 1m, `$job` → its default, `$instance` → All) parses and returns at
+ *    least one finite sample from Prometheus's HTTP API, and the instance variable lists both instances;
+ *  - EVERY alert of prometheus/alerts.yml is loaded and healthy, its expression evaluates, every series
+ *    it reads exists, every metric it names is on the dashboard, and its runbook section exists.
+ * A metric renamed in src/metrics.ts without the panel or alert that reads it fails here.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { openSse, postJson, randomPrefix, request, type SseConnection } from "../helpers/index.js";
+import { prometheusBinary } from "./helpers/binaries.js";
+import {
+  createInstances,
+  e2eGatewayEnv,
+  ensureRunning,
+  type GatewayInstance,
+  logTails,
+} from "./helpers/cluster.js";
+import {
+  type DashboardQuery,
+  labelValuesSelector,
+  panelsOf,
+  queriesOf,
+  queryVariables,
+  REPO_ROOT,
+  readDashboards,
+  substitute,
+  variableValues,
+} from "./helpers/grafana.js";
+import { waitUntil } from "./helpers/process.js";
+import { type PrometheusHandle, type PrometheusSample, startPrometheus } from "./helpers/prometheus.js";
+import { metricFamily, metricNames, rangeWindows, seriesSelectors } from "./helpers/promql.js";
+import { setupSuite } from "./helpers/setup.js";
+
+/** What the test puts for Grafana's `$__rate_interval` (4 × a 15 s scrape in production; plenty at 1 s). */
+const RATE_INTERVAL = "1m";
+const DATA_TIMEOUT_MS = 45_000;
+const ALERTS_FILE = join(REPO_ROOT, "prometheus/alerts.yml");
+const RUNBOOK_FILE = join(REPO_ROOT, "docs/operations.md");
+/** Panels name no datasource: Grafana puts the one picked in the dashboard's drop-down. */
+const DATASOURCE_UID = `\${datasource}`;
+
+const dashboards = readDashboards();
+
+/** A sample Grafana would draw: a number, not NaN (a quantile of no observations) or ±Inf. */
+const finite = (sample: PrometheusSample) => Number.isFinite(Number(sample.value[1]));
+
+/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
+function anchorsOf(markdown: string): Set<string> {
+  return new Set(
+    [...markdown.matchAll(/^#{1,6}\s+(.+)$/gm)].map((match) =>
+      match[1]!
+        .trim()
+        .toLowerCase()
+        .replace(/[^\w\- ]/g, "")
+        .replace(/ /g, "-"),
+    ),
+  );
+}
+
+describe("e2e: every dashboard panel and every alert against real Prometheus", () => {
+  let instances: GatewayInstance[] = [];
+  let prometheus: PrometheusHandle | undefined;
+  const streams: SseConnection[] = [];
+
+  const stack = setupSuite(async () => {
+    prometheusBinary();
+    instances = await createInstances(["gw-a", "gw-b"], e2eGatewayEnv(inject("redisUrl"), randomPrefix()));
+    await ensureRunning(instances);
+    const prom = await startPrometheus({ targets: instances.map((instance) => instance.address) });
+    prometheus = prom;
+    // The workload starts only once both instances have been scraped: a counter must have a sample
+    // from before the workload for rate() to see it move.
+    await waitUntil(
+      async () => (await prom.query(`sse_ready{job="${prom.job}"} == 1`)).length === instances.length,
+      30_000,
+      () => `not every instance scraped as ready:\n${prom.logs().slice(-1_500)}`,
+      250,
+    );
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const stream of streams) stream.close();
+    await Promise.all(instances.map((instance) => instance.stop().catch(() => {})));
+    await prometheus?.stop().catch(() => {});
+  }, 60_000);
+
+  /** On each instance, read from the OTHER one, so deliveries cross Redis as in production. */
+  async function workload(): Promise<void> {
+    const tag = `grafana-${Date.now().toString(36)}`;
+    await Promise.all(
+      instances.map(async (instance, index) => {
+        const other = instances[(index + 1) % instances.length]!;
+        const runId = `${tag}-run-${index}`;
+        // Multiplexed readers open BEFORE the run, so its events reach them live: @sessions (the
+        // lifecycle feed) stays open; the reader of the run records its last cursor.
+        const feed = await openSse(`${other.url}/api/v1/stream?sessions=@sessions`);
+        streams.push(feed);
+        const reader = await openSse(`${other.url}/api/v1/stream?sessions=${runId},@sessions`);
+        streams.push(reader);
+        expect([feed.status, reader.status]).toEqual([200, 200]);
+
+        const run = await postJson(`${instance.url}/api/v1/sessions`, {
+          id: runId,
+          message: "grafana [tokens=30]",
+        });
+        expect(run.status, run.text).toBe(201);
+        await reader.waitForEvent(`${runId}:done`, 20_000);
+
+        // A single-session stream (kind session) replays the run and closes after `done`.
+        const single = await openSse(`${instance.url}/api/v1/sessions/${runId}/stream`);
+        streams.push(single);
+        await single.waitForEvent("done", 10_000);
+
+        // The reader resumes (Last-Event-ID: a cursor of the same session list) on the other
+        // instance, from its first token: resumes_total and replayed events.
+        const resumed = await openSse(`${instance.url}/api/v1/stream?sessions=${runId},@sessions`, {
+          lastEventId: reader.events.find((event) => event.event === `${runId}:token`)?.id,
+        });
+        streams.push(resumed);
+        await resumed.waitForEvent(`${runId}:done`, 10_000);
+        resumed.close();
+
+        // The agent route streams a run on its own response (kind agent).
+        const agent = await request("POST", `${instance.url}/api/v1/agent/stream`, {
+          body: { message: "grafana agent [tokens=10]" },
+        });
+        expect(agent.status).toBe(200);
+        expect(agent.text).toContain("event: done");
+
+        // An outside producer appends a whole session.
+        const produced = await postJson(`${instance.url}/api/v1/sessions/${tag}-producer-${index}/events`, {
+          events: [
+            { type: "start", data: { model: "producer", createdAt: new Date().toISOString() } },
+            { type: "token", data: { content: "hello" } },
+            {
+              type: "done",
+              data: { session_id: `${tag}-producer-${index}`, total_tokens: 1, finish_reason: "stop" },
+            },
+          ],
+        });
+        expect(produced.status, produced.text).toBe(202);
+
+        // A run cancelled mid-stream.
+        const long = await postJson(`${instance.url}/api/v1/sessions`, { message: "grafana [tokens=2000]" });
+        expect(long.status, long.text).toBe(201);
+        const cancel = await postJson(`${instance.url}/api/v1/sessions/${long.body.id}/cancel`, {});
+        expect(cancel.status, cancel.text).toBe(202);
+      }),
+    );
+  }
+
+  it("every panel query of the dashboard returns data for the 2 instances", async () => {
+    stack.assertReady();
+    const prom = prometheus!;
+    await workload();
+
+    const queries: Array<DashboardQuery & { promql: string }> = dashboards.flatMap(({ dashboard }) => {
+      const values = variableValues(dashboard, RATE_INTERVAL);
+      return queriesOf(dashboard).map((query) => ({ ...query, promql: substitute(query.raw, values) }));
+    });
+    expect(queries.length).toBeGreaterThan(0);
+
+    const outcome = new Map<string, string>();
+    const missing = async (): Promise<string[]> => {
+      const failing: string[] = [];
+      for (const query of queries) {
+        let verdict: string;
+        try {
+          const samples = await prom.query(query.promql);
+          verdict =
+            samples.length === 0
+              ? "empty result"
+              : samples.some(finite)
+                ? "ok"
+                : `no finite sample: ${JSON.stringify(samples.map((sample) => sample.value[1]))}`;
+        } catch (error) {
+          verdict = (error as Error).message;
+        }
+        outcome.set(query.where, verdict);
+        if (verdict !== "ok") failing.push(`${query.where}: ${verdict}\n    ${query.promql}`);
+      }
+      return failing;
+    };
+    let failing: string[] = [];
+    await waitUntil(
+      async () => {
+        failing = await missing();
+        return failing.length === 0;
+      },
+      DATA_TIMEOUT_MS,
+      () =>
+        `${failing.length} of ${queries.length} panel queries return no data:\n${failing.join("\n")}\n${logTails(instances)}`,
+      1_000,
+    );
+
+    // The instance drop-down (label_values(up{job="$job"}, instance)) lists both instances.
+    for (const { dashboard } of dashboards) {
+      const values = variableValues(dashboard, RATE_INTERVAL);
+      for (const variable of queryVariables(dashboard)) {
+        const { selector, label } = labelValuesSelector(substitute(variable.query, values));
+        const series = await prom.series(selector);
+        const listed = [...new Set(series.map((labels) => labels[label]))].sort();
+        expect(listed, `${dashboard.uid} variable ${variable.name}`).toEqual(
+          instances.map((instance) => instance.address).sort(),
+        );
+      }
+    }
+    const panels = dashboards.flatMap(({ dashboard }) => panelsOf(dashboard));
+    console.log(
+      `grafana: ${panels.length} panels, ${queries.length} queries, all returning data: ` +
+        [...outcome.keys()].map((where) => where.split(" / ").slice(1).join(" ")).join("; "),
+    );
+  });
+
+  it("every alert is loaded and healthy, evaluates, reads only series that exist, and is on the dashboard and in the runbook", async () => {
+    stack.assertReady();
+    const prom = prometheus!;
+    const alertsText = readFileSync(ALERTS_FILE, "utf8");
+    const declared = [...alertsText.matchAll(/^\s*-\s*alert:\s*["']?([\w-]+)/gm)].map((match) => match[1]!);
+    expect(declared.length).toBeGreaterThan(0);
+
+    // Loaded by Prometheus from prometheus.yml's rule_files, and evaluated at least once without error.
+    let loaded: Array<{
+      name: string;
+      query: string;
+      health: string;
+      lastError?: string;
+      annotations?: Record<string, string>;
+    }> = [];
+    await waitUntil(
+      async () => {
+        loaded = (await prom.rules())
+          .flatMap((group) => group.rules)
+          .filter((rule) => rule.type === "alerting");
+        return loaded.length === declared.length && loaded.every((rule) => rule.health === "ok");
+      },
+      20_000,
+      () =>
+        `rules: ${JSON.stringify(loaded.map(({ name, health, lastError }) => ({ name, health, lastError })))}`,
+      500,
+    );
+    expect(loaded.map((rule) => rule.name).sort()).toEqual([...declared].sort());
+
+    const dashboardMetrics = new Set(
+      dashboards.flatMap(({ dashboard }) => {
+        const values = variableValues(dashboard, RATE_INTERVAL);
+        return queriesOf(dashboard).flatMap((query) =>
+          metricNames(substitute(query.raw, values)).map(metricFamily),
+        );
+      }),
+    );
+    const runbookAnchors = anchorsOf(readFileSync(RUNBOOK_FILE, "utf8"));
+    const problems: string[] = [];
+    const selectorsChecked = new Set<string>();
+    for (const rule of loaded) {
+      try {
+        await prom.query(rule.query); // parses and evaluates; empty unless the alert would fire
+      } catch (error) {
+        problems.push(`${rule.name}: does not evaluate: ${(error as Error).message}`);
+        continue;
+      }
+      for (const selector of seriesSelectors(rule.query)) {
+        selectorsChecked.add(selector);
+        const samples = await prom.query(selector);
+        if (samples.length === 0) problems.push(`${rule.name}: ${selector} has no series`);
+      }
+      for (const metric of metricNames(rule.query)) {
+        if (!dashboardMetrics.has(metricFamily(metric)))
+          problems.push(`${rule.name}: ${metric} is on no dashboard panel`);
+      }
+      const runbook = rule.annotations?.runbook ?? "";
+      const anchor = /^docs\/operations\.md#([\w-]+)$/.exec(runbook)?.[1];
+      if (!anchor || !runbookAnchors.has(anchor)) {
+        problems.push(
+          `${rule.name}: runbook annotation ${JSON.stringify(runbook)} names no section of docs/operations.md`,
+        );
+      }
+    }
+    expect(problems, `${problems.join("\n")}\n${logTails(instances)}`).toEqual([]);
+    console.log(
+      `alerts: ${loaded.length} rules healthy; ${selectorsChecked.size} series selectors they read all exist: ${[...selectorsChecked].join(", ")}`,
+    );
+  });
+});
+
+describe("the deploy files", () => {
+  const read = (path: string) => readFileSync(join(REPO_ROOT, path), "utf8");
+
+  it("compose provisions Grafana from deploy/grafana: the datasource the dashboard offers, the folder it is in", () => {
+    const compose = read("docker-compose.yml");
+    expect(compose).toContain("./deploy/grafana/provisioning:/etc/grafana/provisioning:ro");
+    const dashboardsMount = /\.\/deploy\/grafana\/dashboards:(\S+):ro/.exec(compose)?.[1];
+    expect(dashboardsMount, "docker-compose.yml mounts deploy/grafana/dashboards").toBeDefined();
+    const provider = read("deploy/grafana/provisioning/dashboards/sse-gateway.yml");
+    expect(/^\s*path:\s*(\S+)\s*$/m.exec(provider)?.[1]).toBe(dashboardsMount);
+    const datasource = read("deploy/grafana/provisioning/datasources/prometheus.yml");
+    expect(datasource).toMatch(/^\s*type:\s*prometheus\s*$/m);
+    expect(datasource).toMatch(/^\s*url:\s*http:\/\/prometheus:9090\s*$/m);
+    expect(/^\s{2}grafana:\n(?:\s{4}.*\n)*?\s{4}depends_on:\n\s{6}- prometheus$/m.test(compose)).toBe(true);
+  });
+
+  // No Dockerfile linter is packaged for Debian (no hadolint): these are the properties CI can check
+  // without a Docker engine.
+  it("the Dockerfile builds in stages, installs production dependencies only, runs as non-root, checks /healthz", () => {
+    const dockerfile = read("Dockerfile");
+    const stages = [...dockerfile.matchAll(/^FROM\s+\S+(?:\s+AS\s+(\S+))?/gim)];
+    expect(stages.length, "multi-stage").toBeGreaterThanOrEqual(2);
+    const runtime = dockerfile.slice(stages.at(-1)!.index);
+    expect(runtime).toMatch(/npm ci --omit=dev/);
+    expect(runtime).toMatch(/COPY --from=\S+ \/app\/dist/);
+    const user = /^USER\s+(\S+)/m.exec(runtime)?.[1];
+    expect(user, "a USER in the final stage").toBeDefined();
+    expect(["root", "0"]).not.toContain(user);
+    expect(runtime).toMatch(/^HEALTHCHECK\s[\s\S]*?\/healthz/m);
+    expect(runtime).toMatch(/^CMD\s+\["node",/m); // exec form: node itself receives SIGTERM
+    const ignored = read(".dockerignore")
+      .split("\n")
+      .map((line) => line.trim());
+    for (const entry of ["node_modules", ".git", ".env", "dist"]) expect(ignored).toContain(entry);
+  });
+
+  it("alerts.yml and the runbook name the same alerts", () => {
+    const alerts = [...read("prometheus/alerts.yml").matchAll(/^\s*-\s*alert:\s*([\w-]+)/gm)].map(
+      (m) => m[1]!,
+    );
+    const anchors = anchorsOf(read("docs/operations.md"));
+    expect(alerts.filter((alert) => !anchors.has(alert.toLowerCase()))).toEqual([]);
+  });
+
+  it("the dashboards ask for their datasource through the datasource variable, and every rate spans $__rate_interval", () => {
+    expect(dashboards.length).toBeGreaterThan(0);
+    for (const { file, dashboard } of dashboards) {
+      const variable = dashboard.templating.list.find((v) => v.type === "datasource");
+      expect(variable, `${file}: a datasource variable`).toMatchObject({
+        name: "datasource",
+        query: "prometheus",
+      });
+      const ids = panelsOf(dashboard).map((panel) => panel.id);
+      expect(new Set(ids).size, `${file}: panel ids are unique`).toBe(ids.length);
+      for (const panel of panelsOf(dashboard)) {
+        expect(panel.datasource?.uid, `${file}: ${panel.title}`).toBe(DATASOURCE_UID);
+        expect(panel.targets?.length ?? 0, `${file}: ${panel.title} has queries`).toBeGreaterThan(0);
+        for (const target of panel.targets ?? []) {
+          expect(target.datasource?.uid, `${panel.title} ${target.refId}`).toBe(DATASOURCE_UID);
+          for (const window of rangeWindows(target.expr)) {
+            expect(window, `${panel.title} ${target.refId}: ${target.expr}`).toBe("$__rate_interval");
+          }
+        }
+      }
+    }
+  });
+});
