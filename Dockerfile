@@ -29,7 +29,8 @@ ENV NODE_ENV=production \
     PORT=3000
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund \
+# --ignore-scripts: no production dependency needs an install script, so none runs in the image.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 # Owned by root and read-only for the `node` user that runs the server: a compromised process
 # cannot rewrite its own code.
