@@ -124,6 +124,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
               ...(config.openai.baseUrl ? { baseURL: config.openai.baseUrl } : {}),
               maxRetries: 0,
             }),
+            api: config.openai.api,
             timeoutMs: config.upstreamTimeoutMs,
             ...(config.maxOutputTokens ? { maxOutputTokens: config.maxOutputTokens } : {}),
           }),
