@@ -20,6 +20,24 @@ export interface UsageData {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Reasoning tokens among the completion tokens, when the upstream reports them. */
+  reasoning_tokens?: number;
+  /** Prompt tokens served from the upstream's cache, when it reports them. */
+  cached_tokens?: number;
+}
+/** A tool call as it streams: `arguments` is the next fragment; `id` and `name` come with its first delta. */
+export interface ToolCallDeltaData {
+  index: number;
+  id?: string;
+  name?: string;
+  arguments: string;
+}
+/** A complete tool call (`arguments`: the whole JSON text). The gateway does not run it: the caller does. */
+export interface ToolCallData {
+  index: number;
+  id: string;
+  name: string;
+  arguments: string;
 }
 export interface DoneData {
   session_id: string;
@@ -62,6 +80,12 @@ export interface EndedData {
 export interface SessionHandlers {
   onStart?(data: StartData, sessionId: string): void;
   onToken?(content: string, sessionId: string): void;
+  /** Reasoning text (a reasoning model's thinking, or its summary): apart from the answer. */
+  onReasoning?(content: string, sessionId: string): void;
+  /** Refusal text: the model declined; the run still ends with `done`. */
+  onRefusal?(content: string, sessionId: string): void;
+  onToolCallDelta?(data: ToolCallDeltaData, sessionId: string): void;
+  onToolCall?(data: ToolCallData, sessionId: string): void;
   onUsage?(usage: UsageData, sessionId: string): void;
   onDone?(data: DoneData, sessionId: string): void;
   onError?(data: ErrorData, sessionId: string): void;
@@ -163,6 +187,10 @@ const EVENT_TYPE = /^[a-z][a-z0-9_.-]{0,31}$/;
 const SESSION_TYPES = [
   "start",
   "token",
+  "reasoning",
+  "refusal",
+  "tool_call_delta",
+  "tool_call",
   "usage",
   "done",
   "error",
@@ -374,12 +402,72 @@ export async function createSubscription(sessions: string[], options: RequestOpt
   return body.id;
 }
 
+/** A content part, as Chat Completions takes it (user messages take all four; others only text). */
+export type ContentPart =
+  | { type: "text"; text: string }
+  | { type: "image_url"; image_url: { url: string; detail?: "auto" | "low" | "high" } }
+  | { type: "input_audio"; input_audio: { data: string; format: "wav" | "mp3" } }
+  | { type: "file"; file: { file_data?: string; file_id?: string; filename?: string } };
+export type TextPart = { type: "text"; text: string };
+/** A message, as Chat Completions takes it (every role but the deprecated `function`). */
+export type ChatMessage =
+  | { role: "system" | "developer"; content: string | TextPart[]; name?: string }
+  | { role: "user"; content: string | ContentPart[]; name?: string }
+  | {
+      role: "assistant";
+      content?: string | Array<TextPart | { type: "refusal"; refusal: string }> | null;
+      refusal?: string | null;
+      tool_calls?: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }>;
+      name?: string;
+    }
+  | { role: "tool"; content: string | TextPart[]; tool_call_id: string };
+export interface FunctionTool {
+  type: "function";
+  function: {
+    name: string;
+    description?: string;
+    parameters?: Record<string, unknown>;
+    strict?: boolean | null;
+  };
+}
+
+/** Give `message` or `messages`; every other field is passed to the model as given. */
 export interface StartSessionBody {
-  message: string;
+  message?: string;
+  messages?: ChatMessage[];
   model?: string;
   instructions?: string;
   id?: string;
   metadata?: Record<string, unknown>;
+  tools?: FunctionTool[];
+  tool_choice?:
+    | "none"
+    | "auto"
+    | "required"
+    | { type: "function"; function: { name: string } }
+    | {
+        type: "allowed_tools";
+        allowed_tools: { mode: "auto" | "required"; tools: Array<Record<string, unknown>> };
+      };
+  parallel_tool_calls?: boolean;
+  temperature?: number | null;
+  top_p?: number | null;
+  max_completion_tokens?: number | null;
+  response_format?:
+    | { type: "text" }
+    | { type: "json_object" }
+    | {
+        type: "json_schema";
+        json_schema: {
+          name: string;
+          description?: string;
+          schema?: Record<string, unknown>;
+          strict?: boolean | null;
+        };
+      };
+  reasoning_effort?: "none" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max" | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
 }
 export interface SessionRef {
   id: string;
@@ -410,6 +498,20 @@ function callTyped(h: SessionHandlers, sessionId: string, type: string, data: un
       if (typeof content === "string") h.onToken?.(content, sessionId);
       return;
     }
+    case "reasoning":
+    case "refusal": {
+      const content = isRecord(data) ? data.content : undefined;
+      if (typeof content !== "string") return;
+      if (type === "reasoning") h.onReasoning?.(content, sessionId);
+      else h.onRefusal?.(content, sessionId);
+      return;
+    }
+    case "tool_call_delta":
+      h.onToolCallDelta?.(data as ToolCallDeltaData, sessionId);
+      return;
+    case "tool_call":
+      h.onToolCall?.(data as ToolCallData, sessionId);
+      return;
     case "usage":
       h.onUsage?.(data as UsageData, sessionId);
       return;

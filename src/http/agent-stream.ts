@@ -2,13 +2,15 @@
  * `POST /api/v1/agent/stream`: starts a run and streams it on this response. One function for both
  * ways a request reaches it (the Express route, and the plain front handler for the exact common form).
  */
-import type { RunRequest } from "../agent/run-manager.js";
 import { AppError } from "../errors.js";
 import { admitConnection, admitRun } from "../limits/admission.js";
 import type { AppContext } from "./context.js";
 import { assertAcceptingWork } from "./guards.js";
+import { runRequest } from "./run-body.js";
 import { type StreamTarget, startStream } from "./streams.js";
 import { agentStreamBody, parseOrThrow } from "./validation.js";
+
+export { runRequest } from "./run-body.js";
 
 export async function serveAgentStream(
   context: AppContext,
@@ -39,7 +41,7 @@ export async function serveAgentStream(
   let opened = false;
   try {
     const outcome = await context.runs.start({
-      ...runRequest({ ...body, messages: undefined }),
+      ...runRequest(body),
       ...run.value,
       readerReady,
     });
@@ -66,23 +68,4 @@ export async function serveAgentStream(
     readerJoined();
     if (!opened) await stream.value.release();
   }
-}
-
-/** The run a request body asks for. */
-export function runRequest(body: {
-  message?: string | undefined;
-  messages?: RunRequest["messages"] | undefined;
-  model?: string | undefined;
-  instructions?: string | undefined;
-  id?: string | undefined;
-  metadata?: Record<string, unknown> | undefined;
-}): RunRequest {
-  const messages = body.messages ?? [{ role: "user" as const, content: body.message ?? "" }];
-  return {
-    messages,
-    ...(body.id !== undefined ? { id: body.id } : {}),
-    ...(body.model !== undefined ? { model: body.model } : {}),
-    ...(body.instructions !== undefined ? { instructions: body.instructions } : {}),
-    ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
-  };
 }

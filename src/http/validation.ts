@@ -8,32 +8,9 @@ export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_.-]{0,31}$/;
 export const sessionIdSchema = z.string().regex(SESSION_ID_PATTERN, "must match ^[A-Za-z0-9_-]{1,64}$");
 const modelSchema = z.string().min(1).max(200);
 const metadataSchema = z.record(z.string(), z.unknown());
-const messageSchema = z.string().min(1, "must not be empty").max(1_000_000);
 
-export const chatMessageSchema = z.object({
-  role: z.enum(["system", "user", "assistant"]),
-  content: z.string().max(1_000_000),
-});
-
-export const agentStreamBody = z.object({
-  message: messageSchema,
-  model: modelSchema.optional(),
-  instructions: z.string().max(100_000).optional(),
-});
-
-export const createSessionBody = z
-  .object({
-    message: messageSchema.optional(),
-    messages: z.array(chatMessageSchema).min(1).max(1000).optional(),
-    model: modelSchema.optional(),
-    instructions: z.string().max(100_000).optional(),
-    id: sessionIdSchema.optional(),
-    metadata: metadataSchema.optional(),
-  })
-  .refine((body) => body.message !== undefined || body.messages !== undefined, {
-    message: "give `message` or `messages`",
-    path: ["message"],
-  });
+/** A run's body (message or messages, model, instructions, and the fields passed to the model). */
+export { agentStreamBody, createSessionBody } from "./run-body.js";
 
 export const eventSchema = z.object({
   type: z.string().regex(EVENT_TYPE_PATTERN, "must match ^[a-z][a-z0-9_.-]{0,31}$"),
@@ -59,12 +36,42 @@ export const subscriptionPatchBody = z
     message: "give `add` or `remove`",
   });
 
+/** Top-level fields callers of OpenAI's API often send, and what to do instead. */
+const UNKNOWN_FIELD_HINTS: Readonly<Record<string, string>> = {
+  max_tokens: "use max_completion_tokens",
+  n: "a run streams one choice",
+  stream: "a run always streams",
+};
+
 export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, where = "body"): T {
   const result = schema.safeParse(value ?? {});
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const field = issue.path.length > 0 ? `${where}.${issue.path.join(".")}` : where;
-  throw new AppError("invalid_request", `${field}: ${issue.message}`);
+  const issue = specificIssue(result.error.issues[0]!);
+  // A strict object names the field it does not know, not itself.
+  const unknown = issue.code === "unrecognized_keys" ? issue.keys[0] : undefined;
+  const path = unknown === undefined ? issue.path : [...issue.path, unknown];
+  const field = path.length > 0 ? `${where}.${path.join(".")}` : where;
+  const hint = unknown !== undefined && issue.path.length === 0 ? UNKNOWN_FIELD_HINTS[unknown] : undefined;
+  const message = unknown === undefined ? issue.message : `unknown field${hint ? ` (${hint})` : ""}`;
+  throw new AppError("invalid_request", `${field}: ${message}`);
+}
+
+/**
+ * Where a union failed, the failure of the branch that came closest (the deepest one that got past
+ * the value's type), with its full path: `content.0.type`, not `content: Invalid input`.
+ */
+function specificIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue;
+  const branches = issue.errors.flatMap((branch) =>
+    branch[0] ? [specificIssue({ ...branch[0], path: [...issue.path, ...branch[0].path] })] : [],
+  );
+  const closest = branches
+    .filter((branch) => branch.code !== "invalid_type" || branch.path.length > issue.path.length)
+    .sort((a, b) => b.path.length - a.path.length)[0];
+  if (closest) return closest;
+  const expected = branches.flatMap((branch) => (branch.code === "invalid_type" ? [branch.expected] : []));
+  if (expected.length === 0) return issue;
+  return { ...issue, message: `Invalid input: expected ${[...new Set(expected)].join(" or ")}` };
 }
 
 export function parseSessionId(value: unknown): string {

@@ -281,14 +281,14 @@ describe.each(STORE_KINDS)("HTTP API over %s", (kind) => {
       expect(conn.events[conn.events.length - 1]!.event).toBe("done");
     });
 
-    it("ignores unknown JSON fields", async () => {
-      const res = await postJson(`${gw.url}/api/v1/sessions`, {
+    it("refuses a field it would not pass on with 400 naming it, never ignoring it", async () => {
+      const unknown = await postJson(`${gw.url}/api/v1/sessions`, {
         message: "x [tokens=1]",
         unknownField: { deep: true },
-        temperature: 3,
       });
-      expect(res.status, res.text).toBe(201);
-      knownIds.add(res.body.id);
+      expect(expectError(unknown, 400).message).toBe("body.unknownField: unknown field");
+      const outOfRange = await postJson(`${gw.url}/api/v1/sessions`, { message: "x", temperature: 3 });
+      expect(expectError(outOfRange, 400).message).toContain("body.temperature");
     });
 
     it.each([

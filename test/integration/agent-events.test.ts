@@ -1,0 +1,550 @@
+/**
+ * Agent streams in full, through the REAL `openai` SDK against the fixture's real wire formats, on two
+ * gateways sharing one Redis: a run started on one instance is read on the other, byte for byte
+ * (tool-call deltas and calls, reasoning, refusals, usage details, the Responses API's events), and a
+ * run's request reaches the upstream with every field as sent.
+ */
+import { EventSource } from "eventsource";
+import { createParser } from "eventsource-parser";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import {
+  connect,
+  type FunctionTool,
+  startSession,
+  type ToolCallData,
+  type UsageData,
+} from "../../src/client/index.js";
+import { reasoningSteps, refusalSteps, responsesEvents, toolCallSteps } from "../fixtures/openai-scripts.js";
+import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
+import {
+  collectUntilClosed,
+  postJson,
+  randomPrefix,
+  type SseEvent,
+  startTestGateway,
+  type TestGateway,
+} from "../helpers/index.js";
+
+type Json = Record<string, unknown>;
+
+/** Two instances on one Redis (one key prefix), calling the fixture through the SDK. */
+async function startPair(fixture: OpenAIFixture, env: Record<string, string> = {}) {
+  const prefix = randomPrefix();
+  const options = {
+    redisUrl: inject("redisUrl"),
+    prefix,
+    env: { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fixture.url, DEFAULT_MODEL: "gpt-test", ...env },
+  };
+  const writer = await startTestGateway(options);
+  const reader = await startTestGateway(options);
+  return {
+    writer,
+    reader,
+    close: async () => {
+      await writer.close();
+      await reader.close();
+    },
+  };
+}
+
+/** Starts a run on `writer`, reads it whole on `reader`: [type, data as sent] after `start`. */
+async function roundTrip(
+  writer: TestGateway,
+  reader: TestGateway,
+  body: Json,
+): Promise<{ id: string; frames: Array<[string, string]>; events: SseEvent[] }> {
+  const created = await postJson(`${writer.url}/api/v1/sessions`, body);
+  expect(created.status, created.text).toBe(201);
+  const id = created.body.id as string;
+  const stream = await collectUntilClosed(`${reader.url}/api/v1/sessions/${id}/stream`);
+  const events = stream.events;
+  expect(events[0]?.event).toBe("start");
+  expect(JSON.parse(events[0]!.data)).toMatchObject({ model: body.model ?? "gpt-test" });
+  return { id, frames: events.slice(1).map((e) => [e.event, e.data]), events };
+}
+
+const frame = (type: string, data: Json): [string, string] => [type, JSON.stringify(data)];
+
+const USAGE = {
+  prompt_tokens: 40,
+  completion_tokens: 18,
+  total_tokens: 58,
+  completion_tokens_details: { reasoning_tokens: 12, audio_tokens: 0, accepted_prediction_tokens: 0 },
+  prompt_tokens_details: { cached_tokens: 32, audio_tokens: 0 },
+};
+const USAGE_EVENT = {
+  prompt_tokens: 40,
+  completion_tokens: 18,
+  total_tokens: 58,
+  reasoning_tokens: 12,
+  cached_tokens: 32,
+};
+const WEATHER = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Current weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
+
+describe("Chat Completions upstream, read on another instance", () => {
+  let fixture: OpenAIFixture;
+  let pair: Awaited<ReturnType<typeof startPair>>;
+  beforeAll(async () => {
+    fixture = await startOpenAIFixture();
+    pair = await startPair(fixture);
+  });
+  afterAll(async () => {
+    await pair?.close();
+    await fixture?.close();
+  });
+
+  it("one tool call: its deltas as they stream, the whole call, usage details, done tool_calls", async () => {
+    fixture.script({
+      steps: toolCallSteps([{ id: "call_A", name: "get_weather", args: ['{"ci', 'ty":"Pa', 'ris 🌧"}'] }]),
+      finishReason: "tool_calls",
+      usage: USAGE,
+      fragmentBytes: 5,
+    });
+    const { id, frames } = await roundTrip(pair.writer, pair.reader, {
+      message: "weather?",
+      tools: [WEATHER],
+    });
+    expect(frames).toEqual([
+      frame("tool_call_delta", { index: 0, id: "call_A", name: "get_weather", arguments: "" }),
+      frame("tool_call_delta", { index: 0, arguments: '{"ci' }),
+      frame("tool_call_delta", { index: 0, arguments: 'ty":"Pa' }),
+      frame("tool_call_delta", { index: 0, arguments: 'ris 🌧"}' }),
+      frame("tool_call", { index: 0, id: "call_A", name: "get_weather", arguments: '{"city":"Paris 🌧"}' }),
+      frame("usage", USAGE_EVENT),
+      frame("done", { session_id: id, total_tokens: 58, finish_reason: "tool_calls" }),
+    ]);
+  });
+
+  it("two parallel calls: never mixed, each complete before the next starts", async () => {
+    fixture.script({
+      steps: toolCallSteps([
+        { id: "call_1", name: "get_weather", args: ['{"city":', '"Paris"}'] },
+        { id: "call_2", name: "get_weather", args: ['{"city":', '"Oslo"}'] },
+      ]),
+      finishReason: "tool_calls",
+    });
+    const { frames } = await roundTrip(pair.writer, pair.reader, {
+      message: "Paris and Oslo?",
+      tools: [WEATHER],
+      parallel_tool_calls: true,
+    });
+    expect(frames.slice(0, 8)).toEqual([
+      frame("tool_call_delta", { index: 0, id: "call_1", name: "get_weather", arguments: "" }),
+      frame("tool_call_delta", { index: 0, arguments: '{"city":' }),
+      frame("tool_call_delta", { index: 0, arguments: '"Paris"}' }),
+      frame("tool_call", { index: 0, id: "call_1", name: "get_weather", arguments: '{"city":"Paris"}' }),
+      frame("tool_call_delta", { index: 1, id: "call_2", name: "get_weather", arguments: "" }),
+      frame("tool_call_delta", { index: 1, arguments: '{"city":' }),
+      frame("tool_call_delta", { index: 1, arguments: '"Oslo"}' }),
+      frame("tool_call", { index: 1, id: "call_2", name: "get_weather", arguments: '{"city":"Oslo"}' }),
+    ]);
+    expect(frames.map(([type]) => type).slice(8)).toEqual(["usage", "done"]);
+    expect(JSON.parse(frames.at(-1)![1]).finish_reason).toBe("tool_calls");
+  });
+
+  it("reasoning_content, then the answer, apart; usage with reasoning and cached tokens", async () => {
+    const reasoning = ["The user", ' wants a "word".', "\n\nPick one: é🎉"];
+    const answer = ["Hello", "\r\n", " world"];
+    fixture.script({ steps: reasoningSteps(reasoning, answer), usage: USAGE });
+    const { id, frames } = await roundTrip(pair.writer, pair.reader, {
+      message: "a word",
+      reasoning_effort: "high",
+    });
+    expect(frames).toEqual([
+      ...reasoning.map((content) => frame("reasoning", { content })),
+      ...answer.map((content) => frame("token", { content })),
+      frame("usage", USAGE_EVENT),
+      frame("done", { session_id: id, total_tokens: 58, finish_reason: "stop" }),
+    ]);
+  });
+
+  it("a refusal ends as refusal events then done, never as an empty done", async () => {
+    const parts = ["I'm sorry,", " but I can't help with that."];
+    fixture.script({
+      steps: refusalSteps(parts),
+      usage: { prompt_tokens: 9, completion_tokens: 9, total_tokens: 18 },
+    });
+    const { id, frames } = await roundTrip(pair.writer, pair.reader, { message: "something bad" });
+    expect(frames).toEqual([
+      ...parts.map((content) => frame("refusal", { content })),
+      frame("usage", { prompt_tokens: 9, completion_tokens: 9, total_tokens: 18 }),
+      frame("done", { session_id: id, total_tokens: 18, finish_reason: "stop" }),
+    ]);
+  });
+
+  it("the upstream's finish reason is done's (length, content_filter)", async () => {
+    for (const finishReason of ["length", "content_filter"]) {
+      fixture.script({ tokens: ["cut"], finishReason });
+      const { frames } = await roundTrip(pair.writer, pair.reader, { message: "go" });
+      expect(JSON.parse(frames.at(-1)![1]).finish_reason).toBe(finishReason);
+    }
+  });
+
+  it("passes every field of POST /api/v1/sessions to the upstream as sent", async () => {
+    const body = {
+      messages: [
+        { role: "developer", content: "Answer in JSON." },
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "What is in this image?" },
+            { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=", detail: "high" } },
+            { type: "file", file: { filename: "a.txt", file_data: "data:text/plain;base64,aGk=" } },
+          ],
+          name: "ana",
+        },
+      ],
+      instructions: "Be brief.",
+      model: "gpt-other",
+      tools: [WEATHER],
+      tool_choice: "auto",
+      parallel_tool_calls: false,
+      temperature: 0,
+      top_p: 0.5,
+      max_completion_tokens: 256,
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "answer", schema: { type: "object" }, strict: true },
+      },
+      reasoning_effort: "minimal",
+      seed: 42,
+      stop: ["\n\n"],
+    };
+    fixture.script({ tokens: ["{}"] });
+    const before = fixture.requests.length;
+    await roundTrip(pair.writer, pair.reader, body);
+    const sent = fixture.requests[before]!.body as Json;
+    const { messages, instructions, model, ...fields } = body;
+    expect(sent).toEqual({
+      ...fields,
+      model,
+      messages: [{ role: "system", content: instructions }, ...messages],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+  });
+
+  it("POST /api/v1/agent/stream takes messages and the same fields, and streams the events", async () => {
+    fixture.script({
+      steps: toolCallSteps([{ id: "call_S", name: "get_weather", args: ['{"city":"Rome"}'] }]),
+      finishReason: "tool_calls",
+    });
+    const before = fixture.requests.length;
+    const res = await fetch(`${pair.writer.url}/api/v1/agent/stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify({
+        messages: [{ role: "user", content: "Rome?" }],
+        tools: [WEATHER],
+        tool_choice: { type: "function", function: { name: "get_weather" } },
+        temperature: 0.3,
+      }),
+    });
+    expect(res.status).toBe(200);
+    const frames = parseSse(await res.text());
+    expect(frames.map(([type]) => type)).toEqual([
+      "start",
+      "tool_call_delta",
+      "tool_call_delta",
+      "tool_call",
+      "usage",
+      "done",
+    ]);
+    expect(frames[3]![1]).toBe(
+      JSON.stringify({ index: 0, id: "call_S", name: "get_weather", arguments: '{"city":"Rome"}' }),
+    );
+    expect(fixture.requests[before]!.body).toMatchObject({
+      messages: [{ role: "user", content: "Rome?" }],
+      tools: [WEATHER],
+      tool_choice: { type: "function", function: { name: "get_weather" } },
+      temperature: 0.3,
+    });
+  });
+
+  it("a tool round trip: the call, the caller runs it, the next run answers with its result", async () => {
+    fixture.script({
+      steps: toolCallSteps([{ id: "call_R", name: "get_weather", args: ['{"city":"Lima"}'] }]),
+      finishReason: "tool_calls",
+    });
+    const first = await roundTrip(pair.writer, pair.reader, {
+      message: "Weather in Lima?",
+      tools: [WEATHER],
+    });
+    const call = JSON.parse(first.frames.find(([type]) => type === "tool_call")![1]) as Json;
+    // The caller runs the tool (the gateway never does) and starts the next run with its result.
+    const result = JSON.stringify({ city: "Lima", temp_c: 19 });
+    const history = [
+      { role: "user", content: "Weather in Lima?" },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          { id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } },
+        ],
+      },
+      { role: "tool", tool_call_id: call.id, content: result },
+    ];
+    fixture.script({ tokens: ["It is", " 19 °C", " in Lima."] });
+    const before = fixture.requests.length;
+    const second = await roundTrip(pair.reader, pair.writer, { messages: history, tools: [WEATHER] });
+    expect((fixture.requests[before]!.body as Json).messages).toEqual(history);
+    expect(
+      second.frames.filter(([type]) => type === "token").map(([, data]) => JSON.parse(data).content),
+    ).toEqual(["It is", " 19 °C", " in Lima."]);
+  });
+
+  it.each([
+    ["an unknown field", { message: "x", foo: 1 }, "body.foo: unknown field"],
+    ["n", { message: "x", n: 2 }, "body.n: unknown field"],
+    ["max_tokens", { message: "x", max_tokens: 5 }, "body.max_tokens: unknown field"],
+    [
+      "an unknown field of a tool",
+      { message: "x", tools: [{ ...WEATHER, extra: true }] },
+      "body.tools.0.extra",
+    ],
+    [
+      "a function message",
+      { messages: [{ role: "function", name: "f", content: "x" }] },
+      "body.messages.0.role",
+    ],
+    [
+      "a tool result for no call",
+      { messages: [{ role: "tool", tool_call_id: "c", content: "x" }] },
+      "tool_call_id",
+    ],
+    [
+      "tool_choice naming no tool",
+      { message: "x", tools: [WEATHER], tool_choice: { type: "function", function: { name: "nope" } } },
+      "body.tool_choice.function.name",
+    ],
+  ])("%s is 400 naming it, on both routes, and starts nothing", async (_what, body, field) => {
+    const before = fixture.requests.length;
+    for (const path of ["/api/v1/sessions", "/api/v1/agent/stream"]) {
+      const res = await postJson(`${pair.writer.url}${path}`, body);
+      expect(res.status, res.text).toBe(400);
+      expect(res.body.error.code).toBe("invalid_request");
+      expect(res.body.error.message).toContain(field);
+    }
+    expect(fixture.requests.length).toBe(before);
+  });
+});
+
+describe("Responses API upstream (OPENAI_API=responses), read on another instance", () => {
+  let fixture: OpenAIFixture;
+  let pair: Awaited<ReturnType<typeof startPair>>;
+  beforeAll(async () => {
+    fixture = await startOpenAIFixture();
+    pair = await startPair(fixture, { OPENAI_API: "responses" });
+  });
+  afterAll(async () => {
+    await pair?.close();
+    await fixture?.close();
+  });
+
+  it("reasoning summaries and function calls map onto the same session events", async () => {
+    fixture.script({
+      events: responsesEvents({
+        reasoning: [["**Weather**", "\n\nLook it up."]],
+        calls: [{ id: "call_X", name: "get_weather", args: ['{"city"', ':"Kyiv"}'] }],
+        usage: {
+          input_tokens: 50,
+          output_tokens: 30,
+          total_tokens: 80,
+          input_tokens_details: { cached_tokens: 0 },
+          output_tokens_details: { reasoning_tokens: 20 },
+        },
+      }),
+    });
+    const before = fixture.requests.length;
+    const { id, frames } = await roundTrip(pair.writer, pair.reader, {
+      message: "Kyiv?",
+      tools: [WEATHER],
+      reasoning_effort: "medium",
+      max_completion_tokens: 500,
+    });
+    expect(frames).toEqual([
+      frame("reasoning", { content: "**Weather**" }),
+      frame("reasoning", { content: "\n\nLook it up." }),
+      frame("tool_call_delta", { index: 0, id: "call_X", name: "get_weather", arguments: "" }),
+      frame("tool_call_delta", { index: 0, arguments: '{"city"' }),
+      frame("tool_call_delta", { index: 0, arguments: ':"Kyiv"}' }),
+      frame("tool_call", { index: 0, id: "call_X", name: "get_weather", arguments: '{"city":"Kyiv"}' }),
+      frame("usage", {
+        prompt_tokens: 50,
+        completion_tokens: 30,
+        total_tokens: 80,
+        reasoning_tokens: 20,
+        cached_tokens: 0,
+      }),
+      frame("done", { session_id: id, total_tokens: 80, finish_reason: "tool_calls" }),
+    ]);
+    const sent = fixture.requests[before]!;
+    expect(sent.path).toBe("/v1/responses");
+    expect(sent.body).toMatchObject({
+      input: [{ role: "user", content: "Kyiv?" }],
+      tools: [{ type: "function", name: "get_weather", parameters: WEATHER.function.parameters }],
+      reasoning: { effort: "medium" },
+      max_output_tokens: 500,
+      stream: true,
+    });
+  });
+
+  it("text and a refusal, as on the chat path", async () => {
+    fixture.script({ events: responsesEvents({ text: ["Hi", " there"] }) });
+    const text = await roundTrip(pair.writer, pair.reader, { message: "hi" });
+    expect(text.frames).toEqual([
+      frame("token", { content: "Hi" }),
+      frame("token", { content: " there" }),
+      frame("done", { session_id: text.id, total_tokens: 2, finish_reason: "stop" }),
+    ]);
+    fixture.script({ events: responsesEvents({ refusal: ["No."] }) });
+    const refused = await roundTrip(pair.writer, pair.reader, { message: "bad" });
+    expect(refused.frames.map(([type]) => type)).toEqual(["refusal", "done"]);
+  });
+
+  it("a failed response ends with the chat path's safe code", async () => {
+    fixture.script({ events: responsesEvents({ text: ["par"], end: "failed" }) });
+    const { frames } = await roundTrip(pair.writer, pair.reader, { message: "x" });
+    expect(frames.at(-1)).toEqual(
+      frame("error", { code: "upstream_unavailable", message: "The model provider is unavailable." }),
+    );
+  });
+
+  it("seed and stop, which the Responses API has no place for, are 400 and start nothing", async () => {
+    const before = fixture.requests.length;
+    for (const [field, value] of [
+      ["seed", 1],
+      ["stop", "END"],
+    ] as const) {
+      const res = await postJson(`${pair.writer.url}/api/v1/sessions`, { message: "x", [field]: value });
+      expect(res.status, res.text).toBe(400);
+      expect(res.body.error.message).toMatch(new RegExp(`^body\\.${field}: the Responses API`));
+    }
+    expect(fixture.requests.length).toBe(before);
+  });
+});
+
+describe("the simulated model (no API key), read on another instance", () => {
+  let writer: TestGateway;
+  let reader: TestGateway;
+  beforeAll(async () => {
+    const prefix = randomPrefix();
+    writer = await startTestGateway({ redisUrl: inject("redisUrl"), prefix });
+    reader = await startTestGateway({ redisUrl: inject("redisUrl"), prefix });
+  });
+  afterAll(async () => {
+    await writer?.close();
+    await reader?.close();
+  });
+
+  it("calls a given tool, then answers its result in text", async () => {
+    const created = await postJson(`${writer.url}/api/v1/sessions`, {
+      message: "Weather in Paris",
+      tools: [WEATHER],
+    });
+    expect(created.status, created.text).toBe(201);
+    const first = await collectUntilClosed(`${reader.url}/api/v1/sessions/${created.body.id}/stream`);
+    expect(JSON.parse(first.events[0]!.data)).toMatchObject({ model: "simulated", simulated: true });
+    const call = JSON.parse(first.events.find((e) => e.event === "tool_call")!.data) as Json;
+    expect(call).toMatchObject({ index: 0, name: "get_weather", arguments: '{"city":"Paris"}' });
+    expect(JSON.parse(first.events.at(-1)!.data).finish_reason).toBe("tool_calls");
+    const deltas = first.events.filter((e) => e.event === "tool_call_delta").map((e) => JSON.parse(e.data));
+    expect(deltas.map((delta) => delta.arguments).join("")).toBe(call.arguments);
+
+    const next = await postJson(`${reader.url}/api/v1/sessions`, {
+      messages: [
+        { role: "user", content: "Weather in Paris" },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [
+            { id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } },
+          ],
+        },
+        { role: "tool", tool_call_id: call.id, content: "21 °C, sunny" },
+      ],
+      tools: [WEATHER],
+    });
+    expect(next.status, next.text).toBe(201);
+    const second = await collectUntilClosed(`${writer.url}/api/v1/sessions/${next.body.id}/stream`);
+    const text = second.events
+      .filter((e) => e.event === "token")
+      .map((e) => JSON.parse(e.data).content)
+      .join("");
+    expect(text.startsWith("(Simulated) get_weather returned 21 °C, sunny.")).toBe(true);
+    expect(JSON.parse(second.events.at(-1)!.data).finish_reason).toBe("stop");
+  });
+});
+
+describe("/client.js typed handlers, against real gateways", () => {
+  let writer: TestGateway;
+  let reader: TestGateway;
+  beforeAll(async () => {
+    const prefix = randomPrefix();
+    writer = await startTestGateway({ redisUrl: inject("redisUrl"), prefix });
+    reader = await startTestGateway({ redisUrl: inject("redisUrl"), prefix });
+  });
+  afterAll(async () => {
+    await writer?.close();
+    await reader?.close();
+  });
+
+  it("onReasoning, onToolCallDelta, onToolCall and usage's reasoning_tokens, for a run started with startSession", async () => {
+    const { id } = await startSession(
+      { message: "Weather in Oslo", tools: [WEATHER as FunctionTool], reasoning_effort: "low" },
+      { baseUrl: writer.url },
+    );
+    let reasoning = "";
+    let args = "";
+    const calls: ToolCallData[] = [];
+    let usage: UsageData | undefined;
+    let finish = "";
+    const connection = connect({
+      sessions: [id],
+      baseUrl: reader.url,
+      EventSource,
+      handlers: {
+        onReasoning: (content) => {
+          reasoning += content;
+        },
+        onToolCallDelta: (delta) => {
+          args += delta.arguments;
+        },
+        onToolCall: (call) => {
+          calls.push(call);
+        },
+        onUsage: (data) => {
+          usage = data;
+        },
+        onDone: (data) => {
+          finish = data.finish_reason;
+        },
+      },
+    });
+    try {
+      await vi.waitFor(() => expect(finish).toBe("tool_calls"), { timeout: 15_000 });
+    } finally {
+      connection.close();
+    }
+    expect(reasoning.startsWith("Let me think about this:")).toBe(true);
+    expect(calls).toEqual([
+      { index: 0, id: expect.stringMatching(/^call_sim/), name: "get_weather", arguments: '{"city":"Oslo"}' },
+    ]);
+    expect(args).toBe(calls[0]!.arguments);
+    expect(usage?.reasoning_tokens).toBe(12);
+  });
+});
+
+function parseSse(text: string): Array<[string, string]> {
+  const frames: Array<[string, string]> = [];
+  const parser = createParser({ onEvent: (event) => frames.push([event.event ?? "message", event.data]) });
+  parser.feed(text);
+  return frames;
+}
