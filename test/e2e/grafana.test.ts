@@ -214,8 +214,7 @@ describe("e2e: every dashboard panel and every alert against real Prometheus", (
     }
     const panels = dashboards.flatMap(({ dashboard }) => panelsOf(dashboard));
     console.log(
-      `grafana: ${panels.length} panels, ${queries.length} queries, all returning data: ` +
-        [...outcome.keys()].map((where) => where.split(" / ").slice(1).join(" ")).join("; "),
+      `grafana: ${panels.length} panels, ${queries.length} queries (${outcome.size} evaluated), every one returning data`,
     );
   });
 
