@@ -8,6 +8,7 @@ import type { RequestListener } from "node:http";
 import express, { type RequestHandler } from "express";
 import helmet from "helmet";
 import { createAuthenticator } from "./auth/middleware.js";
+import { openAIRouter } from "./doors/openai-router.js";
 import { AppError, createErrorHandler, createErrorWriter, notFoundHandler } from "./errors.js";
 import { compileTrust } from "./http/client-ip.js";
 import type { AppContext } from "./http/context.js";
@@ -50,7 +51,7 @@ export function buildApp(context: AppContext): RequestListener {
   // helmet's headers protect pages; JSON and event streams only need nosniff. Every header of an open
   // stream stays in memory for its lifetime, so streams carry no more than they need.
   app.use((req, res, next) => {
-    if (req.path.startsWith("/api/")) {
+    if (req.path.startsWith("/api/") || req.path.startsWith("/v1/")) {
       res.setHeader("X-Content-Type-Options", "nosniff");
       return next();
     }
@@ -65,6 +66,8 @@ export function buildApp(context: AppContext): RequestListener {
   app.use("/api/v1", createAuthenticator(context.verifier, context.config.auth.cookieName));
   app.use("/api/v1", sessionsRouter(context));
   app.use("/api/v1", subscriptionsRouter(context));
+  // The OpenAI-compatible door's cold routes (its streaming ones are the front's); OpenAI's error shape.
+  app.use("/v1", openAIRouter(context));
 
   app.get("/client.js", (_req, res) => {
     if (!existsSync(clientModule)) throw new AppError("not_built", "run npm run build to build the client");

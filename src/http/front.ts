@@ -7,6 +7,7 @@
  *   GET|HEAD /api/v1/sessions/:id/stream     one session's stream
  *   POST     /api/v1/sessions/:id/events     an outside producer's append (the most frequent request)
  *   POST     /api/v1/agent/stream            a run streamed on its response (every step delays its first token)
+ *   the front doors' streaming routes (/v1/chat/completions, /v1/responses, /api/v1/chat: doors/routes.ts)
  *
  * Why not Express: an open stream keeps its request and response for hours, and Express re-parents both
  * and adds its own state (measured: 19 KB of heap per idle stream through Express, 11 KB here); an
@@ -26,6 +27,8 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import { parse as parseQuery } from "node:querystring";
 import bodyParser from "body-parser";
 import { authenticate } from "../auth/middleware.js";
+import { createOpenAIErrorWriter } from "../doors/openai-errors.js";
+import { type DoorRoute, doorMethods, isOpenAIRoute, matchDoorRoute, serveDoor } from "../doors/routes.js";
 import { AppError, type ErrorWriter, errors } from "../errors.js";
 import { serveAgentStream } from "./agent-stream.js";
 import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
@@ -42,7 +45,8 @@ type HotRoute =
   | { kind: "multiplexed" }
   | { kind: "session-stream"; id: string | null }
   | { kind: "append"; id: string | null }
-  | { kind: "agent" };
+  | { kind: "agent" }
+  | { kind: "door"; door: DoorRoute };
 
 const MULTIPLEXED: HotRoute = Object.freeze({ kind: "multiplexed" });
 const AGENT: HotRoute = Object.freeze({ kind: "agent" });
@@ -53,7 +57,7 @@ const JSON_TYPE = /^application\/json\s*(;\s*charset=("?)utf-8\2\s*)?$/i;
 
 /** The hot route a request's path names, with its query text; null for every other path. */
 export function matchHotRoute(url: string): { route: HotRoute; query: string } | null {
-  if (!url.startsWith("/api/v1/")) return null;
+  if (!url.startsWith("/api/v1/") && !url.startsWith("/v1/")) return null;
   let end = url.length;
   const mark = url.indexOf("?");
   if (mark >= 0) end = mark;
@@ -61,6 +65,8 @@ export function matchHotRoute(url: string): { route: HotRoute; query: string } |
   if (fragment >= 0 && fragment < end) end = fragment;
   const path = url.slice(0, end);
   const query = mark >= 0 && mark === end ? url.slice(mark + 1) : "";
+  const door = matchDoorRoute(path);
+  if (door) return { route: { kind: "door", door }, query };
   if (path === "/api/v1/stream") return { route: MULTIPLEXED, query };
   if (path === "/api/v1/agent/stream") return { route: AGENT, query };
   const session = SESSION_PATH.exec(path);
@@ -75,7 +81,15 @@ export function matchHotRoute(url: string): { route: HotRoute; query: string } |
 }
 
 const methodsOf = (route: HotRoute) =>
-  route.kind === "multiplexed" || route.kind === "session-stream" ? STREAM_METHODS : POST_METHODS;
+  route.kind === "door"
+    ? doorMethods(route.door)
+    : route.kind === "multiplexed" || route.kind === "session-stream"
+      ? STREAM_METHODS
+      : POST_METHODS;
+
+/** A route whose path names an id that is not valid percent-encoding. */
+const hasInvalidId = (route: HotRoute) =>
+  route.kind === "door" ? "id" in route.door && route.door.id === null : "id" in route && route.id === null;
 
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers["content-length"];
@@ -102,6 +116,7 @@ export interface FrontDependencies {
 export function createFront({ context, cors, trust, errorWriter, next }: FrontDependencies): RequestListener {
   const { config, logger, verifier } = context;
   const readJson = bodyParser.json({ limit: config.maxBodyBytes, strict: true });
+  const openAIErrorWriter = createOpenAIErrorWriter(logger, () => context.store.isReady());
 
   async function jsonBody(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
     const type = req.headers["content-type"];
@@ -144,7 +159,15 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
       await serveAgentStream(context, stream, stream.ip, await jsonBody(req, res));
       return;
     }
+    if (route.kind === "door" && req.method === "POST") {
+      await serveDoor(context, route.door, stream, () => jsonBody(req, res));
+      return;
+    }
     if (hasBody(req)) throw errors.badRequest("unexpected_body", "a stream request has no body");
+    if (route.kind === "door") {
+      await serveDoor(context, route.door, stream, () => Promise.resolve(undefined));
+      return;
+    }
     if (route.kind === "session-stream") await serveSessionStream(context, route.id, stream);
     else await serveMultiplexedStream(context, stream);
   }
@@ -164,7 +187,7 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
       }
       const allowed = methodsOf(route);
       if (!allowed.includes(req.method ?? "")) throw errors.methodNotAllowed(allowed.slice(0, 1));
-      if ("id" in route && route.id === null) {
+      if (hasInvalidId(route)) {
         throw errors.badRequest("invalid_path", "the request path is not valid percent-encoding");
       }
       const query = parseQuery(queryText);
@@ -182,7 +205,8 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
       await serve(route, stream);
     } catch (error) {
       if (res.destroyed) return;
-      errorWriter.send(res, error, headers);
+      const writer = route.kind === "door" && isOpenAIRoute(route.door) ? openAIErrorWriter : errorWriter;
+      writer.send(res, error, headers);
       if (res.writableEnded) res.once("finish", () => log.finished());
     }
   }

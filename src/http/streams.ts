@@ -9,7 +9,11 @@ import type { Query } from "../auth/middleware.js";
 import type { Config } from "../config.js";
 import { type Admission, CONNECTION_PLACE_REFRESH_MS } from "../limits/admission.js";
 import type { CursorTracker } from "../mux/cursor.js";
-import { StreamConnection, type StreamConnectionOptions } from "../mux/stream-connection.js";
+import {
+  StreamConnection,
+  type StreamConnectionDeps,
+  type StreamConnectionOptions,
+} from "../mux/stream-connection.js";
 import { type CloseReason, SseWriter, type SseWriterHooks, type SseWriterOptions } from "../sse/writer.js";
 import type { AppContext } from "./context.js";
 import type { RequestLog } from "./request-log.js";
@@ -84,9 +88,24 @@ function optionsOf(config: Readonly<Config>, framing: "single" | "mux", closeWhe
   return { writer: shared.writer, connection };
 }
 
+/** What an open stream's writer tells its reading side: a StreamConnection, or a front door's reader. */
+export interface StreamOwner {
+  onDrain(): void;
+  close(): void;
+}
+
+/** Builds the reading side of a stream over its writer (by default a StreamConnection). */
+export type ConnectStream<C extends StreamOwner> = (
+  deps: StreamConnectionDeps,
+  options: StreamConnectionOptions,
+) => C;
+
+const connectStreamConnection: ConnectStream<StreamConnection> = (deps, options) =>
+  new StreamConnection(deps, options);
+
 /** The writer's hooks for one open stream, and what its end releases. */
 class OpenStream implements SseWriterHooks {
-  connection: StreamConnection | undefined;
+  connection: StreamOwner | undefined;
   writer: SseWriter | undefined;
   expiry: NodeJS.Timeout | undefined;
 
@@ -136,12 +155,24 @@ export function startStream(
   context: AppContext,
   target: StreamTarget,
   options: OpenStreamOptions,
-): StreamConnection {
+): StreamConnection;
+export function startStream<C extends StreamOwner>(
+  context: AppContext,
+  target: StreamTarget,
+  options: OpenStreamOptions,
+  connect: ConnectStream<C>,
+): C;
+export function startStream(
+  context: AppContext,
+  target: StreamTarget,
+  options: OpenStreamOptions,
+  connect: ConnectStream<StreamOwner> = connectStreamConnection,
+): StreamOwner {
   const { config, metrics, hub, store, streams } = context;
   const shared = optionsOf(config, options.framing, options.closeWhenAllEnded);
   const hooks = new OpenStream(context, options.kind, options.admission, target.logger, target.log);
   const writer = new SseWriter(target.res, shared.writer, hooks);
-  const connection = new StreamConnection(
+  const connection = connect(
     { hub, store, writer, metrics, logger: target.logger, tracker: options.tracker },
     shared.connection,
   );
