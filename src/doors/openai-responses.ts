@@ -22,7 +22,10 @@
  * their `tool_call`), so how many events a prefix of the session yields depends only on how many
  * events of each type it holds: a compacted session's snapshot (`folded` counts them) tells the
  * number the next event takes, and the events after it are numbered exactly as a reader who never
- * fell behind saw them. The snapshot's own events are numbered just below that.
+ * fell behind saw them. The snapshot's own events are numbered just below that. (The snapshot does
+ * not keep the order in which items opened: it is taken to be the order models produce them in,
+ * reasoning, then text or a refusal, then tool calls by index. In another order the numbers after a
+ * snapshot still increase, and the text is whole.)
  */
 import type {
   Response,
