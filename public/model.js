@@ -23,11 +23,15 @@
  * @property {string | null} createdAt  the server's ISO time of creation
  * @property {Status} status
  * @property {string} text
+ * @property {string} reasoning  reasoning text, shown apart from the answer
+ * @property {string} refusal  refusal text: the model declined
+ * @property {ToolCall[]} toolCalls  in order of `index`
  * @property {number} tokenEvents
  * @property {number | null} completionTokens  from `usage`, when the upstream reports it
  * @property {number | null} totalTokens  from `done`
  * @property {number | null} createdSeenAt  when `@sessions:created` arrived live (not replayed): the
  *   page then watched the whole run, so its time to first token and tokens per second mean something
+ * @property {number | null} firstOutputAt  the first output of any kind (token, reasoning, refusal, tool call)
  * @property {number | null} firstTokenAt
  * @property {number | null} lastTokenAt
  * @property {number | null} endedAt  when the terminal event arrived
@@ -36,6 +40,15 @@
  * @property {string | null} errorMessage
  * @property {string | null} cancelReason
  * @property {number} gaps  `gap` notes received: part of the history was trimmed
+ */
+
+/**
+ * @typedef {object} ToolCall  a call as it streams (`tool_call_delta`), complete once `tool_call` came
+ * @property {number} index
+ * @property {string | null} id
+ * @property {string} name
+ * @property {string} arguments  the JSON text so far
+ * @property {boolean} complete
  */
 
 /**
@@ -88,10 +101,14 @@ function newSession(id) {
     createdAt: null,
     status: "running",
     text: "",
+    reasoning: "",
+    refusal: "",
+    toolCalls: [],
     tokenEvents: 0,
     completionTokens: null,
     totalTokens: null,
     createdSeenAt: null,
+    firstOutputAt: null,
     firstTokenAt: null,
     lastTokenAt: null,
     endedAt: null,
@@ -118,6 +135,20 @@ function text(value) {
 /** @param {unknown} value @returns {number | null} */
 function num(value) {
   return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/**
+ * The session's call with this index, created (in index order) when new.
+ * @param {Session} session @param {number} index @returns {ToolCall}
+ */
+function toolCallAt(session, index) {
+  let call = session.toolCalls.find((candidate) => candidate.index === index);
+  if (!call) {
+    call = { index, id: null, name: "", arguments: "", complete: false };
+    session.toolCalls.push(call);
+    session.toolCalls.sort((a, b) => a.index - b.index);
+  }
+  return call;
 }
 
 export class Model {
@@ -213,14 +244,54 @@ export class Model {
         session.text += content;
         session.tokenEvents += 1;
         session.firstTokenAt ??= msg.at;
+        session.firstOutputAt ??= msg.at;
         session.lastTokenAt = msg.at;
         change.appendedTo = session.id;
         change.appended = content;
         break;
       }
+      case "reasoning":
+        session.reasoning += text(data.content) ?? "";
+        session.firstOutputAt ??= msg.at;
+        break;
+      case "refusal":
+        session.refusal += text(data.content) ?? "";
+        session.firstOutputAt ??= msg.at;
+        break;
+      case "tool_call_delta":
+      case "tool_call": {
+        const index = num(data.index);
+        if (index === null) return;
+        const call = toolCallAt(session, index);
+        call.id = text(data.id) ?? call.id;
+        call.name = text(data.name) ?? call.name;
+        const args = text(data.arguments) ?? "";
+        // A `tool_call` carries the whole arguments: it replaces what the deltas made.
+        call.arguments = msg.type === "tool_call" ? args : call.arguments + args;
+        if (msg.type === "tool_call") call.complete = true;
+        session.firstOutputAt ??= msg.at;
+        break;
+      }
       case "snapshot": {
         // The session so far, folded by compaction: it replaces what this page had of it.
         session.text = text(data.content) ?? "";
+        session.reasoning = text(data.reasoning) ?? "";
+        session.refusal = text(data.refusal) ?? "";
+        session.toolCalls = [];
+        // Calls complete in index order: the first `folded.tool_call` of them are complete.
+        const completed = num(record(data.folded).tool_call) ?? 0;
+        for (const folded of Array.isArray(data.tool_calls) ? data.tool_calls : []) {
+          const item = record(folded);
+          const index = num(item.index);
+          if (index === null) continue;
+          const call = toolCallAt(session, index);
+          call.id = text(item.id);
+          call.name = text(item.name) ?? "";
+          call.arguments = text(item.arguments) ?? "";
+        }
+        session.toolCalls.forEach((call, position) => {
+          call.complete = position < completed;
+        });
         session.tokenEvents = num(record(data.folded).token) ?? 0;
         session.completionTokens = num(record(data.usage).completion_tokens) ?? session.completionTokens;
         break;
@@ -358,10 +429,11 @@ export function tokensPerSecond(session) {
 }
 
 /**
- * Time to first token: from the live `@sessions:created` to the first token, both as the page saw them.
+ * Time to first token: from the live `@sessions:created` to the model's first output of any kind (a
+ * token, reasoning, a refusal or a tool call, as the gateway's metric counts it), both as the page saw them.
  * @param {Session} session
  */
 export function timeToFirstToken(session) {
-  if (session.createdSeenAt === null || session.firstTokenAt === null) return null;
-  return Math.max(0, session.firstTokenAt - session.createdSeenAt);
+  if (session.createdSeenAt === null || session.firstOutputAt === null) return null;
+  return Math.max(0, session.firstOutputAt - session.createdSeenAt);
 }

@@ -10,6 +10,9 @@ import { FINAL, timeToFirstToken, tokenCount, tokensPerSecond } from "./model.js
 /** @typedef {import("./model.js").Change} Change */
 /** @typedef {import("./model.js").Model} Model */
 
+/** Characters of reasoning shown in a closed "Thinking" block's summary. */
+const PEEK_CHARS = 60;
+
 const STATUS_LABEL = /** @type {Record<string, string>} */ ({
   running: "running",
   done: "done",
@@ -43,6 +46,13 @@ export function formatDuration(ms) {
   if (s < 3600) return `${Math.floor(s / 60)}\u202fmin`;
   if (s < 86_400) return `${Math.floor(s / 3600)}\u202fh`;
   return `${Math.floor(s / 86_400)}\u202fd`;
+}
+
+/** A collapsed panel's one line. @param {Session} session */
+function summaryOf(session) {
+  const calls = session.toolCalls.length;
+  const tools = calls === 0 ? "" : `, ${calls} tool call${calls === 1 ? "" : "s"}`;
+  return `${tokenCount(session)} tokens${tools}`;
 }
 
 /** @param {number | null} ms */
@@ -90,6 +100,19 @@ class Panel {
       "aria-label": `Output of session ${id}`,
     });
     this.textEl.append(this.out);
+    // Reasoning apart from the answer: a collapsed block whose summary shows the latest words.
+    this.reasoningOut = document.createTextNode("");
+    this.thinkingPeek = h("span", { class: "thinking-peek" });
+    this.thinking = h("details", { class: "thinking", hidden: "" }, [
+      h("summary", {}, [h("span", { class: "thinking-label" }, ["Thinking"]), this.thinkingPeek]),
+      h("div", { class: "reasoning-text", role: "region", "aria-label": `Reasoning of session ${id}` }, [
+        this.reasoningOut,
+      ]),
+    ]);
+    this.refusalEl = h("p", { class: "refusal", hidden: "" });
+    this.toolCallsEl = h("ol", { class: "tool-calls", hidden: "", "aria-label": `Tool calls of session ${id}` });
+    /** @type {Map<number, {li: HTMLLIElement, name: HTMLElement, args: Text}>} */
+    this.toolItems = new Map();
     this.note = h("p", { class: "note", hidden: "" });
     this.summary = h("span", { class: "summary" });
     this.el = h(
@@ -110,7 +133,10 @@ class Panel {
           stat("ttft", "TTFT", "Time to first token, from the session's creation as this page saw it"),
           stat("age", "Age", "Time since the session was created"),
         ]),
+        this.thinking,
         this.textEl,
+        this.refusalEl,
+        this.toolCallsEl,
         this.note,
       ],
     );
@@ -150,8 +176,19 @@ class Panel {
     }
     // A snapshot replaced the text (tokens only ever append).
     if (this.out.data !== session.text) this.out.data = session.text;
+    this.updateReasoning(session);
+    this.updateToolCalls(session);
+    if (this.refusalEl.textContent !== session.refusal) {
+      this.refusalEl.textContent = session.refusal;
+      this.refusalEl.title = session.refusal;
+      this.refusalEl.hidden = session.refusal === "";
+    }
+    this.el.classList.toggle("rich", session.reasoning !== "" || session.toolCalls.length > 0);
+    // A run that only called tools (or refused) has no answer: its calls take the answer's place.
+    const noAnswer = session.text === "" && (session.toolCalls.length > 0 || session.refusal !== "");
+    this.el.classList.toggle("no-answer", noAnswer);
     this.updateCounters(session);
-    this.summary.textContent = `${tokenCount(session)} tokens`;
+    this.summary.textContent = summaryOf(session);
     const notes = [];
     if (session.status === "interrupted") notes.push("Interrupted: the instance running it stopped.");
     else if (session.errorCode) notes.push(`Error ${session.errorCode}: ${session.errorMessage ?? ""}`);
@@ -163,6 +200,51 @@ class Panel {
     if (notes.length > 0) this.showNote(notes.join(" "));
     else this.note.hidden = true;
     this.el.classList.toggle("has-gap", session.gaps > 0);
+  }
+
+  /** @param {Session} session */
+  updateReasoning(session) {
+    if (this.reasoningOut.data === session.reasoning) return;
+    const box = /** @type {HTMLElement} */ (this.thinking.lastElementChild);
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
+    this.reasoningOut.data = session.reasoning;
+    this.thinking.hidden = session.reasoning === "";
+    // The latest words, so that a closed block still shows the reasoning moving.
+    const tail = session.reasoning.slice(-PEEK_CHARS).replace(/\s+/g, " ");
+    this.thinkingPeek.textContent = session.reasoning.length > PEEK_CHARS ? `…${tail}` : tail;
+    if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  /** Each call with its name and its arguments as they stream. @param {Session} session */
+  updateToolCalls(session) {
+    const final = FINAL.has(session.status);
+    for (const call of session.toolCalls) {
+      let item = this.toolItems.get(call.index);
+      if (!item) {
+        const name = h("span", { class: "tool-name" });
+        const args = document.createTextNode("");
+        const li = h("li", { class: "tool-call", "data-index": String(call.index) }, [
+          name,
+          h("code", { class: "tool-args" }, [args]),
+        ]);
+        item = { li, name, args };
+        this.toolItems.set(call.index, item);
+        const next = [...this.toolItems.keys()].filter((index) => index > call.index).sort((a, b) => a - b)[0];
+        const before = next === undefined ? null : (this.toolItems.get(next)?.li ?? null);
+        this.toolCallsEl.insertBefore(li, before);
+      }
+      if (item.name.textContent !== call.name) item.name.textContent = call.name || "…";
+      if (item.args.data !== call.arguments) item.args.data = call.arguments;
+      const state = call.complete || final ? "complete" : "streaming";
+      if (item.li.dataset.state !== state) item.li.dataset.state = state;
+      if (call.id !== null && item.li.dataset.callId !== call.id) item.li.dataset.callId = call.id;
+    }
+    for (const [index, item] of this.toolItems) {
+      if (session.toolCalls.some((call) => call.index === index)) continue;
+      item.li.remove();
+      this.toolItems.delete(index);
+    }
+    this.toolCallsEl.hidden = session.toolCalls.length === 0;
   }
 
   /** @param {Session} session */
@@ -184,6 +266,7 @@ class Panel {
     const box = this.textEl;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
     this.out.appendData(content);
+    if (this.el.classList.contains("no-answer")) this.el.classList.remove("no-answer");
     if (atBottom && !this.collapsed) box.scrollTop = box.scrollHeight;
   }
 
@@ -261,7 +344,7 @@ export class PanelView {
       if (change.appendedTo === id) {
         panel.append(change.appended);
         panel.updateCounters(session);
-        panel.summary.textContent = `${tokenCount(session)} tokens`;
+        panel.summary.textContent = summaryOf(session);
       } else {
         panel.update(session);
       }
