@@ -69,7 +69,7 @@ export function chatCompletionsRequest(raw: unknown): ChatCompletionsRequest {
   if (n !== undefined && n !== null && n !== 1) throw invalid("n", "a run streams one choice: only 1");
   if (store !== undefined && store !== null && typeof store !== "boolean")
     throw invalid("store", "must be a boolean");
-  const body: Json = { ...rest };
+  const body: Json = { ...rest, messages: withoutAnswerFields(rest.messages) };
   if (max_tokens !== undefined && max_tokens !== null) {
     if (rest.max_completion_tokens !== undefined)
       throw invalid("max_tokens", "give max_completion_tokens only");
@@ -81,6 +81,31 @@ export function chatCompletionsRequest(raw: unknown): ChatCompletionsRequest {
     stream: streaming,
     includeUsage,
   };
+}
+
+/**
+ * Fields of an answer's message that are not a request's: an assistant message copied from a
+ * completion (the SDK's `finalChatCompletion()` adds `parsed`) is taken without them.
+ */
+const ANSWER_ONLY_FIELDS = ["parsed", "annotations", "reasoning_content", "audio"];
+
+function withoutAnswerFields(messages: unknown): unknown {
+  if (!Array.isArray(messages)) return messages;
+  return messages.map((message) => {
+    if (!isObject(message) || message.role !== "assistant") return message;
+    const copy: Json = { ...message };
+    for (const field of ANSWER_ONLY_FIELDS) delete copy[field];
+    if (copy.audio === undefined && message.audio !== undefined && message.audio !== null)
+      copy.audio = message.audio;
+    if (Array.isArray(copy.tool_calls)) {
+      copy.tool_calls = copy.tool_calls.map((call) => {
+        if (!isObject(call) || !isObject(call.function)) return call;
+        const { parsed_arguments: _parsed, ...fn } = call.function;
+        return { ...call, function: fn };
+      });
+    }
+    return copy;
+  });
 }
 
 export interface ResponsesRequest {
