@@ -122,6 +122,28 @@ describe("Chat Completions upstream, read on another instance", () => {
     ]);
   });
 
+  it("time to first token counts a tool call; time to first answer token waits for a token", async () => {
+    const before = await histogramCounts(pair.writer);
+    expect(Number.isInteger(before.firstOutput) && Number.isInteger(before.firstAnswer)).toBe(true);
+    fixture.script({
+      steps: toolCallSteps([{ id: "call_M", name: "get_weather", args: ['{"city":"Bern"}'] }]),
+      finishReason: "tool_calls",
+    });
+    await roundTrip(pair.writer, pair.reader, { message: "Bern?", tools: [WEATHER] });
+    const afterCall = await histogramCounts(pair.writer);
+    expect(afterCall.firstOutput).toBe(before.firstOutput + 1);
+    expect(afterCall.firstAnswer).toBe(before.firstAnswer);
+    fixture.script({ steps: reasoningSteps(["hm"], ["Yes."]) });
+    await roundTrip(pair.writer, pair.reader, { message: "ok?" });
+    const afterText = await histogramCounts(pair.writer);
+    expect(afterText.firstOutput).toBe(before.firstOutput + 2);
+    expect(afterText.firstAnswer).toBe(before.firstAnswer + 1);
+    const metrics = await (await fetch(`${pair.writer.url}/metrics`)).text();
+    for (const type of ["tool_call_delta", "tool_call", "reasoning"]) {
+      expect(metrics).toMatch(new RegExp(`^sse_events_appended_total\\{type="${type}"\\} [1-9]`, "m"));
+    }
+  });
+
   it("two parallel calls: never mixed, each complete before the next starts", async () => {
     fixture.script({
       steps: toolCallSteps([
@@ -541,6 +563,16 @@ describe("/client.js typed handlers, against real gateways", () => {
     expect(usage?.reasoning_tokens).toBe(12);
   });
 });
+
+/** The counts of the two time-to-first histograms in an instance's /metrics. */
+async function histogramCounts(gateway: TestGateway): Promise<{ firstOutput: number; firstAnswer: number }> {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  const count = (name: string) => Number(new RegExp(`^${name}_count (\\d+)$`, "m").exec(text)?.[1] ?? "NaN");
+  return {
+    firstOutput: count("sse_run_time_to_first_token_seconds"),
+    firstAnswer: count("sse_run_time_to_first_answer_token_seconds"),
+  };
+}
 
 function parseSse(text: string): Array<[string, string]> {
   const frames: Array<[string, string]> = [];
