@@ -129,6 +129,13 @@ describe("loadConfig: limits and hardening", () => {
     expect(config.maxJsonDepth).toBe(8);
   });
 
+  it("calls Chat Completions unless OPENAI_API=responses; any other API is refused", () => {
+    expect(loadConfig({}).openai.api).toBe("chat");
+    expect(loadConfig({ OPENAI_API: "chat" }).openai.api).toBe("chat");
+    expect(loadConfig({ OPENAI_API: "responses" }).openai.api).toBe("responses");
+    expect(errorOf({ OPENAI_API: "completions" }).message).toContain("OPENAI_API");
+  });
+
   it("reads the Redis URL and key prefix; a prefix with odd characters is refused", () => {
     const config = loadConfig({
       REDIS_URL: "rediss://gw:s3cret@redis.example:6380",
