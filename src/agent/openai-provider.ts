@@ -81,12 +81,16 @@ interface CallState {
 /**
  * Chat chunks to model chunks. Only choice 0 is read: the gateway never asks for `n` > 1, and text
  * from other choices must not interleave into one answer. A call is complete, as the SDK's own
- * ChatCompletionStream sees it, when a delta of another call arrives or the choice finishes.
+ * ChatCompletionStream sees it, when a delta of another call arrives or the choice finishes. A server
+ * that interleaves calls (a delta for a call already completed) gets that call again, whole, at the
+ * finish, and from then on calls complete only at the finish: the last `tool_call` of an index is it.
  */
 export function chatTranslator(): StreamTranslator<ChatCompletionChunk> {
   let finishReason: string | undefined;
   const calls = new Map<number, CallState>();
   let current: number | undefined;
+  /** A delta came for a call already completed: from then on calls complete only at the finish. */
+  let interleaved = false;
 
   const complete = (index: number): ModelChunk[] => {
     const call = calls.get(index);
@@ -112,7 +116,8 @@ export function chatTranslator(): StreamTranslator<ChatCompletionChunk> {
           out.push({ kind: "refusal", content: delta.refusal });
         for (const part of delta.tool_calls ?? []) {
           if (!Number.isInteger(part.index) || part.index < 0) continue;
-          if (current !== undefined && current !== part.index) out.push(...complete(current));
+          if (calls.get(part.index)?.completed) interleaved = true;
+          if (current !== undefined && current !== part.index && !interleaved) out.push(...complete(current));
           current = part.index;
           let call = calls.get(part.index);
           if (!call) {

@@ -304,6 +304,30 @@ describe("openai provider", () => {
     expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "stop" });
   });
 
+  it("a server that interleaves calls, or sends no id: each call is whole at the end, with an id", async () => {
+    const part = (index: number, fn: Record<string, string>, id?: string) => ({
+      delta: { tool_calls: [{ index, ...(id ? { id, type: "function" } : {}), function: fn }] },
+    });
+    fixture.script({
+      steps: [
+        { delta: { role: "assistant", content: null } },
+        part(0, { name: "a", arguments: "{" }, "call_a"),
+        part(1, { name: "b", arguments: "[" }),
+        part(0, { arguments: "}" }),
+        part(1, { arguments: "]" }),
+      ],
+      finishReason: "tool_calls",
+    });
+    const { chunks } = await run(provider());
+    const calls = chunks.filter((chunk) => chunk.kind === "tool_call");
+    // Call 0 looked complete when call 1 started; its later delta makes it whole again at the end.
+    expect(calls).toEqual([
+      { kind: "tool_call", index: 0, id: "call_a", name: "a", arguments: "{" },
+      { kind: "tool_call", index: 0, id: "call_a", name: "a", arguments: "{}" },
+      { kind: "tool_call", index: 1, id: "call_1", name: "b", arguments: "[]" },
+    ]);
+  });
+
   it("reads only choice 0: other choices never interleave into the answer", async () => {
     const both = (a: string, b: string) => ({
       choices: [
