@@ -69,7 +69,8 @@ async function recordArguments(page: Page): Promise<void> {
         const id = el.dataset.sessionId ?? "";
         const args = el.querySelector('.tool-call[data-index="0"] .tool-args')?.textContent;
         if (args === undefined || args === null) continue;
-        const list = (seen[id] ??= []);
+        const list = seen[id] ?? [];
+        seen[id] = list;
         if (list.at(-1) !== args) list.push(args);
       }
     }).observe(document.getElementById("views")!, { subtree: true, childList: true, characterData: true });
