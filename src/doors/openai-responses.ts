@@ -9,7 +9,7 @@
  * | token           | first: `output_item.added` (message, unless open) + `content_part.added` (output_text); each: `output_text.delta` |
  * | refusal         | first: `output_item.added` (message, unless open) + `content_part.added` (refusal); each: `refusal.delta` |
  * | tool_call_delta | first of its index: `output_item.added` (function_call); each: `function_call_arguments.delta` |
- * | tool_call       | `output_item.added` if none came; `function_call_arguments.done` + `output_item.done` |
+ * | tool_call       | `output_item.added` if none came; `function_call_arguments.done` + `output_item.done` (again for a call completed again) |
  * | usage           | nothing (it goes into the final `response.usage`)                                 |
  * | done            | every open item's `…done` events, then `response.completed` (`response.incomplete` for finish `length` or `content_filter`) |
  * | error           | the open items' `…done`, an `error` event {code, message}, then `response.failed` |
@@ -504,8 +504,8 @@ export function createResponsesTranslator(options: ResponsesDoorOptions): Respon
         case "tool_call_delta": {
           open(out);
           const call = callItem(out, event.index, event.id, event.name);
-          if (event.id !== undefined && !call.done) call.callId = event.id;
-          if (event.name !== undefined && !call.done) call.name = event.name;
+          if (event.id !== undefined) call.callId = event.id;
+          if (event.name !== undefined) call.name = event.name;
           call.arguments += event.arguments;
           out.push(argumentsDelta(call, event.arguments));
           break;
@@ -513,10 +513,12 @@ export function createResponsesTranslator(options: ResponsesDoorOptions): Respon
         case "tool_call": {
           open(out);
           const call = callItem(out, event.index, event.id, event.name);
-          if (call.done) break;
           call.callId = event.id;
           call.name = event.name;
           call.arguments = event.arguments;
+          // A call completed again (an upstream that interleaves calls sends it again, whole) is
+          // done again: every `tool_call` yields two events, which the numbering counts on.
+          call.done = false;
           closeCall(out, call);
           break;
         }

@@ -198,7 +198,11 @@ export function createUIMessageTranslator(
       case "tool_call": {
         start(out);
         const call = callOf(event.index);
-        if (!call.available) available(out, call, event.id, event.name, event.arguments);
+        // Again when an upstream that interleaves calls completes one again, whole: the part is updated.
+        if (!call.available || call.text !== event.arguments) {
+          call.text = event.arguments;
+          available(out, call, event.id, event.name, event.arguments);
+        }
         break;
       }
       case "done":

@@ -290,6 +290,31 @@ describe("session events → the Responses API", () => {
   });
 });
 
+describe("a call completed again (an upstream that interleaves calls)", () => {
+  const interleaved = () => [
+    stored("start", { model: "m" }),
+    stored("tool_call_delta", { index: 0, id: "c0", name: "f", arguments: '{"a":' }),
+    stored("tool_call", { index: 0, id: "c0", name: "f", arguments: '{"a":' }),
+    stored("tool_call_delta", { index: 0, arguments: "1}" }),
+    stored("tool_call", { index: 0, id: "c0", name: "f", arguments: '{"a":1}' }),
+    stored("done", { finish_reason: "tool_calls" }),
+  ];
+
+  it("every door ends with the whole call", async () => {
+    const translator = createResponsesTranslator(options);
+    const events = interleaved().flatMap((event) => translator.next(parseEvent(event)));
+    expect(events.map((event) => event.sequence_number)).toEqual(events.map((_, i) => i));
+    expect(translator.response().output[0]).toMatchObject({ arguments: '{"a":1}', status: "completed" });
+    expect(
+      chatCompletionOf(foldEvents(interleaved().map(parseEvent)), options).choices[0]!.message.tool_calls,
+    ).toEqual([{ id: "c0", type: "function", function: { name: "f", arguments: '{"a":1}' } }]);
+    const translate = createUIMessageTranslator({ messageId: "s1" });
+    const chunks = interleaved().flatMap((event) => translate(parseEvent(event)));
+    const available = chunks.filter((chunk) => chunk?.type === "tool-input-available");
+    expect(available.at(-1)).toMatchObject({ input: { a: 1 } });
+  });
+});
+
 describe("session events → the UI message stream", () => {
   async function build(
     events: StoredEvent[],
