@@ -1,10 +1,9 @@
 /**
- * Composition: builds every dependency from the config (Redis or the in-memory store, the model
+ * Composition: builds every dependency from the config (the backend, Redis or in-memory, the model
  * providers, the hub, the run manager) and the app on top. The server and the tests both use it;
  * whoever creates a gateway closes it.
  */
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
 import OpenAI from "openai";
 import type { Logger } from "pino";
 import { createOpenAIProvider } from "./agent/openai-provider.js";
@@ -13,25 +12,19 @@ import { createSimulatedProvider } from "./agent/simulated-provider.js";
 import type { ModelProvider } from "./agent/types.js";
 import { buildApp } from "./app.js";
 import { createTokenVerifier } from "./auth/verifier.js";
+import { createBackend } from "./backend/index.js";
 import type { Config } from "./config.js";
 import type { AppContext } from "./http/context.js";
 import { Hub } from "./hub/hub.js";
-import { createMemoryLimiter, createRedisLimiter, type Limiter } from "./limits/limiter.js";
 import { createMetrics } from "./metrics.js";
-import { createMemorySubscriptions, createRedisSubscriptions } from "./mux/subscriptions.js";
 import { OpenStreams } from "./sse/open-streams.js";
 import { createKeyScheme } from "./store/keys.js";
-import { createMemoryStore } from "./store/memory-store.js";
-import { createMemoryPubSub, type PubSub } from "./store/pubsub.js";
-import { createRedisPubSub } from "./store/redis-pubsub.js";
-import { createRedisStore } from "./store/redis-store.js";
-import type { StreamStore } from "./store/types.js";
 
 export interface Gateway {
   app: ReturnType<typeof buildApp>;
   context: AppContext;
   instanceId: string;
-  /** Closes Redis connections and timers (not the HTTP server, which the caller owns). */
+  /** Closes the backend (its Redis connections) and timers (not the HTTP server, which the caller owns). */
   close(): Promise<void>;
 }
 
@@ -48,71 +41,8 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
   const keys = createKeyScheme(config.keyPrefix);
   const instanceId = `i_${randomBytes(6).toString("base64url")}`;
-  const retention = {
-    maxEventsPerSession: config.maxEventsPerSession,
-    lifecycleMaxEvents: config.lifecycleMaxEvents,
-    endedSessionTtlSeconds: config.endedSessionTtlSeconds,
-    idleSessionTtlSeconds: config.idleSessionTtlSeconds,
-    requestRecordTtlSeconds: config.idempotencyTtlSeconds,
-  };
-  const subscriptionLimits = {
-    maxSessions: config.maxSessionsPerSubscription,
-    ttlSeconds: config.subscriptionTtlSeconds,
-  };
-
-  let store: StreamStore;
-  let pubsub: PubSub;
-  let subscriptions: AppContext["subscriptions"];
-  let limiter: Limiter;
-  const redisClients: Redis[] = [];
-  if (config.redisUrl) {
-    const redisOptions = {
-      // Commands wait through an outage instead of failing: open streams resume by themselves.
-      maxRetriesPerRequest: null,
-      // ioredis re-sends a command whose reply was lost (autoResendUnfulfilledCommands, on by default).
-      // That is safe because every write is idempotent by construction: the scripts answer a repeated
-      // request id or writer batch with their first reply, and the plain commands (lease SET/ZADD/DEL,
-      // PUBLISH of cancels and set changes, EXPIRE) mean the same when applied twice.
-      enableAutoPipelining: true,
-      retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 1000),
-      lazyConnect: true,
-    };
-    const command = new Redis(config.redisUrl, { ...redisOptions, connectionName: `${instanceId}:command` });
-    const subscriber = new Redis(config.redisUrl, {
-      ...redisOptions,
-      connectionName: `${instanceId}:subscriber`,
-    });
-    for (const [name, client] of [
-      ["command", command],
-      ["subscriber", subscriber],
-    ] as const) {
-      client.on("error", (error: Error) => {
-        metrics.redisErrors.inc({ connection: name });
-        logger.warn({ err: { message: error.message } }, `redis ${name} connection error`);
-      });
-      redisClients.push(client);
-    }
-    // An unreachable Redis at start-up is an outage like any other: /readyz says 503 until it answers.
-    await Promise.all([command.connect(), subscriber.connect()]).catch((error: unknown) => {
-      logger.warn(
-        { err: { message: String(error) } },
-        "Redis is not reachable yet; retrying in the background",
-      );
-    });
-    pubsub = createRedisPubSub(subscriber, command);
-    store = createRedisStore({ redis: command, pubsub, keys, retention });
-    const requestRecords = { requestRecordTtlSeconds: config.idempotencyTtlSeconds };
-    subscriptions = createRedisSubscriptions(command, pubsub, keys, subscriptionLimits, requestRecords);
-    limiter = createRedisLimiter(command, config.keyPrefix, Date.now, requestRecords);
-  } else {
-    logger.warn(
-      "REDIS_URL is not set: using the in-memory store (one instance only; nothing survives a restart)",
-    );
-    pubsub = createMemoryPubSub();
-    store = createMemoryStore({ pubsub, keys, retention });
-    subscriptions = createMemorySubscriptions(pubsub, keys, subscriptionLimits);
-    limiter = createMemoryLimiter();
-  }
+  const backend = await createBackend(config, { instanceId, logger, metrics });
+  const { store, pubsub, subscriptions, limiter } = backend;
 
   const providers = options.providers ?? {
     simulated: createSimulatedProvider({ tokensPerSecond: config.simulatedTokensPerSecond }),
@@ -181,6 +111,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     state: { draining: false },
     streams: new OpenStreams(),
     limiter,
+    readiness: () => backend.readiness(),
     verifier:
       config.auth.mode === "jwt"
         ? createTokenVerifier({
@@ -205,8 +136,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
     instanceId,
     async close() {
       runs.stop();
-      await store.close();
-      for (const client of redisClients) client.disconnect();
+      await backend.close();
     },
   };
 }

@@ -1,0 +1,57 @@
+/**
+ * Backends: the shared parts of the gateway behind one interface, one factory per kind
+ * (`memory.ts`, `redis.ts`), and the one place that chooses the kind from the config.
+ */
+import type { Logger } from "pino";
+import type { Config } from "../config.js";
+import type { Metrics } from "../metrics.js";
+import { createMemoryBackend } from "./memory.js";
+import { connectToUrl, createRedisBackend } from "./redis.js";
+import type { Backend, BackendOptions } from "./types.js";
+
+export { createMemoryBackend } from "./memory.js";
+export {
+  type ConnectionRole,
+  connectToUrl,
+  createRedisBackend,
+  REDIS_CONNECTION_OPTIONS,
+  type RedisBackendOptions,
+  type RedisConnector,
+} from "./redis.js";
+export type { Backend, BackendKind, BackendOptions, ConnectionState, Readiness } from "./types.js";
+
+/** The options every kind shares, from the config. */
+export function backendOptionsFrom(config: Readonly<Config>): BackendOptions {
+  return {
+    keyPrefix: config.keyPrefix,
+    retention: {
+      maxEventsPerSession: config.maxEventsPerSession,
+      lifecycleMaxEvents: config.lifecycleMaxEvents,
+      endedSessionTtlSeconds: config.endedSessionTtlSeconds,
+      idleSessionTtlSeconds: config.idleSessionTtlSeconds,
+      requestRecordTtlSeconds: config.idempotencyTtlSeconds,
+    },
+    subscriptionLimits: {
+      maxSessions: config.maxSessionsPerSubscription,
+      ttlSeconds: config.subscriptionTtlSeconds,
+    },
+  };
+}
+
+export interface BackendDeps {
+  instanceId: string;
+  logger: Logger;
+  metrics: Pick<Metrics, "redisErrors">;
+}
+
+/** The backend the config asks for: Redis when `REDIS_URL` is set, memory otherwise. The caller closes it. */
+export async function createBackend(config: Readonly<Config>, deps: BackendDeps): Promise<Backend> {
+  const options = backendOptionsFrom(config);
+  if (config.redisUrl) {
+    return createRedisBackend({ ...options, ...deps, connect: connectToUrl(config.redisUrl) });
+  }
+  deps.logger.warn(
+    "REDIS_URL is not set: using the in-memory store (one instance only; nothing survives a restart)",
+  );
+  return createMemoryBackend(options);
+}
