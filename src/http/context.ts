@@ -2,6 +2,7 @@
 import type { Logger } from "pino";
 import type { RunManager } from "../agent/run-manager.js";
 import type { TokenVerifier } from "../auth/verifier.js";
+import type { Readiness } from "../backend/types.js";
 import type { Config } from "../config.js";
 import type { Hub } from "../hub/hub.js";
 import type { Limiter } from "../limits/limiter.js";
@@ -25,6 +26,8 @@ export interface AppContext {
   state: InstanceState;
   streams: OpenStreams;
   limiter: Limiter;
+  /** The backend's connections, as /readyz reports them. */
+  readiness(): Readiness;
   /** Null in open mode (no authentication configured). */
   verifier: TokenVerifier | null;
 }
