@@ -1,32 +1,21 @@
+/** The memory backend's store beyond the contract: expiry on an injected clock. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKeyScheme } from "../../src/store/keys.js";
-import { createMemoryStore } from "../../src/store/memory-store.js";
-import { createMemoryPubSub } from "../../src/store/pubsub.js";
 import type { StreamStore } from "../../src/store/types.js";
-import { randomPrefix } from "../helpers/index.js";
-import { DEFAULT_RETENTION, newSession, runStreamStoreContract, uniqueId } from "./stream-store.contract.js";
-
-runStreamStoreContract("memory", async (retention = {}) => {
-  const store = createMemoryStore({
-    pubsub: createMemoryPubSub(),
-    keys: createKeyScheme(randomPrefix()),
-    retention: { ...DEFAULT_RETENTION, ...retention },
-  });
-  return { store, close: () => store.close() };
-});
+import { memoryBackend, type TestBackend } from "./backends.js";
+import { newSession, uniqueId } from "./stream-store.contract.js";
 
 describe("memory store expiry (injected clock)", () => {
   let now = 1_700_000_000_000;
+  let handle: TestBackend;
   let store: StreamStore;
-  beforeAll(() => {
-    store = createMemoryStore({
-      pubsub: createMemoryPubSub(),
-      keys: createKeyScheme(randomPrefix()),
-      retention: { ...DEFAULT_RETENTION, endedSessionTtlSeconds: 60, idleSessionTtlSeconds: 3_600 },
+  beforeAll(async () => {
+    handle = await memoryBackend.build({
+      retention: { endedSessionTtlSeconds: 60, idleSessionTtlSeconds: 3_600 },
       clock: () => now,
     });
+    store = handle.backend.store;
   });
-  afterAll(() => store.close());
+  afterAll(() => handle?.close());
 
   it("an ended session expires ENDED_SESSION_TTL_SECONDS after its terminal event", async () => {
     const id = uniqueId();

@@ -1,79 +1,62 @@
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createKeyScheme, type KeyScheme } from "../../src/store/keys.js";
-import { createRedisPubSub } from "../../src/store/redis-pubsub.js";
-import { createRedisStore } from "../../src/store/redis-store.js";
-import type { RetentionOptions } from "../../src/store/session-fields.js";
+/**
+ * The Redis backend's store beyond the contract: the contract again with every append sent twice (as
+ * ioredis re-sends a command whose reply was lost), and key expiry in Redis.
+ */
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConnectionRole } from "../../src/backend/index.js";
+import { script } from "../../src/store/scripts.js";
 import type { StreamStore } from "../../src/store/types.js";
-import { randomPrefix } from "../helpers/index.js";
-import {
-  DEFAULT_RETENTION,
-  newSession,
-  runStreamStoreContract,
-  type StoreHandle,
-  uniqueId,
-} from "./stream-store.contract.js";
+import { type RedisTestBackend, redisBackend } from "./backends.js";
+import { newSession, runStreamStoreContract, uniqueId } from "./stream-store.contract.js";
 
-/** How the store's scripts reach Redis; `resendEveryWrite` sends each append twice, as ioredis re-sends a command whose reply was lost. */
+/** How the store's scripts reach Redis. */
 interface ScriptClient {
-  gatewayAppend(...args: unknown[]): Promise<unknown>;
+  gatewayAppend(this: unknown, ...args: unknown[]): Promise<unknown>;
 }
 
-async function makeRedisStore(
-  retention: Partial<RetentionOptions> = {},
-  { resendEveryWrite = false } = {},
-): Promise<StoreHandle & { command: Redis; keys: KeyScheme }> {
-  const url = inject("redisUrl");
-  const command = new Redis(url, { lazyConnect: true });
-  const subscriber = new Redis(url, { lazyConnect: true });
-  await Promise.all([command.connect(), subscriber.connect()]);
-  const keys = createKeyScheme(randomPrefix());
-  const pubsub = createRedisPubSub(subscriber, command);
-  const options = { redis: command, pubsub, keys, retention: { ...DEFAULT_RETENTION, ...retention } };
-  let store = createRedisStore(options);
-  if (resendEveryWrite) {
-    const client = command as unknown as ScriptClient;
-    const append = client.gatewayAppend.bind(client);
-    client.gatewayAppend = async (...args) => {
-      const first = (await append(...args)) as unknown[];
-      const repeat = (await append(...args)) as unknown[];
-      // The repeat answers the first reply, flagged as replayed (reply[6]) where it was an append.
-      const unflagged = (reply: unknown[]) =>
-        JSON.stringify(reply[0] === "appended" ? [...reply.slice(0, 6), ...reply.slice(7)] : reply);
-      if (first[0] === "appended" && repeat[6] !== 1) throw new Error("a re-sent append was not replayed");
-      if (unflagged(repeat) !== unflagged(first)) {
-        throw new Error(
-          `a re-sent append answered ${JSON.stringify(repeat)}, first ${JSON.stringify(first)}`,
-        );
-      }
-      return first;
-    };
-    store = createRedisStore(options);
+/**
+ * Sends each append of the command connection twice with the same arguments: the repeat must answer
+ * the first reply (flagged as replayed) and write nothing. Installed before the store defines the script,
+ * so the store calls this wrapper.
+ */
+function resendEveryAppend(client: Redis, role: ConnectionRole): void {
+  if (role !== "command") return;
+  script(client, "append-8");
+  const scripted = client as unknown as ScriptClient;
+  const append = scripted.gatewayAppend;
+  async function twice(args: unknown[]): Promise<unknown> {
+    const first = (await append.apply(client, args)) as unknown[];
+    const repeat = (await append.apply(client, args)) as unknown[];
+    // The repeat answers the first reply, flagged as replayed (reply[6]) where it was an append.
+    const unflagged = (reply: unknown[]) =>
+      JSON.stringify(reply[0] === "appended" ? [...reply.slice(0, 6), ...reply.slice(7)] : reply);
+    if (first[0] === "appended" && repeat[6] !== 1) throw new Error("a re-sent append was not replayed");
+    if (unflagged(repeat) !== unflagged(first)) {
+      throw new Error(`a re-sent append answered ${JSON.stringify(repeat)}, first ${JSON.stringify(first)}`);
+    }
+    return first;
   }
-  return {
-    store,
-    command,
-    keys,
-    async close() {
-      await store.close();
-      subscriber.disconnect();
-      await command.quit();
-    },
+  scripted.gatewayAppend = function (this: unknown, ...args: unknown[]) {
+    // Auto-pipelining copies the client's script commands onto its pipeline, which must queue the
+    // command as the original does (or each call would pipeline itself again).
+    return this === client ? twice(args) : append.apply(this, args);
   };
 }
 
-runStreamStoreContract("redis", (retention) => makeRedisStore(retention));
-// Every append runs twice with the same arguments: a repeat must answer the first reply and write nothing.
-runStreamStoreContract("redis, every append re-sent", (retention) =>
-  makeRedisStore(retention, { resendEveryWrite: true }),
-);
+runStreamStoreContract("redis, every append re-sent", async (retention) => {
+  const { backend, close } = await redisBackend.build({ retention, onConnection: resendEveryAppend });
+  return { store: backend.store, close };
+});
 
 describe("redis store expiry", () => {
-  let handle: Awaited<ReturnType<typeof makeRedisStore>>;
+  let handle: RedisTestBackend;
   let store: StreamStore;
   beforeAll(async () => {
-    handle = await makeRedisStore({ endedSessionTtlSeconds: 60, idleSessionTtlSeconds: 3_600 });
-    store = handle.store;
+    handle = await redisBackend.build({
+      retention: { endedSessionTtlSeconds: 60, idleSessionTtlSeconds: 3_600 },
+    });
+    store = handle.backend.store;
   });
   afterAll(() => handle?.close());
 

@@ -1,40 +1,12 @@
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createRedisSubscriptions, type SubscriptionLimits } from "../../src/mux/subscriptions.js";
-import { createKeyScheme } from "../../src/store/keys.js";
-import { createRedisPubSub } from "../../src/store/redis-pubsub.js";
+/** The Redis subscription sets' script beyond the contract: resent and refused calls, one round trip. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../../src/store/scripts.js";
-import { randomPrefix } from "../helpers/index.js";
-import { runSubscriptionsContract } from "./subscriptions.contract.js";
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function makeRedisSubscriptions(limits: SubscriptionLimits) {
-  const url = inject("redisUrl");
-  const command = new Redis(url, { lazyConnect: true });
-  const subscriber = new Redis(url, { lazyConnect: true });
-  await Promise.all([command.connect(), subscriber.connect()]);
-  const keys = createKeyScheme(randomPrefix());
-  const pubsub = createRedisPubSub(subscriber, command);
-  return {
-    subscriptions: createRedisSubscriptions(command, pubsub, keys, limits),
-    command,
-    keys,
-    // Redis keeps its own time: the expiry tests wait for real.
-    elapse: sleep,
-    async close() {
-      await pubsub.close();
-      await command.quit();
-    },
-  };
-}
-
-runSubscriptionsContract("redis", makeRedisSubscriptions);
+import { type RedisTestBackend, redisBackend } from "./backends.js";
 
 describe("subscription-patch-2.lua", () => {
   const MAX_SESSIONS = 4;
   const TTL_SECONDS = 3_600;
-  let handle: Awaited<ReturnType<typeof makeRedisSubscriptions>>;
+  let handle: RedisTestBackend;
   let patch: (...keysAndArgs: Array<string | number>) => Promise<string[]>;
   let id = 0;
   const setKey = () => handle.keys.subscription(`set${++id}`);
@@ -54,7 +26,9 @@ describe("subscription-patch-2.lua", () => {
     );
 
   beforeAll(async () => {
-    handle = await makeRedisSubscriptions({ maxSessions: MAX_SESSIONS, ttlSeconds: TTL_SECONDS });
+    handle = await redisBackend.build({
+      subscriptionLimits: { maxSessions: MAX_SESSIONS, ttlSeconds: TTL_SECONDS },
+    });
     patch = script<string[]>(handle.command, "subscription-patch-2");
   });
   afterAll(() => handle?.close());
@@ -127,7 +101,8 @@ describe("subscription-patch-2.lua", () => {
 
   it("create (with its owner) and PATCH are one round trip each, the PATCH's announcement aside", async () => {
     const sent: string[] = [];
-    const { command, subscriptions } = handle;
+    const { command } = handle;
+    const { subscriptions } = handle.backend;
     const original = command.sendCommand.bind(command);
     command.sendCommand = (cmd, stream) => {
       sent.push(cmd.name);

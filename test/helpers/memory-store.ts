@@ -1,13 +1,10 @@
-import { createKeyScheme } from "../../src/store/keys.js";
-import { createMemoryStore } from "../../src/store/memory-store.js";
-import { createMemoryPubSub } from "../../src/store/pubsub.js";
+import { createMemoryBackend } from "../../src/backend/index.js";
 import type { RetentionOptions } from "../../src/store/session-fields.js";
 
-/** An in-memory store with its own pub/sub, for unit tests of what sits on a store. */
+/** An in-memory store (the memory backend's, with its own pub/sub), for unit tests of what sits on a store. */
 export function testMemoryStore(retention: Partial<RetentionOptions> = {}) {
-  return createMemoryStore({
-    pubsub: createMemoryPubSub(),
-    keys: createKeyScheme("t:"),
+  return createMemoryBackend({
+    keyPrefix: "t:",
     retention: {
       maxEventsPerSession: 1000,
       lifecycleMaxEvents: 1000,
@@ -16,5 +13,6 @@ export function testMemoryStore(retention: Partial<RetentionOptions> = {}) {
       requestRecordTtlSeconds: 600,
       ...retention,
     },
-  });
+    subscriptionLimits: { maxSessions: 100, ttlSeconds: 3_600 },
+  }).store;
 }

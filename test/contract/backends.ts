@@ -1,0 +1,124 @@
+/**
+ * The backend kinds that every contract suite (store, pub/sub, subscription sets, limiter) runs over,
+ * each built through its own factory as the gateway builds it, the Redis kinds against this test run's
+ * redis-server. Adding a kind here adds it to every suite.
+ */
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { inject } from "vitest";
+import {
+  type Backend,
+  type ConnectionRole,
+  createMemoryBackend,
+  createRedisBackend,
+} from "../../src/backend/index.js";
+import type { SubscriptionLimits } from "../../src/mux/subscriptions.js";
+import { createKeyScheme, type KeyScheme } from "../../src/store/keys.js";
+import type { RetentionOptions } from "../../src/store/session-fields.js";
+import { randomPrefix } from "../helpers/index.js";
+import { DEFAULT_RETENTION } from "./stream-store.contract.js";
+
+export interface TestBackendOptions {
+  /** Overrides of DEFAULT_RETENTION. */
+  retention?: Partial<RetentionOptions>;
+  subscriptionLimits?: SubscriptionLimits;
+  /** The time the parts read; by default the real time, which `elapse` moves ahead on kinds that follow it. */
+  clock?: () => number;
+  /** Redis kinds: sees each connection as it is opened, before the parts use it (e.g. to wrap a command). */
+  onConnection?: (client: Redis, role: ConnectionRole) => void;
+}
+
+export interface TestBackend {
+  backend: Backend;
+  /** Its own random prefix, and the key names built from it. */
+  keyPrefix: string;
+  keys: KeyScheme;
+  /**
+   * Lets `ms` pass for expiry: moves the default clock where the kind expires by it (memory), or waits
+   * where the server keeps its own time (Redis).
+   */
+  elapse(ms: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RedisTestBackend extends TestBackend {
+  /** The backend's command connection, to look at keys and run scripts (the backend closes it). */
+  command: Redis;
+}
+
+export interface BackendKind<Built extends TestBackend = TestBackend> {
+  name: string;
+  build(options?: TestBackendOptions): Promise<Built>;
+}
+
+const DEFAULT_SUBSCRIPTION_LIMITS: SubscriptionLimits = { maxSessions: 100, ttlSeconds: 3_600 };
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** What every kind is given, and a default clock that `elapse` can move. */
+function common(options: TestBackendOptions) {
+  const keyPrefix = randomPrefix();
+  let aheadMs = 0;
+  return {
+    keyPrefix,
+    keys: createKeyScheme(keyPrefix),
+    backendOptions: {
+      keyPrefix,
+      retention: { ...DEFAULT_RETENTION, ...options.retention },
+      subscriptionLimits: options.subscriptionLimits ?? DEFAULT_SUBSCRIPTION_LIMITS,
+      clock: options.clock ?? (() => Date.now() + aheadMs),
+    },
+    moveClock(ms: number) {
+      if (options.clock) throw new Error("the test owns this backend's clock: move it there");
+      aheadMs += ms;
+    },
+  };
+}
+
+export const memoryBackend: BackendKind = {
+  name: "memory",
+  async build(options = {}) {
+    const { keyPrefix, keys, backendOptions, moveClock } = common(options);
+    const backend = createMemoryBackend(backendOptions);
+    return {
+      backend,
+      keyPrefix,
+      keys,
+      async elapse(ms) {
+        moveClock(ms);
+      },
+      close: () => backend.close(),
+    };
+  },
+};
+
+export const redisBackend: BackendKind<RedisTestBackend> = {
+  name: "redis",
+  async build(options = {}) {
+    const { keyPrefix, keys, backendOptions } = common(options);
+    let command: Redis | undefined;
+    const backend = await createRedisBackend({
+      ...backendOptions,
+      instanceId: "contract",
+      logger: pino({ level: "silent" }),
+      connect(redisOptions, role) {
+        const client = new Redis(inject("redisUrl"), redisOptions);
+        if (role === "command") command = client;
+        options.onConnection?.(client, role);
+        return client;
+      },
+    });
+    if (!command) throw new Error("the Redis backend opened no command connection");
+    return {
+      backend,
+      keyPrefix,
+      keys,
+      command,
+      // Redis expires keys by its own time.
+      elapse: sleep,
+      close: () => backend.close(),
+    };
+  },
+};
+
+/** Every kind, in the order the suites run them. */
+export const BACKENDS: readonly BackendKind[] = [memoryBackend, redisBackend];

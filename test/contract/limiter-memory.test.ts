@@ -1,7 +1,0 @@
-import { createMemoryLimiter } from "../../src/limits/limiter.js";
-import { runLimiterContract } from "./limiter.contract.js";
-
-runLimiterContract("memory", async (clock) => ({
-  limiter: createMemoryLimiter(clock),
-  close: async () => {},
-}));
