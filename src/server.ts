@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const gateway = await createGateway(config, { logger });
   const { context } = gateway;
   // sse_ready: what /readyz answers, asked at each scrape (dashboards show readiness by instance).
-  context.metrics.setReadinessProbe(() => !context.state.draining && context.store.isReady());
+  context.metrics.setReadinessProbe(() => !context.state.draining && context.readiness().ready);
   const { server, port } = await listen(gateway.app, config, config.port, config.host);
   logger.info(
     { port, host: config.host, store: gateway.context.store.kind, instanceId: gateway.instanceId },
