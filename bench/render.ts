@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { Line, ResultLine, RunLine } from "./lib/context.js";
+import type { EndLine, Line, ResultLine, RunLine } from "./lib/context.js";
 import { readings, section, summaryRows } from "./render-sections.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -41,20 +41,72 @@ function byScenario(lines: ResultLine[]): Results {
   return map;
 }
 
+/** A comparison (fixed rates, another build) or a partial run (`--only`): never the run a page is rendered from. */
+const isComparison = (run: RunLine) => /--rates|--gateway-entry/.test(run.command);
+const isPartial = (run: RunLine) => isComparison(run) || /--only/.test(run.command);
+
 function pickRun(lines: Line[], runId?: string): RunLine {
   const runs = lines.filter((line): line is RunLine => line.type === "run");
   const ended = new Set(lines.filter((line) => line.type === "end").map((line) => line.runId));
+  const complete = runs.filter((r) => ended.has(r.runId) && !r.quick);
   const run = runId
     ? runs.find((r) => r.runId === runId)
-    : ([...runs].reverse().find((r) => ended.has(r.runId) && !r.quick) ?? runs.at(-1));
+    : ([...complete].reverse().find((r) => !isPartial(r)) ?? complete.at(-1) ?? runs.at(-1));
   if (!run) throw new Error(runId ? `no run ${runId} in the results` : "no run in the results");
   return run;
+}
+
+/**
+ * The results a page shows. A page rendered from a given run (the run just made, or `--run`) shows that
+ * run's results, and for each scenario it did not run, those of the latest complete full-size run that
+ * did. Otherwise every scenario comes from the latest complete full-size run that measured it, so a
+ * `--only` run adds or replaces its own sections and keeps the others. Comparisons (fixed rates, another
+ * build) never count. Returns the results and, by scenario, the runs other than `run` they come from.
+ */
+function resultsFor(
+  lines: Line[],
+  run: RunLine,
+  ownFirst: boolean,
+): { results: Results; borrowed: Map<string, RunLine> } {
+  const own = lines.filter((line): line is ResultLine => line.type === "result" && line.runId === run.runId);
+  const borrowed = new Map<string, RunLine>();
+  if (run.quick) return { results: byScenario(own), borrowed };
+  const ended = new Set(lines.filter((line) => line.type === "end").map((line) => line.runId));
+  const candidates = lines
+    .filter((line): line is RunLine => line.type === "run")
+    .filter((r) => ended.has(r.runId) && !r.quick && !isComparison(r))
+    .reverse();
+  const order = ownFirst ? [run, ...candidates.filter((r) => r.runId !== run.runId)] : candidates;
+  const chosen: ResultLine[] = [];
+  const present = new Set<string>();
+  for (const donor of order) {
+    const theirs = lines.filter(
+      (line): line is ResultLine =>
+        line.type === "result" && line.runId === donor.runId && !present.has(line.scenario),
+    );
+    for (const scenario of new Set(theirs.map((line) => line.scenario))) {
+      present.add(scenario);
+      if (donor.runId !== run.runId) borrowed.set(scenario, donor);
+    }
+    chosen.push(...theirs);
+  }
+  return { results: byScenario(chosen), borrowed };
 }
 
 /** Hand-written notes (bench/NOTES.md): profiles, what was changed, what is left. */
 function notes(): string {
   const path = join(ROOT, "bench/NOTES.md");
   return existsSync(path) ? `${readFileSync(path, "utf8").trim()}\n` : "";
+}
+
+/** The machine's load averages (1 min) at the start and end of a run, where the run recorded them. */
+function loadNote(lines: Line[], run: RunLine): string {
+  const end = lines.find((line): line is EndLine => line.type === "end" && line.runId === run.runId);
+  const before = run.loadAverage?.[0];
+  const after = end?.loadAverage?.[0];
+  return before === undefined
+    ? ""
+    : `; load average ${before}${after === undefined ? "" : ` → ${after}`} on ${run.machine.nproc} cores`;
 }
 
 function history(lines: Line[]): string {
@@ -89,9 +141,11 @@ function history(lines: Line[]): string {
 export function render(lines: Line[], runId?: string): string {
   const run = pickRun(lines, runId);
   const end = lines.find((line) => line.type === "end" && line.runId === run.runId);
-  const results = byScenario(
-    lines.filter((line): line is ResultLine => line.type === "result" && line.runId === run.runId),
-  );
+  const { results, borrowed } = resultsFor(lines, run, runId !== undefined);
+  const borrowedNote = [...new Set(borrowed.values())].map((donor) => {
+    const names = [...borrowed].filter(([, r]) => r === donor).map(([name]) => name);
+    return `Section${names.length > 1 ? "s" : ""} ${names.map((name) => `\`${name}\``).join(", ")} from run \`${donor.runId}\` (\`${donor.command}\`, commit ${donor.machine.versions.gateway}${loadNote(lines, donor)}).`;
+  });
   const m = run.machine;
   const out = [
     "# Benchmarks",
@@ -108,11 +162,13 @@ export function render(lines: Line[], runId?: string): string {
     "npm run bench -- --quick   # every scenario at tiny sizes in about a minute (CI); fails only on loss/dup/reorder or a crash",
     "npm run bench -- --only fanout --targets gateway,raw-node   # one scenario, some targets",
     "npm run bench -- --only fanout --targets gateway --profile  # gateway under node --cpu-prof (bench/results/profiles)",
+    "npm run bench -- --only compaction   # Redis memory per session with and without compaction, snapshot reads, request records (~1 min; the other sections stay)",
     "npm run bench -- --only fanout --targets gateway --rates 300,600 --gateway-entry /tmp/before/dist/server.js  # another build at fixed rates",
     "node --import tsx bench/render.ts   # re-render from the results file",
     "```",
     "",
-    `This run: \`${run.command}\`${end && end.type === "end" ? `, ${end.seconds} s, ${end.ok ? "no problems" : `problems: ${end.problems.length}`}` : ", did not finish"}.`,
+    `This run: \`${run.command}\`${end && end.type === "end" ? `, ${end.seconds} s, ${end.ok ? "no problems" : `problems: ${end.problems.length}`}` : ", did not finish"}${loadNote(lines, run)}.`,
+    ...(borrowedNote.length ? ["", ...borrowedNote] : []),
     "",
     "## Machine",
     "",
@@ -144,6 +200,7 @@ export function render(lines: Line[], runId?: string): string {
     "agent",
     "cursor",
     "redis-cost",
+    "compaction",
   ]) {
     const text = section(name, results.get(name));
     if (text) out.push(text, readings(name, results), "");

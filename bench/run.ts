@@ -5,7 +5,8 @@
  *
  *   --quick                 every scenario at tiny sizes (~1 min; CI): exits non-zero only on a
  *                           contract violation (loss, duplicates, reordering, gaps) or a crash
- *   --only a,b              scenarios: fanout,fanout-staggered,dashboard,idle,replay,agent,cursor,redis-cost
+ *   --only a,b              scenarios: fanout,fanout-staggered,dashboard,idle,replay,agent,cursor,redis-cost,
+ *                           compaction
  *   --targets a,b           gateway,raw-node,nchan (default all three)
  *   --workers N             load-generator threads (default: cores - 1, at least 1, at most 4)
  *   --out FILE              results file (default bench/results/results.jsonl; quick: a temp file)
@@ -17,7 +18,7 @@
  */
 import { execSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { appendLine, type Scenario, type ScenarioContext } from "./lib/context.js";
@@ -26,6 +27,7 @@ import { killAllNow, openFileLimit, stopAll } from "./lib/procs.js";
 import { LoadGen } from "./loadgen/pool.js";
 import { renderFile } from "./render.js";
 import { agentScenario } from "./scenarios/agent.js";
+import { compactionScenario } from "./scenarios/compaction.js";
 import { cursorScenario } from "./scenarios/cursor.js";
 import { dashboardScenario } from "./scenarios/dashboard.js";
 import { fanoutScenario, fanoutStaggeredScenario } from "./scenarios/fanout.js";
@@ -43,6 +45,7 @@ const SCENARIOS: readonly Scenario[] = [
   agentScenario,
   cursorScenario,
   redisCostScenario,
+  compactionScenario,
 ];
 /** Connections of the full idle scenario: each process (server, load generator) needs a descriptor per connection. */
 const FULL_OPEN_FILES = 5_000;
@@ -61,6 +64,11 @@ function ensureBuilt(): void {
   if (existsSync(built) && statSync(built).mtimeMs >= newestMtime(join(REPO_ROOT, "src"))) return;
   console.log("building the gateway (dist/ is missing or older than src/) …");
   execSync("npm run build", { cwd: REPO_ROOT, stdio: "inherit" });
+}
+
+/** 1, 5 and 15-minute load averages: other work on the machine, recorded with every run. */
+function loadAverage(): number[] {
+  return loadavg().map((value) => Math.round(value * 100) / 100);
 }
 
 function list<T extends string>(raw: string | undefined, allowed: readonly T[], what: string): T[] {
@@ -106,7 +114,9 @@ async function main(): Promise<number> {
       `open-file limit ${openFiles} is too low for ${needed} connections: run \`ulimit -n 65536\` first`,
     );
   }
-  if (!values["no-build"]) ensureBuilt();
+  // Scenarios that run the gateway's code in this process (through tsx) need no build of it.
+  const selected = SCENARIOS.filter((s) => scenarioNames.includes(s.name));
+  if (!values["no-build"] && selected.some((s) => s.needsBuild !== false)) ensureBuilt();
 
   if (quick && values.out === undefined) rmSync(out, { force: true });
   const runId = new Date().toISOString().replace(/[:.]/g, "-");
@@ -120,6 +130,7 @@ async function main(): Promise<number> {
     command: `npm run bench --${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(" ")}` : ""}`,
     options: { scenarios: scenarioNames, targets, workers },
     machine: machineInfo(openFiles),
+    loadAverage: loadAverage(),
   });
   const loadgen = await LoadGen.start(workers);
   const context: ScenarioContext = {
@@ -152,7 +163,7 @@ async function main(): Promise<number> {
     },
   };
   try {
-    for (const scenario of SCENARIOS.filter((s) => scenarioNames.includes(s.name))) {
+    for (const scenario of selected) {
       const scenarioStarted = performance.now();
       console.log(`▶ ${scenario.name}: ${scenario.title}`);
       try {
@@ -176,6 +187,7 @@ async function main(): Promise<number> {
     seconds,
     ok: problems.length === 0,
     problems,
+    loadAverage: loadAverage(),
   });
   if (!values["no-render"]) {
     // A quick run renders too (so the renderer cannot rot), but never over the committed BENCHMARKS.md;
@@ -184,7 +196,9 @@ async function main(): Promise<number> {
     const rendered =
       quick || comparison ? join(tmpdir(), "sse-bench-partial.md") : join(REPO_ROOT, "BENCHMARKS.md");
     try {
-      renderFile(out, rendered, runId);
+      // A partial run (`--only`) adds or replaces its own sections: the page stays rendered from the
+      // latest full run, each section from the latest run that measured it (see render.ts).
+      renderFile(out, rendered, quick || values.only === undefined ? runId : undefined);
     } catch (error) {
       problems.push(`render failed: ${(error as Error)?.stack ?? error}`);
     }

@@ -13,6 +13,8 @@ export interface RunLine {
   command: string;
   options: Record<string, unknown>;
   machine: MachineInfo;
+  /** The machine's 1, 5 and 15-minute load averages when the run started (absent before the seventh run). */
+  loadAverage?: number[];
 }
 
 export interface EndLine {
@@ -22,6 +24,8 @@ export interface EndLine {
   seconds: number;
   ok: boolean;
   problems: string[];
+  /** Load averages when the run ended. */
+  loadAverage?: number[];
 }
 
 export interface ResultLine {
@@ -63,6 +67,8 @@ export interface ScenarioContext {
 export interface Scenario {
   readonly name: string;
   readonly title: string;
+  /** false: the scenario runs the gateway's code in the harness's own process, so dist/ need not be built. */
+  readonly needsBuild?: boolean;
   run(context: ScenarioContext): Promise<void>;
 }
 

@@ -106,6 +106,8 @@ export interface StepResult {
   /** Target rate of appended events per second (all sessions together). */
   rate: number;
   achievedRate: number;
+  /** Append requests per second in the measured window (each one script call; several events each when batched). */
+  appendRequestsPerSecond?: number;
   /** Token events received per second in the measured window (all connections). */
   delivered: number;
   expectedDelivered: number;
@@ -223,6 +225,7 @@ export async function runStep(
   return {
     rate,
     achievedRate: round(achievedRate, 0),
+    appendRequestsPerSecond: round(produced.requests / produced.seconds, 0),
     delivered: round(delivered, 0),
     expectedDelivered: round((rate * watchers) / active.length, 0),
     latency,
@@ -245,7 +248,17 @@ export async function runStep(
       rssMB: round(serverB.rssBytes / 2 ** 20),
       eventsPerCpuSecond: serverCpu > 0 ? round(delivered / (serverCpu / 100), 0) : null,
     },
-    redis: redisA && redisB ? redisCost(redisA, redisB, seconds, tokens, produced.sent) : null,
+    redis:
+      redisA && redisB
+        ? redisCost(
+            redisA,
+            redisB,
+            seconds,
+            tokens,
+            produced.sent,
+            produced.requests * (seconds / produced.seconds),
+          )
+        : null,
     loadgen: {
       cpuPercent: cpuPercent(selfA, selfB),
       eluMax: window.eluMax,

@@ -122,6 +122,8 @@ export function redisCost(
   seconds: number,
   delivered: number,
   published: number,
+  /** Append requests in the same window, when known. */
+  requests?: number,
 ) {
   const cpuSeconds = b.cpuSeconds - a.cpuSeconds;
   const commands = b.commands - a.commands;
@@ -137,6 +139,9 @@ export function redisCost(
     cpuMicrosPerPublished: published > 0 ? Math.round(((cpuSeconds * 1e6) / published) * 100) / 100 : null,
     commandsPerDelivered: delivered > 0 ? Math.round((commands / delivered) * 10_000) / 10_000 : null,
     commandsPerPublished: published > 0 ? Math.round((commands / published) * 1000) / 1000 : null,
+    ...(requests && requests > 0
+      ? { cpuMicrosPerRequest: Math.round(((cpuSeconds * 1e6) / requests) * 100) / 100 }
+      : {}),
     byCommand,
   };
 }
