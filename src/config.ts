@@ -169,7 +169,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (secret && secret.length < 32) {
     problems.push("AUTH_JWT_SECRET: at least 32 characters (HS256 needs a 256-bit secret)");
   }
-  if (text("NODE_ENV") === "production" && authMode === "none" && explicitMode !== "none") {
+  // Any case: `Production` or `PRODUCTION` is production too (open mode must not start by a typo).
+  if (text("NODE_ENV")?.toLowerCase() === "production" && authMode === "none" && explicitMode !== "none") {
     problems.push(
       "NODE_ENV=production without authentication: set AUTH_JWT_SECRET or AUTH_JWKS_URL, or AUTH_MODE=none to run open on purpose",
     );

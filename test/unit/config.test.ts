@@ -27,6 +27,12 @@ describe("loadConfig: authentication", () => {
     expect(error.message).toContain("NODE_ENV=production");
   });
 
+  it("treats NODE_ENV=production in any case as production", () => {
+    for (const value of ["Production", "PRODUCTION", " production "]) {
+      expect(errorOf({ NODE_ENV: value }).message, value).toContain("AUTH_MODE");
+    }
+  });
+
   it("starts open in production when AUTH_MODE=none says so", () => {
     const config = loadConfig({ NODE_ENV: "production", AUTH_MODE: "none" });
     expect(config.auth.mode).toBe("none");
