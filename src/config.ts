@@ -67,6 +67,8 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9_-]{1,64}$/)
     .default("sse_token"),
   AUTH_CLOCK_TOLERANCE_SECONDS: integer(5, 0),
+  /** Every token must carry `exp`, at most this far from now: a stolen token, and a stream it opened, end by then. */
+  AUTH_MAX_TOKEN_LIFETIME_SECONDS: integer(86_400, 1),
   AUTH_JWKS_CACHE_SECONDS: integer(600, 1),
   AUTH_JWKS_COOLDOWN_MS: integer(30_000, 0),
   /** Comma-separated origins allowed by CORS ("*" for any); none by default. */
@@ -126,6 +128,7 @@ export interface Config {
     audience: string | undefined;
     cookieName: string;
     clockToleranceSeconds: number;
+    maxTokenLifetimeSeconds: number;
     jwksCacheSeconds: number;
     jwksCooldownMs: number;
   };
@@ -218,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       audience: e.AUTH_AUDIENCE,
       cookieName: e.AUTH_COOKIE_NAME,
       clockToleranceSeconds: e.AUTH_CLOCK_TOLERANCE_SECONDS,
+      maxTokenLifetimeSeconds: e.AUTH_MAX_TOKEN_LIFETIME_SECONDS,
       jwksCacheSeconds: e.AUTH_JWKS_CACHE_SECONDS,
       jwksCooldownMs: e.AUTH_JWKS_COOLDOWN_MS,
     },

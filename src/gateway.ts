@@ -120,6 +120,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
             issuer: config.auth.issuer,
             audience: config.auth.audience,
             clockToleranceSeconds: config.auth.clockToleranceSeconds,
+            maxTokenLifetimeSeconds: config.auth.maxTokenLifetimeSeconds,
             jwksCacheMs: config.auth.jwksCacheSeconds * 1000,
             jwksCooldownMs: config.auth.jwksCooldownMs,
           })

@@ -15,6 +15,11 @@ export interface VerifierOptions {
   issuer?: string | undefined;
   audience?: string | undefined;
   clockToleranceSeconds: number;
+  /**
+   * `exp` is required, and may lie at most this far ahead (plus the clock tolerance): a token that never
+   * expires would hold its streams open for ever. Default one day.
+   */
+  maxTokenLifetimeSeconds?: number;
   /** How long fetched keys are trusted before a refetch. */
   jwksCacheMs?: number;
   /** Minimum time between refetches when a token names an unknown key (rotation). */
@@ -49,7 +54,9 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
     ...(options.issuer ? { issuer: options.issuer } : {}),
     ...(options.audience ? { audience: options.audience } : {}),
     clockTolerance: options.clockToleranceSeconds,
+    requiredClaims: ["exp"],
   };
+  const maxAheadSeconds = (options.maxTokenLifetimeSeconds ?? 86_400) + options.clockToleranceSeconds;
 
   return async (token) => {
     if (token.length > MAX_TOKEN_CHARS) throw authError("invalid_token", "the token is too long");
@@ -64,6 +71,13 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
       }
     } catch (error) {
       throw toAuthError(error);
+    }
+    // jose checked that `exp` is a number in the future; here, that it is not too far in it.
+    if ((payload.exp as number) - Date.now() / 1000 > maxAheadSeconds) {
+      throw authError(
+        "invalid_token",
+        "the token's exp is further away than this gateway accepts (AUTH_MAX_TOKEN_LIFETIME_SECONDS)",
+      );
     }
     return principalFromClaims(payload);
   };
@@ -84,6 +98,9 @@ function toAuthError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   if (error instanceof joseErrors.JWTExpired) return authError("token_expired", "the token has expired");
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    if (error.claim === "exp" && error.reason === "missing") {
+      return authError("invalid_token", "the token has no exp claim: every token must expire");
+    }
     return authError("invalid_token", `the token's ${error.claim} claim is not accepted`);
   }
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) {

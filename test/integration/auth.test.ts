@@ -30,8 +30,8 @@ interface Claims {
 }
 
 interface MintOptions {
-  /** Seconds from now until `exp` (negative: already expired). Default one hour. */
-  expiresIn?: number;
+  /** Seconds from now until `exp` (negative: already expired; null: no `exp`). Default one hour. */
+  expiresIn?: number | null;
   /** Seconds from now until `nbf`. */
   notBefore?: number;
   secret?: string;
@@ -45,8 +45,8 @@ async function mint(claims: Claims, options: MintOptions = {}): Promise<string> 
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setIssuer(options.issuer ?? ISSUER)
     .setAudience(options.audience ?? AUDIENCE)
-    .setIssuedAt(now - 10)
-    .setExpirationTime(now + (options.expiresIn ?? 3600));
+    .setIssuedAt(now - 10);
+  if (options.expiresIn !== null) jwt.setExpirationTime(now + (options.expiresIn ?? 3600));
   if (options.notBefore !== undefined) jwt.setNotBefore(now + options.notBefore);
   return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
 }
@@ -278,6 +278,18 @@ describe("auth (HS256) over redis", () => {
       token: () => mint({ sub: OWNER, scope: everything }, { expiresIn: -3600 }),
       status: 401,
       code: "token_expired",
+    },
+    {
+      name: "a token without exp (it would never expire)",
+      token: () => mint({ sub: OWNER, scope: everything }, { expiresIn: null }),
+      status: 401,
+      code: "invalid_token",
+    },
+    {
+      name: "an exp further away than AUTH_MAX_TOKEN_LIFETIME_SECONDS (24 h by default)",
+      token: () => mint({ sub: OWNER, scope: everything }, { expiresIn: 86_400 + 3_600 }),
+      status: 401,
+      code: "invalid_token",
     },
     {
       name: "a wrong signature",

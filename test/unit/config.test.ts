@@ -67,6 +67,7 @@ describe("loadConfig: authentication", () => {
       AUTH_AUDIENCE: "gateway",
       AUTH_COOKIE_NAME: "my_cookie",
       AUTH_CLOCK_TOLERANCE_SECONDS: "0",
+      AUTH_MAX_TOKEN_LIFETIME_SECONDS: "3600",
     });
     expect(config.auth).toMatchObject({
       mode: "jwt",
@@ -75,9 +76,14 @@ describe("loadConfig: authentication", () => {
       audience: "gateway",
       cookieName: "my_cookie",
       clockToleranceSeconds: 0,
+      maxTokenLifetimeSeconds: 3600,
     });
     const defaults = loadConfig({}).auth;
-    expect(defaults).toMatchObject({ cookieName: "sse_token", clockToleranceSeconds: 5 });
+    expect(defaults).toMatchObject({
+      cookieName: "sse_token",
+      clockToleranceSeconds: 5,
+      maxTokenLifetimeSeconds: 86_400,
+    });
     expect(errorOf({ AUTH_COOKIE_NAME: "bad cookie;" }).message).toContain("AUTH_COOKIE_NAME");
   });
 });
