@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { unescape as unescapeQuery } from "node:querystring";
 import type { RequestHandler } from "express";
 import type { Logger } from "pino";
 import { failureNoteOf } from "../errors.js";
@@ -20,9 +21,35 @@ export function requestIdOf(req: IncomingMessage): string {
   return Buffer.from(randomUUID(), "latin1").toString("latin1");
 }
 
-/** Strips secrets that EventSource clients must put in the URL (`access_token`) before a URL is logged. */
+const TOKEN_PARAMETER = "access_token";
+
+/**
+ * Strips secrets that EventSource clients must put in the URL (`access_token`) before a URL is logged.
+ * A parameter is judged by its name as the query parser decodes it (node:querystring, as the front and
+ * Express read it), so `access%5Ftoken=` is redacted as surely as it is accepted; its value goes up to
+ * the next `&`, fragment included (the parser keeps a raw `#` in the value too).
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[redacted]");
+  const mark = url.indexOf("?");
+  if (mark < 0) return url;
+  const pairs = url.slice(mark + 1).split("&");
+  let redacted = false;
+  for (let i = 0; i < pairs.length; i++) {
+    const pair = pairs[i]!;
+    const equals = pair.indexOf("=");
+    const name = equals < 0 ? pair : pair.slice(0, equals);
+    if (equals >= 0 && parameterName(name) === TOKEN_PARAMETER) {
+      pairs[i] = `${name}=[redacted]`;
+      redacted = true;
+    }
+  }
+  return redacted ? `${url.slice(0, mark + 1)}${pairs.join("&")}` : url;
+}
+
+/** A query parameter's name as node:querystring decodes it (`+` is a space), in lower case. */
+function parameterName(raw: string): string {
+  if (!raw.includes("%") && !raw.includes("+")) return raw.toLowerCase();
+  return unescapeQuery(raw.replace(/\+/g, " ")).toLowerCase();
 }
 
 export function serializeRequest(req: IncomingMessage, id: unknown) {

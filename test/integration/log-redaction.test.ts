@@ -64,10 +64,20 @@ describe("no secret reaches the logs or a response", () => {
     const cookieToken = await mint({ sub, scope: "subscribe", n: 1 });
     const queryToken = await mint({ sub, scope: "subscribe", n: 2 });
     const muxToken = await mint({ sub, scope: "subscribe", n: 3 });
+    const escapedToken = await mint({ sub, scope: "subscribe", n: 4 });
     const expiredToken = await mint({ sub, scope: "subscribe" }, Math.floor(Date.now() / 1000) - 3600);
     const forgedToken = `${headerToken.split(".").slice(0, 2).join(".")}.${randomBytes(32).toString("base64url")}`;
     const garbage = `garbage-${randomBytes(8).toString("hex")}`;
-    secrets.push(headerToken, cookieToken, queryToken, muxToken, expiredToken, forgedToken, garbage);
+    secrets.push(
+      headerToken,
+      cookieToken,
+      queryToken,
+      muxToken,
+      escapedToken,
+      expiredToken,
+      forgedToken,
+      garbage,
+    );
     const api = (path: string) => `${gw.url}/api/v1${path}`;
 
     // A run whose upstream refuses the key (the fixture echoes the key in its error body).
@@ -115,6 +125,13 @@ describe("no secret reaches the logs or a response", () => {
     });
     remember(mux.raw());
     expect(mux.status).toBe(200);
+
+    // The parameter's name percent-encoded: the parser decodes it to access_token, so the redaction must.
+    const escaped = await collectUntilClosed(api(`/sessions/${id}/stream?access%5Ftoken=${escapedToken}`), {
+      timeoutMs: WAIT_MS,
+    });
+    remember(escaped.raw());
+    expect(escaped.status).toBe(200);
 
     // Refusals: expired, forged, garbage, in each place.
     for (const attempt of [
