@@ -5,10 +5,11 @@ import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
 import { admitConnection } from "../limits/admission.js";
 import { CursorError, type CursorState, CursorTracker, decodeCursor } from "../mux/cursor.js";
+import type { EventView } from "../mux/session-reader.js";
 import { hasReceivedEnd, type StreamConnection } from "../mux/stream-connection.js";
 import type { SubscriptionChange } from "../mux/subscriptions.js";
 import { plainFrame } from "../sse/frames.js";
-import { LIFECYCLE_FEED, type SessionInfo, type StoredEvent } from "../store/types.js";
+import { LIFECYCLE_FEED, type SessionInfo } from "../store/types.js";
 import type { AppContext } from "./context.js";
 import { endEmpty, type StreamRequest } from "./stream-request.js";
 import { resumeId, startStream } from "./streams.js";
@@ -27,19 +28,24 @@ function mayRead(principal: Principal, id: string, info: SessionInfo | null): bo
   return id === LIFECYCLE_FEED || mayReadSession(principal, id, info);
 }
 
-/** The lifecycle feed shows only the sessions the reader may read (admin sees all). */
-function lifecycleVisibility(principal: Principal): ((event: StoredEvent) => boolean) | null {
+/**
+ * The lifecycle feed shows only the sessions the reader may read (admin sees all), and a session's
+ * `owner` (another subject's `sub`) only to that owner and to admin.
+ */
+function lifecycleView(principal: Principal): EventView | null {
   if (isAdmin(principal)) return null;
   return (event) => {
+    let data: { id?: unknown; owner?: unknown };
     try {
-      const data = JSON.parse(event.data) as { id?: unknown; owner?: unknown };
-      return (
-        typeof data.id === "string" &&
-        mayReadSession(principal, data.id, { owner: typeof data.owner === "string" ? data.owner : null })
-      );
+      data = JSON.parse(event.data) as { id?: unknown; owner?: unknown };
     } catch {
-      return false;
+      return null;
     }
+    const owner = typeof data.owner === "string" ? data.owner : null;
+    if (typeof data.id !== "string" || !mayReadSession(principal, data.id, { owner })) return null;
+    if (owner === null || owner === principal.subject) return event;
+    const { owner: _withheld, ...shown } = data;
+    return { id: event.id, type: event.type, data: JSON.stringify(shown) };
   };
 }
 
@@ -55,7 +61,7 @@ async function addEntries(
   principal: Principal,
   entries: readonly Entry[],
 ): Promise<void> {
-  const visible = lifecycleVisibility(principal);
+  const view = lifecycleView(principal);
   await Promise.all(
     entries.map((entry) => {
       if (!mayRead(principal, entry.id, entry.info)) {
@@ -67,7 +73,7 @@ async function addEntries(
         entry.index,
         entry.start,
         entry.info,
-        entry.id === LIFECYCLE_FEED ? visible : null,
+        entry.id === LIFECYCLE_FEED ? view : null,
       );
     }),
   );

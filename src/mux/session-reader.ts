@@ -29,6 +29,12 @@ export type ReaderState =
   /** Its session ended, it was removed, or its connection closed: nothing more is delivered. */
   | "closed";
 
+/**
+ * What a client may see of an event: the event itself, the event with some of its data withheld (a new
+ * object: the one given is shared by every reader), or null when it may not see it at all (skipped).
+ */
+export type EventView = (event: StoredEvent) => StoredEvent | null;
+
 /** What a reader needs of its connection. */
 export interface ReaderOwner {
   /** The socket takes live events now. */
@@ -57,8 +63,8 @@ export class SessionReader implements Reader {
     readonly index: number,
     start: string | null,
     private readonly owner: ReaderOwner,
-    /** Events this client may not see are skipped (the lifecycle feed, for a reader who is not admin). */
-    readonly visible: ((event: StoredEvent) => boolean) | null,
+    /** What this client may see of each event (the lifecycle feed, for a reader who is not admin). */
+    readonly view: EventView | null,
     /** True only for a session this request creates: it has no events yet, so nothing to read first. */
     live = false,
   ) {

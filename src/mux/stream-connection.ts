@@ -18,7 +18,7 @@ import {
 } from "../store/types.js";
 import { CatchUp, type CatchUpDeps, type CatchUpOptions, type CatchUpOwner } from "./catch-up.js";
 import type { CursorState, CursorTracker } from "./cursor.js";
-import { type ReaderOwner, SessionReader } from "./session-reader.js";
+import { type EventView, type ReaderOwner, SessionReader } from "./session-reader.js";
 
 export interface StreamConnectionOptions extends CatchUpOptions {
   /** "single": one session, `id` = position, plain event names. "mux": `<sessionId>:<type>`, `id` = cursor. */
@@ -70,7 +70,7 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
     index: number,
     start: CursorState,
     info: SessionInfo | null,
-    visible: ((event: StoredEvent) => boolean) | null = null,
+    view: EventView | null = null,
   ): Promise<void> {
     if (this.closed || this.findReader(sessionId) || start.kind === "finished") return;
     const position = start.kind === "at" ? start.position : null;
@@ -86,7 +86,7 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
       this.deps.tracker?.markFinished(index);
       return;
     }
-    const reader = new SessionReader(this.deps.hub.sessionKey(sessionId), index, position, this, visible);
+    const reader = new SessionReader(this.deps.hub.sessionKey(sessionId), index, position, this, view);
     this.addReader(reader);
     // Read only once notices are flowing: an append between the read and the watch would be missed.
     await this.deps.hub.join(reader);
@@ -182,10 +182,11 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
     if (gap) writer.send(plainFrame(this.eventName(reader.sessionId, "gap"), gap));
     let frames = "";
     let ended = false;
-    for (const event of events) {
-      reader.position = event.id;
-      if (reader.visible && !reader.visible(event)) {
-        tracker?.setPosition(reader.index, event.id);
+    for (const stored of events) {
+      reader.position = stored.id;
+      const event = reader.view ? reader.view(stored) : stored;
+      if (event === null) {
+        tracker?.setPosition(reader.index, stored.id);
         continue;
       }
       if (TERMINAL_TYPES.has(event.type) && reader.sessionId !== LIFECYCLE_FEED) ended = true;

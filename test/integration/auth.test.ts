@@ -693,6 +693,39 @@ describe("auth (HS256) over redis", () => {
     });
   });
 
+  describe("the owner on @sessions", () => {
+    it("is shown to the owner itself and to admin, never to a reader who sees the entry through a claim", async () => {
+      const ownerSub = newId("owner-sub");
+      const owner = await mint({ sub: ownerSub, scope: "publish subscribe" });
+      const claimReader = await mint({ sub: newId("peer"), scope: "subscribe", sessions: ["visible-*"] });
+      const open = async (token: string) => {
+        const feed = track(await openSse(api("/stream?sessions=@sessions"), { headers: bearer(token) }));
+        expect(feed.status).toBe(200);
+        await feed.waitForEvent("connected", STREAM_WAIT_MS);
+        return feed;
+      };
+      const feeds = {
+        owner: await open(owner),
+        claim: await open(claimReader),
+        admin: await open(adminToken),
+      };
+      const id = `visible-${newId("o")}`;
+      await publish(owner, id, [tokenEvent("x"), doneEvent(id)]);
+      const entriesOf = (feed: SseConnection) =>
+        feed.events
+          .filter((event) => event.event.startsWith("@sessions:") && JSON.parse(event.data).id === id)
+          .map((event) => JSON.parse(event.data) as { owner?: string });
+      for (const feed of Object.values(feeds)) {
+        await feed.waitFor(() => entriesOf(feed).length === 2, STREAM_WAIT_MS);
+      }
+      expect(entriesOf(feeds.owner).map((entry) => entry.owner)).toEqual([ownerSub, ownerSub]);
+      expect(entriesOf(feeds.admin).map((entry) => entry.owner)).toEqual([ownerSub, ownerSub]);
+      expect(entriesOf(feeds.claim).map((entry) => "owner" in entry)).toEqual([false, false]);
+      expect(feeds.claim.raw()).not.toContain(ownerSub);
+      for (const feed of Object.values(feeds)) feed.close();
+    });
+  });
+
   // ---- token expiry ---------------------------------------------------------------------------------------
 
   it("closes open streams when their token expires; a fresh token resumes by id with nothing lost", async () => {
