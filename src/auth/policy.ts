@@ -11,10 +11,12 @@
  * | create (a run with a given id)     | (taken: 409)                  | as write                                         |
  *
  * A subject without a claim can read only what it owns, so it may not wait on ids it does not own
- * yet: another subject could create them. Scopes: `subscribe` reads, `publish` appends, `run` starts
+ * yet: another subject could create them. A session the principal may not read is answered as missing
+ * (`404`), on every route (assertMaySession). Scopes: `subscribe` reads, `publish` appends, `run` starts
  * runs, and `run` or `publish` cancels; admin has all.
  */
 
+import { errors } from "../errors.js";
 import type { Principal, Scope } from "./principal.js";
 import { authError } from "./verifier.js";
 
@@ -89,7 +91,12 @@ export function requireScope(principal: Principal, scope: Scope): Principal {
   return principal;
 }
 
-/** Throws `403 forbidden` unless `allowed`: the one refusal for a session the principal may not touch. */
-export function assertMaySession(allowed: boolean, sessionId: string): void {
-  if (!allowed) throw authError("forbidden", `this token may not access session ${sessionId}`);
+/**
+ * The one refusal for a session the principal may not read (or write): `404 not_found`, the answer a
+ * missing session gets, with the same message, whether the session exists or not. So no answer tells
+ * another subject's session from an id that is free (no existence oracle). `what` names it as the
+ * route does when it is missing (default `session <id>`).
+ */
+export function assertMaySession(allowed: boolean, sessionId: string, what = `session ${sessionId}`): void {
+  if (!allowed) throw errors.notFound(`no ${what}`);
 }

@@ -50,7 +50,7 @@ export function openAIRouter(context: AppContext): Router {
       const principal = principalOf(res);
       if (!mayCancel(principal)) requireScope(res, "run");
       const info = await store.getSession(id);
-      assertMaySession(mayReadSession(principal, id, info), id);
+      assertMaySession(mayReadSession(principal, id, info), id, `response ${responseId}`);
       if (!info) throw errors.notFound(`no response ${responseId}`);
       // Cancelling a cancelled response answers it again; one that ended otherwise cannot be cancelled.
       if (info.status === "running") await runs.cancel(id);

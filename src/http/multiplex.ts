@@ -184,7 +184,8 @@ async function serveSessionList(
     start: startOf(tracker, index, infos[index]!, id),
   }));
   const readable = entries.filter((entry) => mayRead(principal, entry.id, entry.info));
-  if (readable.length === 0) throw authError("forbidden", "this token may not read any of these sessions");
+  // As for one session: none readable is answered as none existing (whether they exist or not).
+  if (readable.length === 0) throw errors.notFound("no session on this list exists for this token");
   const endless = ids.includes(LIFECYCLE_FEED);
   if (tracker && !endless && readable.every((entry) => entry.start.kind === "finished")) {
     endEmpty(stream, 204);

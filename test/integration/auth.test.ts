@@ -172,6 +172,8 @@ describe("auth (HS256) over redis", () => {
      * claim; null where the route names no existing session or set (see the test below it).
      */
     outside: Claims | null;
+    /** A session the token may not read is answered as a missing one (404), not as forbidden. */
+    outsideIsMissing?: boolean;
   }
 
   const outsideClaim: Claims = { sub: "stranger", scope: "run publish subscribe", sessions: ["mine-*"] };
@@ -199,6 +201,7 @@ describe("auth (HS256) over redis", () => {
       path: (r) => `/sessions/${r.session}`,
       withoutScope: "run publish",
       outside: outsideClaim,
+      outsideIsMissing: true,
     },
     {
       name: "GET /sessions/:id/stream",
@@ -206,6 +209,7 @@ describe("auth (HS256) over redis", () => {
       path: (r) => `/sessions/${r.session}/stream`,
       withoutScope: "run publish",
       outside: outsideClaim,
+      outsideIsMissing: true,
     },
     {
       name: "POST /sessions/:id/events",
@@ -214,6 +218,7 @@ describe("auth (HS256) over redis", () => {
       body: () => ({ events: [tokenEvent("x")] }),
       withoutScope: "run subscribe",
       outside: outsideClaim,
+      outsideIsMissing: true,
     },
     {
       name: "POST /sessions/:id/cancel",
@@ -221,6 +226,7 @@ describe("auth (HS256) over redis", () => {
       path: (r) => `/sessions/${r.session}/cancel`,
       withoutScope: "subscribe",
       outside: outsideClaim,
+      outsideIsMissing: true,
     },
     {
       name: "GET /stream?sessions=",
@@ -228,6 +234,7 @@ describe("auth (HS256) over redis", () => {
       path: (r) => `/stream?sessions=${r.session}`,
       withoutScope: "run publish",
       outside: outsideClaim,
+      outsideIsMissing: true,
     },
     {
       name: "POST /subscriptions",
@@ -334,6 +341,9 @@ describe("auth (HS256) over redis", () => {
   const table = routes.flatMap((route) =>
     cases
       .filter((c) => c.applies?.(route) ?? true)
+      .map((c) =>
+        c.code === "forbidden" && route.outsideIsMissing ? { ...c, status: 404, code: "not_found" } : c,
+      )
       .map((c) => ({ label: `${route.name} with ${c.name}`, route, c })),
   );
 
@@ -482,18 +492,18 @@ describe("auth (HS256) over redis", () => {
       ]);
       expect((await hit("GET", api(`/sessions/${id}`), { token: aToken })).status).toBe(200);
 
-      expectError(await hit("GET", api(`/sessions/${id}`), { token: bToken }), 403, "forbidden");
-      expectError(await hit("GET", api(`/sessions/${id}/stream`), { token: bToken }), 403, "forbidden");
+      expectError(await hit("GET", api(`/sessions/${id}`), { token: bToken }), 404, "not_found");
+      expectError(await hit("GET", api(`/sessions/${id}/stream`), { token: bToken }), 404, "not_found");
       expectError(
         await hit("POST", api(`/sessions/${id}/events`), {
           token: bToken,
           body: { events: [tokenEvent("x")] },
         }),
-        403,
-        "forbidden",
+        404,
+        "not_found",
       );
-      expectError(await hit("POST", api(`/sessions/${id}/cancel`), { token: bToken }), 403, "forbidden");
-      expectError(await hit("GET", api(`/stream?sessions=${id}`), { token: bToken }), 403, "forbidden");
+      expectError(await hit("POST", api(`/sessions/${id}/cancel`), { token: bToken }), 404, "not_found");
+      expectError(await hit("GET", api(`/stream?sessions=${id}`), { token: bToken }), 404, "not_found");
 
       const admin = await hit("GET", api(`/sessions/${id}`), { token: adminToken });
       expect(admin.status).toBe(200);
@@ -508,16 +518,16 @@ describe("auth (HS256) over redis", () => {
     it("a session published by B is B's: A may not read, append to or cancel it", async () => {
       const id = newId("bob-producer");
       await publish(bToken, id, [tokenEvent("secret")]);
-      expectError(await hit("GET", api(`/sessions/${id}`), { token: aToken }), 403, "forbidden");
+      expectError(await hit("GET", api(`/sessions/${id}`), { token: aToken }), 404, "not_found");
       expectError(
         await hit("POST", api(`/sessions/${id}/events`), {
           token: aToken,
           body: { events: [doneEvent(id)] },
         }),
-        403,
-        "forbidden",
+        404,
+        "not_found",
       );
-      expectError(await hit("POST", api(`/sessions/${id}/cancel`), { token: aToken }), 403, "forbidden");
+      expectError(await hit("POST", api(`/sessions/${id}/cancel`), { token: aToken }), 404, "not_found");
       expect((await gw.gateway.context.store.getSession(id))?.status).toBe("running");
       expect((await hit("POST", api(`/sessions/${id}/cancel`), { token: bToken })).status).toBe(202);
     });
@@ -590,17 +600,17 @@ describe("auth (HS256) over redis", () => {
       expect(mux.raw()).not.toContain("hidden");
     });
 
-    it("refuses the whole connection (403) when no session is readable", async () => {
+    it("refuses the whole connection (404, as for a missing session) when no session is readable", async () => {
       const b1 = newId("b-only");
       const b2 = newId("b-only");
       await publish(bToken, b1, [tokenEvent("x")]);
       await publish(bToken, b2, [tokenEvent("y")]);
-      expectError(await hit("GET", api(`/stream?sessions=${b1},${b2}`), { token: aToken }), 403, "forbidden");
+      expectError(await hit("GET", api(`/stream?sessions=${b1},${b2}`), { token: aToken }), 404, "not_found");
       // A session that does not exist yet is readable only through a claim.
       expectError(
         await hit("GET", api(`/stream?sessions=${newId("nobody")}`), { token: aToken }),
-        403,
-        "forbidden",
+        404,
+        "not_found",
       );
     });
 
@@ -690,6 +700,58 @@ describe("auth (HS256) over redis", () => {
       );
       for (const feed of [ownFeed, claimFeed]) expect(feed.raw()).not.toContain(hidden);
       for (const feed of [ownFeed, claimFeed, adminFeed]) feed.close();
+    });
+  });
+
+  describe("no existence oracle", () => {
+    /** Every route that names one session, as a caller who may not read it asks. */
+    const probes: Array<{ name: string; method: string; path: (id: string) => string; body?: unknown }> = [
+      { name: "GET /api/v1/sessions/:id", method: "GET", path: (id) => `/api/v1/sessions/${id}` },
+      { name: "its stream", method: "GET", path: (id) => `/api/v1/sessions/${id}/stream` },
+      { name: "cancel", method: "POST", path: (id) => `/api/v1/sessions/${id}/cancel` },
+      {
+        name: "append",
+        method: "POST",
+        path: (id) => `/api/v1/sessions/${id}/events`,
+        body: { events: [tokenEvent("x")] },
+      },
+      { name: "a multiplexed stream", method: "GET", path: (id) => `/api/v1/stream?sessions=${id}` },
+      { name: "GET /v1/responses/:id", method: "GET", path: (id) => `/v1/responses/resp_${id}` },
+      { name: "its cancel", method: "POST", path: (id) => `/v1/responses/resp_${id}/cancel` },
+      {
+        name: "a chat completion's stream",
+        method: "GET",
+        path: (id) => `/v1/chat/completions/${id}/stream`,
+      },
+    ];
+
+    it.each(probes)("$name answers the same for another's session and a missing one", async (probe) => {
+      const ownerSub = newId("hidden-owner");
+      const owner = await mint({ sub: ownerSub, scope: "run publish subscribe" });
+      const existing = newId("c-exists");
+      await publish(owner, existing, [tokenEvent("secret")]);
+      const missing = newId("c-missing");
+      // One caller whose claim names neither id, and one reading only its own sessions (no claim):
+      // the second could create the missing id by appending, so its append is not a probe.
+      const callers = [
+        await mint({ sub: newId("prober"), scope: "run publish subscribe", sessions: ["other-*"] }),
+        ...(probe.name === "append"
+          ? []
+          : [await mint({ sub: newId("prober"), scope: "run publish subscribe" })]),
+      ];
+      for (const token of callers) {
+        const answers = [];
+        for (const id of [existing, missing]) {
+          const reply = await hit(probe.method, `${gw.url}${probe.path(id)}`, { token, body: probe.body });
+          const text = JSON.stringify(reply.body ?? {});
+          answers.push({ status: reply.status, text: text.replaceAll(id, "<id>") });
+        }
+        expect(answers[0], probe.name).toEqual(answers[1]);
+        expect(answers[0]!.status).toBe(404);
+      }
+      // Nothing was done to the existing session.
+      const read = await gw.gateway.context.store.read(existing, null, 100);
+      expect(read.events.map((event) => event.type)).toEqual(["token"]);
     });
   });
 
@@ -839,8 +901,8 @@ describe("auth (HS256) over redis", () => {
         token,
         body: { events: [{ type: "token", data: { content: "x" } }] },
       }),
-      403,
-      "forbidden",
+      404,
+      "not_found",
     );
     expectError(
       await hit("POST", api("/subscriptions"), { token, body: { sessions: ["a"] } }),

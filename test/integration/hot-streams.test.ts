@@ -255,7 +255,8 @@ describe("the hot stream routes", () => {
       "invalid_last_event_id",
     );
     await expectError(`/sessions/front-missing-${id}/stream`, bearer(reader), 404, "not_found");
-    await expectError(`/sessions/other-${id}/stream`, bearer(reader), 403, "forbidden");
+    // Outside its claim: answered as a missing session (no existence oracle).
+    await expectError(`/sessions/other-${id}/stream`, bearer(reader), 404, "not_found");
     const withId = await expectError(
       `/stream?sessions=${id}`,
       { "x-request-id": "front-err-1" },
@@ -314,7 +315,9 @@ describe("the hot stream routes", () => {
     expect(stream.status).toBe(200);
     expect(stream.headers["access-control-allow-origin"]).toBe(ORIGIN);
     expect(stream.headers.vary).toBe("Origin");
-    expect(stream.headers["access-control-expose-headers"]).toBe("X-Session-Id,X-Request-Id,Retry-After,Idempotent-Replayed");
+    expect(stream.headers["access-control-expose-headers"]).toBe(
+      "X-Session-Id,X-Request-Id,Retry-After,Idempotent-Replayed",
+    );
     stream.close();
 
     const stranger = await open(

@@ -1,6 +1,7 @@
 /** The access policy, as the table in src/auth/policy.ts states it: one row per kind of principal. */
 import { describe, expect, it } from "vitest";
 import {
+  assertMaySession,
   generatedIdPrefix,
   mayCancel,
   mayCreateSession,
@@ -116,5 +117,18 @@ describe("access policy", () => {
     expect(generatedIdPrefix(principal(["run"], "a", ["team-*", "x"]))).toBe("team-");
     expect(generatedIdPrefix(principal(["run"], "a", ["x"]))).toBeNull();
     expect(generatedIdPrefix(principal(["run"], null))).toBeNull();
+  });
+
+  it("a session the principal may not read is refused as a missing one: 404 not_found, never 403", () => {
+    const refusal = (() => {
+      try {
+        assertMaySession(mayReadSession(principal(["subscribe"], "alice"), "s-1", OWNED_BY_BOB), "s-1");
+      } catch (error) {
+        return error as { status: number; code: string; message: string };
+      }
+      return null;
+    })();
+    expect(refusal).toMatchObject({ status: 404, code: "not_found", message: "no session s-1" });
+    expect(() => assertMaySession(true, "s-1")).not.toThrow();
   });
 });
