@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import type { RequestListener } from "node:http";
 import express, { type RequestHandler } from "express";
 import helmet from "helmet";
-import { createAuthenticator } from "./auth/middleware.js";
+import { cookieRuleOf, createAuthenticator } from "./auth/middleware.js";
 import { openAIRouter } from "./doors/openai-router.js";
 import { AppError, createErrorHandler, createErrorWriter, notFoundHandler } from "./errors.js";
 import { compileTrust } from "./http/client-ip.js";
@@ -63,7 +63,7 @@ export function buildApp(context: AppContext): RequestListener {
   app.use(rejectDeepJson(context.config.maxJsonDepth));
 
   app.use(healthRouter(context));
-  app.use("/api/v1", createAuthenticator(context.verifier, context.config.auth.cookieName));
+  app.use("/api/v1", createAuthenticator(context.verifier, cookieRuleOf(context.config)));
   app.use("/api/v1", sessionsRouter(context));
   app.use("/api/v1", subscriptionsRouter(context));
   // The OpenAI-compatible door's cold routes (its streaming ones are the front's); OpenAI's error shape.

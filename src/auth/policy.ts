@@ -73,6 +73,33 @@ export function mayUseSubscription(principal: Principal, owner: string | null): 
   return isAdmin(principal) || (owner !== null && owner === principal.subject);
 }
 
+const COOKIE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD"]);
+
+/**
+ * Whether the auth cookie may authenticate this request. A browser sends the cookie with every request
+ * to the gateway, whichever page made it (a cross-site form POST to `/cancel` included), so for anything
+ * but a read (GET, HEAD) the request must come from a page the gateway trusts: its `Origin` names the
+ * gateway's own host (the same host name: a port is the same site) or an origin listed in CORS_ORIGINS
+ * (`*` lists none). No `Origin` (or `null`) on a write: not by cookie. Other places of the token
+ * (header, `access_token`) are never sent by a browser on its own, so they need no such rule.
+ */
+export function mayUseCookie(
+  method: string | undefined,
+  origin: string | undefined,
+  host: string | undefined,
+  allowedOrigins: readonly string[],
+): boolean {
+  if (COOKIE_METHODS.has(method ?? "")) return true;
+  if (origin === undefined || origin === "null") return false;
+  if (allowedOrigins.includes(origin) && origin !== "*") return true;
+  if (host === undefined) return false;
+  try {
+    return new URL(origin).hostname === new URL(`http://${host}`).hostname;
+  } catch {
+    return false;
+  }
+}
+
 /** Cancelling needs `run` or `publish` (the producer of a session may end it too). */
 export function mayCancel(principal: Principal): boolean {
   return hasScope(principal, "run") || hasScope(principal, "publish");

@@ -7,7 +7,7 @@
  */
 import { type ErrorRequestHandler, Router } from "express";
 import { SIMULATED_MODEL } from "../agent/index.js";
-import { createAuthenticator, principalOf, requireScope } from "../auth/middleware.js";
+import { cookieRuleOf, createAuthenticator, principalOf, requireScope } from "../auth/middleware.js";
 import { assertMaySession, mayCancel, mayReadSession } from "../auth/policy.js";
 import { errors } from "../errors.js";
 import type { AppContext } from "../http/context.js";
@@ -26,7 +26,7 @@ export function openAIRouter(context: AppContext): Router {
   const notAllowed = (allowed: string[]) => () => {
     throw errors.methodNotAllowed(allowed);
   };
-  router.use(createAuthenticator(context.verifier, config.auth.cookieName));
+  router.use(createAuthenticator(context.verifier, cookieRuleOf(config)));
 
   router
     .route("/models")

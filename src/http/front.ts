@@ -26,7 +26,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { parse as parseQuery } from "node:querystring";
 import bodyParser from "body-parser";
-import { authenticate } from "../auth/middleware.js";
+import { authenticate, cookieRuleOf } from "../auth/middleware.js";
 import { createOpenAIErrorWriter } from "../doors/openai-errors.js";
 import { type DoorRoute, doorMethods, isOpenAIRoute, matchDoorRoute, serveDoor } from "../doors/routes.js";
 import { AppError, type ErrorWriter, errors } from "../errors.js";
@@ -116,6 +116,7 @@ export interface FrontDependencies {
 export function createFront({ context, cors, trust, errorWriter, next }: FrontDependencies): RequestListener {
   const { config, logger, verifier } = context;
   const readJson = bodyParser.json({ limit: config.maxBodyBytes, strict: true });
+  const cookie = cookieRuleOf(config);
   const openAIErrorWriter = createOpenAIErrorWriter(logger, () => context.store.isReady());
 
   async function jsonBody(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
@@ -191,7 +192,7 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
         throw errors.badRequest("invalid_path", "the request path is not valid percent-encoding");
       }
       const query = parseQuery(queryText);
-      const principal = await authenticate(verifier, config.auth.cookieName, req.headers, query);
+      const principal = await authenticate(verifier, cookie, req, query);
       const stream: StreamRequest = {
         req,
         res,

@@ -450,6 +450,41 @@ describe("auth (HS256) over redis", () => {
       expectError(await hit("GET", api(`/sessions/${session}?access_token=`)), 401, "missing_token");
     });
 
+    it("takes the cookie for reads only, and for writes from the gateway's own origin or a listed one (no CSRF)", async () => {
+      const running = newId("csrf");
+      await publish(ownerToken, running, [tokenEvent("a")]);
+      const cookie = `sse_token=${ownerToken}`;
+      const form = { "content-type": "application/x-www-form-urlencoded", cookie };
+      // What a cross-site form posts: the browser adds the cookie (and its page's Origin, or none).
+      for (const origin of ["https://evil.example", "null", undefined]) {
+        const headers: Record<string, string> = origin === undefined ? form : { ...form, origin };
+        for (const path of [`/sessions/${running}/cancel`, `/sessions/${running}/events`, "/agent/stream"]) {
+          const res = await fetch(api(path), { method: "POST", headers, body: "a=1" });
+          const body = await res.json();
+          expect({ path, origin, status: res.status, code: body.error?.code }).toEqual({
+            path,
+            origin,
+            status: 401,
+            code: "missing_token",
+          });
+        }
+      }
+      expect((await gw.gateway.context.store.getSession(running))?.status).toBe("running");
+      // Reads with the cookie, from anywhere (a page elsewhere cannot read the answer without CORS).
+      const read = await fetch(api(`/sessions/${running}`), {
+        headers: { cookie, origin: "https://evil.example" },
+      });
+      expect(read.status).toBe(200);
+      await read.arrayBuffer();
+      // A write from the gateway's own origin.
+      const cancelled = await fetch(api(`/sessions/${running}/cancel`), {
+        method: "POST",
+        headers: { cookie, origin: gw.url },
+      });
+      expect(cancelled.status).toBe(202);
+      await cancelled.arrayBuffer();
+    });
+
     it("leaves /healthz, /readyz and /metrics open", async () => {
       for (const path of ["/healthz", "/readyz", "/metrics"]) {
         const res = await fetch(`${gw.url}${path}`);

@@ -7,6 +7,7 @@ import {
   mayCreateSession,
   mayOwnSubscription,
   mayReadSession,
+  mayUseCookie,
   mayUseSubscription,
   mayWriteSession,
   requireScope,
@@ -131,4 +132,25 @@ describe("access policy", () => {
     expect(refusal).toMatchObject({ status: 404, code: "not_found", message: "no session s-1" });
     expect(() => assertMaySession(true, "s-1")).not.toThrow();
   });
+
+  it.each([
+    // method, Origin, Host, CORS_ORIGINS, may the cookie authenticate it
+    ["GET", undefined, "gw.example", [], true],
+    ["HEAD", "https://evil.example", "gw.example", [], true],
+    ["POST", undefined, "gw.example", [], false],
+    ["POST", "null", "gw.example", [], false],
+    ["POST", "https://evil.example", "gw.example", [], false],
+    ["POST", "https://evil.example", "gw.example", ["*"], false],
+    ["POST", "https://gw.example", "gw.example", [], true],
+    ["POST", "https://gw.example:8443", "gw.example", [], true],
+    ["POST", "https://gw.example.evil.example", "gw.example", [], false],
+    ["PATCH", "https://app.example", "gw.example", ["https://app.example"], true],
+    ["POST", "https://app.example:444", "gw.example", ["https://app.example"], false],
+    ["POST", "https://gw.example", undefined, [], false],
+  ] as const)(
+    "the cookie on %s from Origin %s to Host %s (CORS_ORIGINS %j): %s",
+    (method, origin, host, listed, allowed) => {
+      expect(mayUseCookie(method, origin, host, listed)).toBe(allowed);
+    },
+  );
 });
