@@ -4,13 +4,13 @@
  * (http/front.ts); the JSON API, the health checks and the pages by Express. Each route has one handler.
  */
 import { existsSync } from "node:fs";
-import type { RequestListener } from "node:http";
+import type { IncomingMessage, RequestListener } from "node:http";
 import express, { type RequestHandler } from "express";
 import helmet from "helmet";
 import { cookieRuleOf, createAuthenticator } from "./auth/middleware.js";
 import { openAIRouter } from "./doors/openai-router.js";
 import { AppError, createErrorHandler, createErrorWriter, notFoundHandler } from "./errors.js";
-import { compileTrust } from "./http/client-ip.js";
+import { clientIp, compileTrust } from "./http/client-ip.js";
 import type { AppContext } from "./http/context.js";
 import { corsFor } from "./http/cors.js";
 import { createFront } from "./http/front.js";
@@ -40,6 +40,14 @@ export function buildApp(context: AppContext): RequestListener {
   const trust = compileTrust(context.config.trustProxy);
   app.disable("x-powered-by");
   app.set("trust proxy", trust);
+  // req.ip is what the hot routes take: an address (proxy-addr alone may return a header's text).
+  Object.defineProperty(app.request, "ip", {
+    configurable: true,
+    enumerable: true,
+    get(this: IncomingMessage) {
+      return clientIp(this, trust);
+    },
+  });
   app.set("etag", false);
 
   app.use(accessLog(context.logger));

@@ -15,8 +15,11 @@ const optionalText = z
 const schema = z.object({
   PORT: integer(3000),
   HOST: z.string().default("0.0.0.0"),
-  /** Which peers may set X-Forwarded-For (Express "trust proxy"): by default a proxy on a private address. */
-  TRUST_PROXY: z.string().default("loopback, linklocal, uniquelocal"),
+  /**
+   * Which peers may set X-Forwarded-For (Express "trust proxy" values: addresses, subnets, `loopback`,
+   * `uniquelocal`, a hop count): by default none, so a client cannot pick the address per-IP limits count.
+   */
+  TRUST_PROXY: z.string().default("false"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** Unset: the embedded in-memory store (one instance only). */
   REDIS_URL: optionalText,

@@ -9,6 +9,7 @@ import type { Principal } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
 import type { Config } from "../config.js";
 import { AppError, type ErrorCode } from "../errors.js";
+import { ipKeyPart } from "../http/client-ip.js";
 import type { Limiter } from "./limiter.js";
 
 export interface AdmissionDeps {
@@ -22,7 +23,7 @@ export function limited(code: ErrorCode, message: string, retryAfterSeconds: num
 
 /** The key that limits count against: the token's subject, else (open mode) the client's address. */
 export function limitSubject(principal: Principal, ip: string | undefined): string {
-  return principal.subject !== null ? `sub:${principal.subject}` : `ip:${ip ?? "unknown"}`;
+  return principal.subject !== null ? `sub:${principal.subject}` : `ip:${ipKeyPart(ip)}`;
 }
 
 /** A place among the connections allowed per subject and per IP, held while the stream is open. */
@@ -85,7 +86,7 @@ export async function admitConnection(
   const places = new ConnectionPlaces(
     context.limiter,
     context.config.limits,
-    ip ?? "unknown",
+    ipKeyPart(ip),
     principal.subject,
   );
   if (!(await places.take())) {

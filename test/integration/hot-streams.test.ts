@@ -46,6 +46,8 @@ async function startInstance(env: Record<string, string> = {}): Promise<Instance
     REDIS_URL: inject("redisUrl"),
     REDIS_KEY_PREFIX: randomPrefix(),
     AUTH_JWT_SECRET: SECRET,
+    // Requests come as from clients behind a proxy on loopback (X-Forwarded-For): trusted on purpose.
+    TRUST_PROXY: "loopback",
     ...env,
   });
   const gateway = await createGateway(config, {

@@ -2,9 +2,10 @@
  * Cost and abuse limits, counted in Redis and so shared by instances: two in-process gateways on one
  * Redis and one key prefix, with small limits. Each limit, once exceeded on either instance, answers
  * `429` with `Retry-After` and a JSON error, and a refused request does nothing. Also: the upstream
- * request carries the `max_tokens` cap, and a stalled upstream ends the run at the timeout.
+ * request carries the `max_completion_tokens` cap, and a stalled upstream ends the run at the timeout.
  */
 import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
@@ -27,13 +28,15 @@ const LIMITS = {
   LIMIT_CONNECTIONS_PER_SUBJECT: "2",
   LIMIT_CONNECTIONS_PER_IP: "3",
   LIMIT_PUBLISH_EVENTS_PER_SECOND: "20",
+  // The tests play clients at many addresses through one loopback "proxy".
+  TRUST_PROXY: "loopback",
 };
 const WAIT_MS = 10_000;
 const LONG_RUN = "run for a long time [tokens=1000000]";
 
 const newId = (label: string) => `${label}-${randomBytes(5).toString("hex")}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-/** A documentation address (TEST-NET-3), distinct per use: the gateway trusts X-Forwarded-For from loopback. */
+/** A documentation address (TEST-NET-3), distinct per use: these gateways trust X-Forwarded-For from loopback. */
 let nextAddress = 1;
 const freshIp = () => `203.0.113.${nextAddress++}`;
 
@@ -310,6 +313,82 @@ describe("limits shared by two instances", () => {
   });
 });
 
+describe("which address per-IP limits count (header trust)", () => {
+  const opened: SseConnection[] = [];
+  const gateways: TestGateway[] = [];
+  afterAll(async () => {
+    for (const connection of opened) connection.close();
+    for (const gw of gateways) await gw.close();
+  });
+  /** Open mode, where per-IP limits are the only limits: two streams per address, two runs a minute. */
+  async function gatewayWith(env: Record<string, string>): Promise<TestGateway> {
+    const gw = await startTestGateway({
+      redisUrl: inject("redisUrl"),
+      env: { LIMIT_CONNECTIONS_PER_IP: "2", LIMIT_RUNS_PER_MINUTE: "2", ...env },
+    });
+    gateways.push(gw);
+    return gw;
+  }
+  const feed = async (gw: TestGateway, forwardedFor: string) => {
+    const connection = await openSse(`${gw.url}/api/v1/stream?sessions=@sessions`, {
+      headers: { "x-forwarded-for": forwardedFor },
+    });
+    opened.push(connection);
+    if (connection.status !== 200) await connection.closed;
+    return connection;
+  };
+  /** Every key of the gateway's prefix, as Redis lists them. */
+  const keysOf = (gw: TestGateway) => {
+    const redis = new Redis(inject("redisUrl"));
+    return redis.keys(`${gw.prefix}*`).finally(() => redis.disconnect());
+  };
+
+  it("by default believes no X-Forwarded-For: a client cannot pass its per-IP limits by sending one", async () => {
+    const gw = await gatewayWith({});
+    const streams = [await feed(gw, "198.51.100.1"), await feed(gw, "198.51.100.2")];
+    expect(streams.map((stream) => stream.status)).toEqual([200, 200]);
+    const third = await feed(gw, "198.51.100.3");
+    expectLimited(third, JSON.parse(third.raw()), "too_many_connections");
+    // The JSON API (Express's req.ip) counts the same address.
+    const runs = [];
+    for (const ip of ["198.51.100.4", "198.51.100.5", "198.51.100.6"]) {
+      runs.push(
+        await postJson(`${gw.url}/api/v1/sessions`, { message: "hi [tokens=1]" }, { "x-forwarded-for": ip }),
+      );
+    }
+    expect(runs.map((run) => run.status)).toEqual([201, 201, 429]);
+    expect((await keysOf(gw)).filter((key) => key.includes("198.51.100."))).toEqual([]);
+  });
+
+  it("from a trusted proxy, a forwarded value that is not an IP address counts as the proxy's address and never reaches a key", async () => {
+    const gw = await gatewayWith({ TRUST_PROXY: "loopback" });
+    const garbage = ["evil}{", "not an address", "1.2.3.4.5", "::g", "x:limit:{a}"];
+    const streams = [await feed(gw, garbage[0]!), await feed(gw, garbage[1]!)];
+    expect(streams.map((stream) => stream.status)).toEqual([200, 200]);
+    for (const text of garbage.slice(2)) {
+      const refused = await feed(gw, text);
+      expectLimited(refused, JSON.parse(refused.raw()), "too_many_connections");
+    }
+    const runs = [];
+    for (const text of garbage.slice(0, 3)) {
+      runs.push(
+        await postJson(
+          `${gw.url}/api/v1/sessions`,
+          { message: "hi [tokens=1]" },
+          { "x-forwarded-for": text },
+        ),
+      );
+    }
+    expect(runs.map((run) => run.status)).toEqual([201, 201, 429]);
+    const keys = await keysOf(gw);
+    expect(keys.some((key) => key.includes("127.0.0.1"))).toBe(true);
+    for (const text of garbage) expect(keys.filter((key) => key.includes(text))).toEqual([]);
+    // A real address from the trusted proxy is believed.
+    const forwarded = await feed(gw, "192.0.2.77");
+    expect(forwarded.status).toBe(200);
+  });
+});
+
 describe("upstream caps", () => {
   let fixture: OpenAIFixture;
   let gw: TestGateway;
@@ -330,14 +409,14 @@ describe("upstream caps", () => {
     await fixture?.close();
   });
 
-  it("sends max_tokens from MAX_OUTPUT_TOKENS to the upstream", async () => {
+  it("sends max_completion_tokens from MAX_OUTPUT_TOKENS to the upstream", async () => {
     fixture.script({ tokens: ["a", "b", "c"] });
     const created = await postJson(`${gw.url}/api/v1/sessions`, { message: "hello" });
     expect(created.status).toBe(201);
     const stream = await collectUntilClosed(`${gw.url}${created.body.streamUrl}`, { timeoutMs: WAIT_MS });
     expect(stream.events.at(-1)?.event).toBe("done");
     const sent = fixture.requests.at(-1)?.body as Record<string, unknown>;
-    expect(sent.max_tokens).toBe(77);
+    expect(sent.max_completion_tokens).toBe(77);
     expect(sent.stream).toBe(true);
   });
 

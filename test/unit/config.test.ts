@@ -99,6 +99,8 @@ describe("loadConfig: limits and hardening", () => {
       publishEventsPerSecond: 10_000,
     });
     expect(config.corsOrigins).toEqual([]);
+    // No peer's X-Forwarded-For is believed unless the operator names its proxies.
+    expect(config.trustProxy).toBe("false");
     expect(config.maxJsonDepth).toBe(32);
     expect(config.maxBodyBytes).toBe(1_048_576);
     expect(config.maxOutputTokens).toBeUndefined();
