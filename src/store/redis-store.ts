@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { detached } from "../detached.js";
 import type { KeyScheme } from "./keys.js";
-import { script } from "./scripts.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
+import { script } from "./scripts.js";
 import {
   lifecycleAppendFor,
   type RetentionOptions,
