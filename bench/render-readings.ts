@@ -1,6 +1,5 @@
 /** The short reading under each table: where the limit was and why, from the run's own numbers. */
-import type { ResultLine } from "./lib/context.js";
-import type { Results } from "./render.js";
+import type { ResultLine, Results } from "./lib/context.js";
 import type { StepResult } from "./scenarios/streams.js";
 
 const n = (value: unknown) => (typeof value === "number" ? value.toLocaleString("en-US") : "–");

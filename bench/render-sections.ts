@@ -1,6 +1,5 @@
 /** The tables and readings of BENCHMARKS.md, one function per scenario. */
-import type { ResultLine } from "./lib/context.js";
-import type { Results } from "./render.js";
+import type { ResultLine, Results } from "./lib/context.js";
 import type { StepResult } from "./scenarios/streams.js";
 
 type Rows = Map<string, ResultLine> | undefined;

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { EndLine, Line, ResultLine, RunLine } from "./lib/context.js";
+import type { EndLine, Line, ResultLine, Results, RunLine } from "./lib/context.js";
 import { readings, section, summaryRows } from "./render-sections.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -19,8 +19,6 @@ export function readLines(file: string): Line[] {
     .filter((line) => line.trim() !== "")
     .map((line) => JSON.parse(line) as Line);
 }
-
-export type Results = Map<string, Map<string, ResultLine>>;
 
 /** scenario → target → result; for scenarios with several results per target the key adds the params. */
 function byScenario(lines: ResultLine[]): Results {

@@ -81,3 +81,6 @@ export function appendLine(file: string, line: Line): void {
 export function tag(prefix: string): string {
   return `${prefix}${Math.random().toString(36).slice(2, 7)}`;
 }
+
+/** scenario → target → result (for scenarios with several results per target the key adds the params). */
+export type Results = Map<string, Map<string, ResultLine>>;
