@@ -67,11 +67,16 @@ export function buildApp(context: AppContext): RequestListener {
   });
   const cors = corsFor(context.config);
   if (cors) app.use(cors);
-  app.use(express.json({ limit: context.config.maxBodyBytes, strict: true }));
-  app.use(rejectDeepJson(context.config.maxJsonDepth));
 
   app.use(healthRouter(context));
-  app.use("/api/v1", createAuthenticator(context.verifier, cookieRuleOf(context.config)));
+  // The token first, then the body (as on the hot routes): an unauthenticated request is answered
+  // without its body being read, so it holds no body buffer. Only /api/v1 routes take a body.
+  app.use(
+    "/api/v1",
+    createAuthenticator(context.verifier, cookieRuleOf(context.config)),
+    express.json({ limit: context.config.maxBodyBytes, strict: true }),
+    rejectDeepJson(context.config.maxJsonDepth),
+  );
   app.use("/api/v1", sessionsRouter(context));
   app.use("/api/v1", subscriptionsRouter(context));
   // The OpenAI-compatible door's cold routes (its streaming ones are the front's); OpenAI's error shape.

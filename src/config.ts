@@ -50,6 +50,10 @@ const schema = z.object({
   MAX_BODY_BYTES: integer(1_048_576, 1),
   /** Large enough for a Last-Event-ID cursor of thousands of running sessions. */
   MAX_HEADER_BYTES: integer(131_072, 16_384),
+  /** Time to receive a request's headers (slow ones are answered 408): what an idle socket may hold. */
+  HEADERS_TIMEOUT_MS: integer(10_000, 100),
+  /** Time to receive a whole request, body included (408). A stream's request is complete at once. */
+  REQUEST_TIMEOUT_MS: integer(30_000, 100),
   MAX_EVENTS_PER_APPEND: integer(1_000, 1),
   MAX_SESSIONS_PER_CONNECTION: integer(256, 1),
   MAX_SESSIONS_PER_SUBSCRIPTION: integer(10_000, 1),
@@ -87,6 +91,11 @@ const schema = z.object({
   LIMIT_CONNECTIONS_PER_SUBJECT: integer(1_000, 1),
   LIMIT_CONNECTIONS_PER_IP: integer(1_000, 1),
   LIMIT_PUBLISH_EVENTS_PER_SECOND: integer(10_000, 1),
+  /**
+   * Requests of one client address in flight on an instance, from their headers to their answer (an
+   * open stream counts only until it opens): what unauthenticated and slow requests may hold. 429 past it.
+   */
+  LIMIT_REQUESTS_IN_FLIGHT_PER_IP: integer(256, 1),
   MAX_JSON_DEPTH: integer(32, 2),
   DRAIN_MS: integer(10_000, 0),
   RUN_DRAIN_TIMEOUT_MS: integer(30_000, 0),
@@ -116,6 +125,8 @@ export interface Config {
   mergeTokensWhenBehind: boolean;
   maxBodyBytes: number;
   maxHeaderBytes: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
   maxEventsPerAppend: number;
   maxSessionsPerConnection: number;
   maxSessionsPerSubscription: number;
@@ -142,6 +153,7 @@ export interface Config {
     connectionsPerSubject: number;
     connectionsPerIp: number;
     publishEventsPerSecond: number;
+    requestsInFlightPerIp: number;
   };
   maxJsonDepth: number;
   drainMs: number;
@@ -181,6 +193,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       "NODE_ENV=production without authentication: set AUTH_JWT_SECRET or AUTH_JWKS_URL, or AUTH_MODE=none to run open on purpose",
     );
   }
+  if (parsed.success && parsed.data.HEADERS_TIMEOUT_MS > parsed.data.REQUEST_TIMEOUT_MS) {
+    problems.push("HEADERS_TIMEOUT_MS: at most REQUEST_TIMEOUT_MS (the headers are part of the request)");
+  }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   }
@@ -209,6 +224,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     mergeTokensWhenBehind: e.MERGE_TOKENS_WHEN_BEHIND,
     maxBodyBytes: e.MAX_BODY_BYTES,
     maxHeaderBytes: e.MAX_HEADER_BYTES,
+    headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     maxEventsPerAppend: e.MAX_EVENTS_PER_APPEND,
     maxSessionsPerConnection: e.MAX_SESSIONS_PER_CONNECTION,
     maxSessionsPerSubscription: e.MAX_SESSIONS_PER_SUBSCRIPTION,
@@ -237,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       connectionsPerSubject: e.LIMIT_CONNECTIONS_PER_SUBJECT,
       connectionsPerIp: e.LIMIT_CONNECTIONS_PER_IP,
       publishEventsPerSecond: e.LIMIT_PUBLISH_EVENTS_PER_SECOND,
+      requestsInFlightPerIp: e.LIMIT_REQUESTS_IN_FLIGHT_PER_IP,
     },
     maxJsonDepth: e.MAX_JSON_DEPTH,
     drainMs: e.DRAIN_MS,

@@ -30,6 +30,7 @@ import { authenticate, cookieRuleOf } from "../auth/middleware.js";
 import { createOpenAIErrorWriter } from "../doors/openai-errors.js";
 import { type DoorRoute, doorMethods, isOpenAIRoute, matchDoorRoute, serveDoor } from "../doors/routes.js";
 import { AppError, type ErrorWriter, errors } from "../errors.js";
+import { InFlightRequests } from "../limits/in-flight.js";
 import { serveAgentStream } from "./agent-stream.js";
 import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
 import { clientIp, type TrustRule } from "./client-ip.js";
@@ -54,6 +55,13 @@ const SESSION_PATH = /^\/api\/v1\/sessions\/([^/]+)\/(stream|events)$/;
 const STREAM_METHODS = ["GET", "HEAD"];
 const POST_METHODS = ["POST"];
 const JSON_TYPE = /^application\/json\s*(;\s*charset=("?)utf-8\2\s*)?$/i;
+
+const PROBES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
+
+function isProbe(url: string): boolean {
+  const mark = url.indexOf("?");
+  return PROBES.has(mark < 0 ? url : url.slice(0, mark));
+}
 
 /** The hot route a request's path names, with its query text; null for every other path. */
 export function matchHotRoute(url: string): { route: HotRoute; query: string } | null {
@@ -173,7 +181,13 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
     else await serveMultiplexedStream(context, stream);
   }
 
-  async function handle(route: HotRoute, queryText: string, req: IncomingMessage, res: ServerResponse) {
+  async function handle(
+    route: HotRoute,
+    queryText: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    ip: string | undefined,
+  ) {
     const requestId = requestIdOf(req);
     const log = new RequestLog(logger, requestId, res);
     // Sent with the head: a response with no header set keeps no header table for its lifetime.
@@ -198,7 +212,7 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
         res,
         query,
         principal,
-        ip: clientIp(req, trust),
+        ip,
         logger,
         headers,
         log,
@@ -212,9 +226,34 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
     }
   }
 
+  const inFlight = new InFlightRequests(config.limits.requestsInFlightPerIp);
+  /** Refused before anything else: too many requests of this address are in flight on this instance. */
+  function refuseInFlight(req: IncomingMessage, res: ServerResponse): void {
+    const requestId = requestIdOf(req);
+    const log = new RequestLog(logger, requestId, res);
+    res.once("close", () => log.finished());
+    const limit = config.limits.requestsInFlightPerIp;
+    errorWriter.send(
+      res,
+      new AppError(
+        "too_many_requests",
+        `at most ${limit} requests of one client address in flight at once (LIMIT_REQUESTS_IN_FLIGHT_PER_IP)`,
+        { "Retry-After": "1" },
+      ),
+      { "X-Request-Id": requestId, "X-Content-Type-Options": "nosniff" },
+    );
+  }
+
   return (req, res) => {
-    const match = matchHotRoute(req.url ?? "");
+    const url = req.url ?? "";
+    const ip = clientIp(req, trust);
+    // Probes (health, metrics) are cheap and must answer whatever else an address is doing.
+    if (!isProbe(url) && !inFlight.enter(res, ip ?? "unknown")) {
+      refuseInFlight(req, res);
+      return;
+    }
+    const match = matchHotRoute(url);
     if (match === null) next(req, res);
-    else void handle(match.route, match.query, req, res);
+    else void handle(match.route, match.query, req, res, ip);
   };
 }

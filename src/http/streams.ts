@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { Query } from "../auth/middleware.js";
 import type { Config } from "../config.js";
 import { type Admission, CONNECTION_PLACE_REFRESH_MS } from "../limits/admission.js";
+import { settle } from "../limits/in-flight.js";
 import type { CursorTracker } from "../mux/cursor.js";
 import {
   StreamConnection,
@@ -192,6 +193,8 @@ export function startStream(
     hooks.expiry.unref();
   }
   target.req.socket.setTimeout(0);
+  // An open stream is counted by the connection limits from now on, not as a request in flight.
+  settle(target.res);
   streams.add(writer);
   metrics.openConnections.inc({ kind: options.kind });
   target.log?.opened();

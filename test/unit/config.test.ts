@@ -97,7 +97,10 @@ describe("loadConfig: limits and hardening", () => {
       connectionsPerSubject: 1000,
       connectionsPerIp: 1000,
       publishEventsPerSecond: 10_000,
+      requestsInFlightPerIp: 256,
     });
+    expect(config.headersTimeoutMs).toBe(10_000);
+    expect(config.requestTimeoutMs).toBe(30_000);
     expect(config.corsOrigins).toEqual([]);
     // No peer's X-Forwarded-For is believed unless the operator names its proxies.
     expect(config.trustProxy).toBe("false");
@@ -125,6 +128,7 @@ describe("loadConfig: limits and hardening", () => {
       LIMIT_CONNECTIONS_PER_SUBJECT: "4",
       LIMIT_CONNECTIONS_PER_IP: "5",
       LIMIT_PUBLISH_EVENTS_PER_SECOND: "6",
+      LIMIT_REQUESTS_IN_FLIGHT_PER_IP: "7",
       CORS_ORIGINS: " https://a.example , https://b.example,, ",
       MAX_OUTPUT_TOKENS: "256",
       UPSTREAM_TIMEOUT_MS: "5000",
@@ -136,7 +140,11 @@ describe("loadConfig: limits and hardening", () => {
       connectionsPerSubject: 4,
       connectionsPerIp: 5,
       publishEventsPerSecond: 6,
+      requestsInFlightPerIp: 7,
     });
+    expect(errorOf({ HEADERS_TIMEOUT_MS: "5000", REQUEST_TIMEOUT_MS: "1000" }).message).toContain(
+      "HEADERS_TIMEOUT_MS",
+    );
     expect(config.corsOrigins).toEqual(["https://a.example", "https://b.example"]);
     expect(config.maxOutputTokens).toBe(256);
     expect(config.upstreamTimeoutMs).toBe(5000);
