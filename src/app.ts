@@ -14,6 +14,7 @@ import { clientIp, compileTrust } from "./http/client-ip.js";
 import type { AppContext } from "./http/context.js";
 import { corsFor } from "./http/cors.js";
 import { createFront } from "./http/front.js";
+import { assertStoreReady } from "./http/guards.js";
 import { healthRouter } from "./http/health.js";
 import { accessLog } from "./http/request-log.js";
 import { sessionsRouter } from "./http/sessions.js";
@@ -73,6 +74,14 @@ export function buildApp(context: AppContext): RequestListener {
   // without its body being read, so it holds no body buffer. Only /api/v1 routes take a body.
   app.use(
     "/api/v1",
+    (_req, _res, next) => {
+      try {
+        assertStoreReady(context);
+        next();
+      } catch (error) {
+        next(error);
+      }
+    },
     createAuthenticator(context.verifier, cookieRuleOf(context.config)),
     express.json({ limit: context.config.maxBodyBytes, strict: true }),
     rejectDeepJson(context.config.maxJsonDepth),

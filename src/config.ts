@@ -59,6 +59,8 @@ const schema = z.object({
   MAX_SESSIONS_PER_SUBSCRIPTION: integer(10_000, 1),
   SUBSCRIPTION_TTL_SECONDS: integer(86_400, 1),
   LEASE_MS: integer(10_000, 100),
+  /** How long a request waits for a store read (or a limit's place): past it, 503 unavailable. */
+  STORE_TIMEOUT_MS: integer(5_000, 10),
   CANCEL_GRACE_MS: integer(1_000, 0),
   /** Unstored events per run. Full: the run reads its model slower; full, Redis away: store_unavailable. */
   RUN_BUFFER_MAX_EVENTS: integer(10_000, 1),
@@ -132,6 +134,7 @@ export interface Config {
   maxSessionsPerSubscription: number;
   subscriptionTtlSeconds: number;
   leaseMs: number;
+  storeTimeoutMs: number;
   cancelGraceMs: number;
   runBufferMaxEvents: number;
   auth: {
@@ -231,6 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     maxSessionsPerSubscription: e.MAX_SESSIONS_PER_SUBSCRIPTION,
     subscriptionTtlSeconds: e.SUBSCRIPTION_TTL_SECONDS,
     leaseMs: e.LEASE_MS,
+    storeTimeoutMs: e.STORE_TIMEOUT_MS,
     cancelGraceMs: e.CANCEL_GRACE_MS,
     runBufferMaxEvents: e.RUN_BUFFER_MAX_EVENTS,
     auth: {

@@ -14,6 +14,7 @@ import { buildApp } from "./app.js";
 import { createTokenVerifier } from "./auth/verifier.js";
 import { createBackend } from "./backend/index.js";
 import type { Config } from "./config.js";
+import { boundedLimiter, boundedStore, boundedSubscriptions } from "./http/bounded.js";
 import type { AppContext } from "./http/context.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
@@ -100,17 +101,18 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
   }
   runs.startSweeper();
 
+  // Requests wait for the store within STORE_TIMEOUT_MS (http/bounded.ts); runs and the sweeper use it as is.
   const context: AppContext = {
     config,
-    store,
-    subscriptions,
+    store: boundedStore(store, config.storeTimeoutMs),
+    subscriptions: boundedSubscriptions(subscriptions, config.storeTimeoutMs),
     hub,
     runs,
     metrics,
     logger,
     state: { draining: false },
     streams: new OpenStreams(),
-    limiter,
+    limiter: boundedLimiter(limiter, config.storeTimeoutMs),
     readiness: () => backend.readiness(),
     verifier:
       config.auth.mode === "jwt"

@@ -36,6 +36,7 @@ import { appendEvents, IDEMPOTENT_REPLAYED } from "./append.js";
 import { clientIp, type TrustRule } from "./client-ip.js";
 import type { AppContext } from "./context.js";
 import type { CorsHandler } from "./cors.js";
+import { assertStoreReady } from "./guards.js";
 import { serveMultiplexedStream } from "./multiplex.js";
 import { RequestLog, requestIdOf } from "./request-log.js";
 import { serveSessionStream } from "./session-stream.js";
@@ -205,6 +206,7 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
       if (hasInvalidId(route)) {
         throw errors.badRequest("invalid_path", "the request path is not valid percent-encoding");
       }
+      assertStoreReady(context);
       const query = parseQuery(queryText);
       const principal = await authenticate(verifier, cookie, req, query);
       const stream: StreamRequest = {

@@ -4,6 +4,7 @@
  * stay open on heartbeats. After it returns: ready again, new runs work, and an already-open
  * multiplexed `@sessions` connection sees them (its notice channels were re-subscribed).
  */
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   closedWithin,
@@ -26,6 +27,13 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
 }
 
 const readyStatus = async (url: string) => (await getJson(`${url}/readyz`)).status;
+
+/** A GET's answer; the request is given up (and the test fails) if none comes within 10 s. */
+async function answerWithin(url: string): Promise<{ status: number; headers: Headers }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  await res.arrayBuffer();
+  return { status: res.status, headers: res.headers };
+}
 
 describe("Redis outage", () => {
   let redis: RedisServerHandle;
@@ -84,6 +92,21 @@ describe("Redis outage", () => {
     expect(agent.status).toBe(503);
     expect(agent.body.error.code).toBe("unavailable");
 
+    // Reads too: every route that needs the store answers 503 with Retry-After, none waits for Redis.
+    for (const path of [
+      "/api/v1/sessions/outage-before",
+      "/api/v1/sessions/outage-before/stream",
+      "/api/v1/stream?sessions=outage-before,@sessions",
+      "/api/v1/stream?subscription=sub_whatever",
+      "/api/v1/subscriptions/sub_whatever",
+      "/v1/responses/resp_outage-before",
+      "/v1/chat/completions/outage-before/stream",
+    ]) {
+      const read = await answerWithin(`${gw.url}${path}`);
+      expect({ path, status: read.status }).toEqual({ path, status: 503 });
+      expect(read.headers.get("retry-after")).toMatch(/^\d+$/);
+    }
+
     // Open streams stay open and keep beating.
     const feedPings = feed.comments.filter((c) => c === "ping").length;
     const singlePings = single.comments.filter((c) => c === "ping").length;
@@ -124,4 +147,32 @@ describe("Redis outage", () => {
     await feed.waitForEvent(created("outage-after"), 10_000);
     expect(feed.isClosed()).toBe(false);
   }, 60_000);
+
+  it("bounds what a read waits for while Redis is connected but does not answer (STORE_TIMEOUT_MS)", async () => {
+    const slow = await startTestGateway({ redisUrl: redis.url, env: { STORE_TIMEOUT_MS: "300" } });
+    const admin = new Redis(redis.url);
+    try {
+      const seeded = await postJson(`${slow.url}/api/v1/sessions/paused-one/events`, {
+        events: [{ type: "token", data: { content: "x" } }],
+      });
+      expect(seeded.status, seeded.text).toBe(202);
+      // Every client's commands wait (the connections stay up: the backend still says ready).
+      await admin.call("CLIENT", "PAUSE", "4000", "ALL");
+      for (const path of [
+        "/api/v1/sessions/paused-one",
+        "/api/v1/sessions/paused-one/stream",
+        "/api/v1/stream?sessions=paused-one",
+      ]) {
+        const read = await answerWithin(`${slow.url}${path}`);
+        expect({ path, status: read.status }).toEqual({ path, status: 503 });
+        expect(read.headers.get("retry-after")).toMatch(/^\d+$/);
+      }
+    } finally {
+      await admin.call("CLIENT", "UNPAUSE").catch(() => {});
+      admin.disconnect();
+      await slow.close();
+    }
+    const read = await getJson(`${gw.url}/api/v1/sessions/outage-after`);
+    expect(read.status).toBe(200);
+  });
 });
