@@ -94,6 +94,12 @@ const schema = z.object({
   LIMIT_CONNECTIONS_PER_IP: integer(1_000, 1),
   LIMIT_PUBLISH_EVENTS_PER_SECOND: integer(10_000, 1),
   /**
+   * Sessions an outside producer may create (by appending to a new id) per subject (per IP in open
+   * mode) per minute; each is kept a day and announced on @sessions. Runs count against the run limits.
+   * The headline case (100 agents at once, twice a minute) is 200. An `admin` token is never limited.
+   */
+  LIMIT_NEW_SESSIONS_PER_MINUTE: integer(300, 1),
+  /**
    * Requests of one client address in flight on an instance, from their headers to their answer (an
    * open stream counts only until it opens): what unauthenticated and slow requests may hold. 429 past it.
    */
@@ -156,6 +162,7 @@ export interface Config {
     connectionsPerSubject: number;
     connectionsPerIp: number;
     publishEventsPerSecond: number;
+    newSessionsPerMinute: number;
     requestsInFlightPerIp: number;
   };
   maxJsonDepth: number;
@@ -258,6 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       connectionsPerSubject: e.LIMIT_CONNECTIONS_PER_SUBJECT,
       connectionsPerIp: e.LIMIT_CONNECTIONS_PER_IP,
       publishEventsPerSecond: e.LIMIT_PUBLISH_EVENTS_PER_SECOND,
+      newSessionsPerMinute: e.LIMIT_NEW_SESSIONS_PER_MINUTE,
       requestsInFlightPerIp: e.LIMIT_REQUESTS_IN_FLIGHT_PER_IP,
     },
     maxJsonDepth: e.MAX_JSON_DEPTH,

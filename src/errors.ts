@@ -42,6 +42,7 @@ export const ERROR_STATUS = {
   too_many_connections: 429,
   too_many_events: 429,
   too_many_requests: 429,
+  too_many_new_sessions: 429,
   internal: 500,
   unavailable: 503,
   draining: 503,

@@ -64,6 +64,17 @@ export function mayCreateSession(principal: Principal, sessionId: string): boole
   return principal.sessionPatterns === null && principal.subject !== null;
 }
 
+/**
+ * The owner whose lifecycle feed `@sessions` reads for this principal, or null for the shared feed. A
+ * subject without a `sessions` claim reads only what it owns, so it reads its own feed, which no other
+ * tenant's sessions can push entries out of. Admin, and a token with a claim (which may name others'
+ * sessions), read the shared feed, filtered (http/multiplex.ts).
+ */
+export function lifecycleFeedOwner(principal: Principal): string | null {
+  if (isAdmin(principal) || principal.sessionPatterns !== null) return null;
+  return principal.subject;
+}
+
 /** Owning a subscription set needs a subject (or admin): the set is checked against it on every use. */
 export function mayOwnSubscription(principal: Principal): boolean {
   return isAdmin(principal) || principal.subject !== null;

@@ -3,10 +3,10 @@
  * a request reaches it (the Express route, and the plain front handler for the exact common form).
  */
 import { createHash } from "node:crypto";
-import { assertMaySession, mayWriteSession, requireScope } from "../auth/policy.js";
+import { assertMaySession, mayCreateSession, mayWriteSession, requireScope } from "../auth/policy.js";
 import type { Principal } from "../auth/principal.js";
 import { AppError, errors } from "../errors.js";
-import { limited } from "../limits/admission.js";
+import { admitNewSession, limited } from "../limits/admission.js";
 import { TERMINAL_TYPES } from "../store/types.js";
 import type { AppContext } from "./context.js";
 import { assertAcceptingWork } from "./guards.js";
@@ -49,6 +49,7 @@ export async function appendEvents(
   rawId: string | undefined,
   rawBody: unknown,
   idempotencyKey: string | string[] | undefined,
+  ip: string | undefined,
 ): Promise<Appended> {
   const { store, config, metrics } = context;
   const id = parseSessionId(rawId);
@@ -66,18 +67,30 @@ export async function appendEvents(
   }
   assertAcceptingWork(context);
   requireScope(principal, "publish");
-  if (!principal.open) assertMaySession(mayWriteSession(principal, id, await store.getSession(id)), id);
-  const outcome = await store.append(id, body.events, {
+  const info = principal.open ? undefined : await store.getSession(id);
+  if (info !== undefined) assertMaySession(mayWriteSession(principal, id, info), id);
+  const options = {
     ...idempotency,
     rateLimit: { events: config.limits.publishEventsPerSecond, windowSeconds: 1 },
-    createIfMissing: {
-      id,
-      model: body.model ?? null,
-      metadata: body.metadata ?? {},
-      owner: principal.subject,
-      createdAt: Date.now(),
-    },
-  });
+  };
+  // Most appends go to a session that exists: they are tried as such (one round trip, as before), so
+  // that only an append that creates its session takes a place in the new-sessions limit.
+  let outcome = info === null ? null : await store.append(id, body.events, options);
+  if (outcome === null || outcome.kind === "missing") {
+    // Gone since the check above (expired): creating it anew is another question of the policy.
+    if (info && !principal.open) assertMaySession(mayCreateSession(principal, id), id);
+    await admitNewSession(context, principal, ip);
+    outcome = await store.append(id, body.events, {
+      ...options,
+      createIfMissing: {
+        id,
+        model: body.model ?? null,
+        metadata: body.metadata ?? {},
+        owner: principal.subject,
+        createdAt: Date.now(),
+      },
+    });
+  }
   if (outcome.kind === "ended")
     throw errors.conflict("session_ended", `session ${id} has ended (${outcome.status})`);
   if (outcome.kind === "limited") {

@@ -153,6 +153,7 @@ export function createFront({ context, cors, trust, errorWriter, next }: FrontDe
         id,
         await jsonBody(req, res),
         req.headers["idempotency-key"],
+        stream.ip,
       );
       const answer = JSON.stringify({ ids });
       const headers: Record<string, string | number> = {

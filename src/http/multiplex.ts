@@ -1,5 +1,11 @@
 /** `GET /api/v1/stream`: many sessions on one SSE connection, by list or by subscription set. */
-import { isAdmin, mayReadSession, mayUseSubscription, requireScope } from "../auth/policy.js";
+import {
+  isAdmin,
+  lifecycleFeedOwner,
+  mayReadSession,
+  mayUseSubscription,
+  requireScope,
+} from "../auth/policy.js";
 import type { Principal } from "../auth/principal.js";
 import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
@@ -9,6 +15,7 @@ import type { EventView } from "../mux/session-reader.js";
 import { hasReceivedEnd, type StreamConnection } from "../mux/stream-connection.js";
 import type { SubscriptionChange } from "../mux/subscriptions.js";
 import { plainFrame } from "../sse/frames.js";
+import { ownerFeedId } from "../store/session-fields.js";
 import { LIFECYCLE_FEED, type SessionInfo } from "../store/types.js";
 import type { AppContext } from "./context.js";
 import { endEmpty, type StreamRequest } from "./stream-request.js";
@@ -49,6 +56,17 @@ function lifecycleView(principal: Principal): EventView | null {
   };
 }
 
+/** The stream `@sessions` reads for this principal: the shared feed, or its own (policy.ts). */
+function lifecycleFeedOf(principal: Principal): string {
+  const owner = lifecycleFeedOwner(principal);
+  return owner === null ? LIFECYCLE_FEED : ownerFeedId(owner);
+}
+
+/** The stream a listed id reads: the id itself, or (for `@sessions`) the principal's feed. */
+function sourceOf(principal: Principal, id: string): string {
+  return id === LIFECYCLE_FEED ? lifecycleFeedOf(principal) : id;
+}
+
 interface Entry {
   id: string;
   index: number;
@@ -69,7 +87,7 @@ async function addEntries(
         return Promise.resolve();
       }
       return connection.addSession(
-        entry.id,
+        sourceOf(principal, entry.id),
         entry.index,
         entry.start,
         entry.info,
@@ -274,7 +292,7 @@ async function serveSubscription(
   };
   await addAll([...members!.entries()].map(([id, index]) => ({ id, index })));
   const apply = (change: SubscriptionChange) => {
-    for (const id of change.remove) open.removeSession(id);
+    for (const id of change.remove) open.removeSession(sourceOf(principal, id));
     open.send(plainFrame("subscribed", { add: change.add.map((entry) => entry.id), remove: change.remove }));
     addAll(change.add).catch((error: unknown) =>
       context.logger.warn({ err: error }, "could not add sessions"),

@@ -101,6 +101,28 @@ export async function admitConnection(
 }
 
 /**
+ * A session an outside producer's append creates: a place in the subject's new-sessions-per-minute
+ * limit (per IP in open mode; none for an `admin` token). Each session is kept a day and announced on
+ * the lifecycle feeds, so creating them is limited like starting runs.
+ */
+export async function admitNewSession(
+  context: AdmissionDeps,
+  principal: Principal,
+  ip: string | undefined,
+): Promise<void> {
+  if (!principal.open && principal.scopes.has("admin")) return;
+  const limit = context.config.limits.newSessionsPerMinute;
+  const decision = await context.limiter.consume(`new-sessions:${limitSubject(principal, ip)}`, 60, 1, limit);
+  if (!decision.ok) {
+    throw limited(
+      "too_many_new_sessions",
+      `at most ${limit} new sessions per minute (LIMIT_NEW_SESSIONS_PER_MINUTE); appending to existing ones goes on`,
+      decision.retryAfterSeconds,
+    );
+  }
+}
+
+/**
  * Everything a run needs before it starts: the `run` scope, an id the token may create, and places
  * in the subject's runs-per-minute and concurrent-runs limits (none for an `admin` token).
  */

@@ -9,6 +9,7 @@ import type { Hub } from "../hub/hub.js";
 import { idLine, muxBody, plainFrame, singleBody } from "../sse/frames.js";
 import type { SseWriter } from "../sse/writer.js";
 import { comparePositions, parsePosition } from "../store/positions.js";
+import { isLifecycleFeed } from "../store/session-fields.js";
 import {
   LIFECYCLE_FEED,
   type ReadResult,
@@ -74,7 +75,7 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
   ): Promise<void> {
     if (this.closed || this.findReader(sessionId) || start.kind === "finished") return;
     const position = start.kind === "at" ? start.position : null;
-    if (sessionId !== LIFECYCLE_FEED && info === null) {
+    if (!isLifecycleFeed(sessionId) && info === null) {
       // Unknown, or expired since the client last read it: say so once, and keep watching.
       this.send(
         position === null
@@ -179,7 +180,10 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
   private deliver(reader: SessionReader, events: readonly StoredEvent[], gap: ReadResult["gap"]): void {
     if (this.closed || reader.state === "closed") return;
     const { writer, tracker, metrics } = this.deps;
-    if (gap) writer.send(plainFrame(this.eventName(reader.sessionId, "gap"), gap));
+    // An owner's lifecycle feed is read under the name the client asked for: `@sessions`.
+    const isFeed = isLifecycleFeed(reader.sessionId);
+    const name = isFeed ? LIFECYCLE_FEED : reader.sessionId;
+    if (gap) writer.send(plainFrame(this.eventName(name, "gap"), gap));
     let frames = "";
     let ended = false;
     for (const stored of events) {
@@ -189,11 +193,11 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
         tracker?.setPosition(reader.index, stored.id);
         continue;
       }
-      if (TERMINAL_TYPES.has(event.type) && reader.sessionId !== LIFECYCLE_FEED) ended = true;
+      if (TERMINAL_TYPES.has(event.type) && !isFeed) ended = true;
       if (tracker) {
         if (ended) tracker.markFinished(reader.index);
         else tracker.setPosition(reader.index, event.id);
-        frames += idLine(tracker.encode()) + muxBody(reader.sessionId, event);
+        frames += idLine(tracker.encode()) + muxBody(name, event);
       } else {
         frames += idLine(event.id) + singleBody(event);
       }

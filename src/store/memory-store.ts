@@ -7,7 +7,12 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier, formatNotice } from "./notices.js";
 import { comparePositions } from "./positions.js";
 import type { PubSub } from "./pubsub.js";
-import { lifecycleAppendFor, type RetentionOptions } from "./session-fields.js";
+import {
+  isLifecycleFeed,
+  lifecycleAppendFor,
+  lifecycleFeedsOf,
+  type RetentionOptions,
+} from "./session-fields.js";
 import { createSnapshot, foldIntoSnapshot, type Snapshot, snapshotEvent } from "./snapshot.js";
 import {
   type AppendOptions,
@@ -127,7 +132,7 @@ export function createMemoryStore({
         ? { ...prior.outcome, replayed: true }
         : { kind: "key_reused" };
     }
-    const isFeed = sessionId === LIFECYCLE_FEED;
+    const isFeed = isLifecycleFeed(sessionId);
     let session = live(sessionId);
     if (options.writer && session) {
       const applied = session.writerSeqs.get(options.writer.writerId) ?? 0;
@@ -194,9 +199,10 @@ export function createMemoryStore({
       session.expiresAtMs = clock() + retention.endedSessionTtlSeconds * 1000;
       leases.delete(sessionId);
     } else {
-      session.expiresAtMs = isFeed
-        ? Number.POSITIVE_INFINITY
-        : clock() + retention.idleSessionTtlSeconds * 1000;
+      session.expiresAtMs =
+        sessionId === LIFECYCLE_FEED
+          ? Number.POSITIVE_INFINITY
+          : clock() + retention.idleSessionTtlSeconds * 1000;
     }
     if (stored.length > 0) void pubsub.publish(keys.notices(sessionId), formatNotice(prevId, stored));
     const outcome: Appended = {
@@ -235,7 +241,11 @@ export function createMemoryStore({
     async append(sessionId, events, options = {}) {
       const outcome = appendNow(sessionId, events, options);
       const lifecycle = lifecycleAppendFor(sessionId, events, options, outcome);
-      if (lifecycle) appendNow(LIFECYCLE_FEED, lifecycle.events, { requestId: lifecycle.requestId });
+      if (lifecycle && outcome.kind === "appended") {
+        for (const feed of lifecycleFeedsOf(outcome.owner)) {
+          appendNow(feed, lifecycle.events, { requestId: lifecycle.requestId });
+        }
+      }
       return outcome;
     },
 

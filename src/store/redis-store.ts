@@ -6,7 +6,9 @@ import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
 import { script } from "./scripts.js";
 import {
+  isLifecycleFeed,
   lifecycleAppendFor,
+  lifecycleFeedsOf,
   type RetentionOptions,
   sessionCreationFields,
   sessionFromHash,
@@ -48,7 +50,7 @@ export function createRedisStore({
     events: readonly EventInput[],
     options: AppendOptions = {},
   ): Promise<AppendOutcome> {
-    const isFeed = sessionId === LIFECYCLE_FEED;
+    const isFeed = isLifecycleFeed(sessionId);
     // Without a writer's sequence, a random request id makes the append safe to re-send.
     const requestId = options.requestId ?? (options.writer ? "" : newRequestId());
     const args: Array<string | number> = [
@@ -62,7 +64,8 @@ export function createRedisStore({
       keys.snapshotReasoning(sessionId),
       isFeed ? retention.lifecycleMaxEvents : retention.maxEventsPerSession,
       retention.endedSessionTtlSeconds,
-      isFeed ? 0 : retention.idleSessionTtlSeconds,
+      // The shared feed never expires; an owner's goes when its owner has been idle as long as a session.
+      sessionId === LIFECYCLE_FEED ? 0 : retention.idleSessionTtlSeconds,
       keys.notices(sessionId),
       options.writer?.writerId ?? "",
       options.writer?.seq ?? 0,
@@ -104,8 +107,12 @@ export function createRedisStore({
     async append(sessionId, events, options) {
       const outcome = await appendTo(sessionId, events, options);
       const lifecycle = lifecycleAppendFor(sessionId, events, options, outcome);
-      // A separate step: the feed lives in another Cluster slot than the session's keys.
-      if (lifecycle) await appendTo(LIFECYCLE_FEED, lifecycle.events, { requestId: lifecycle.requestId });
+      // A separate step: the feeds live in other Cluster slots than the session's keys.
+      if (lifecycle && outcome.kind === "appended") {
+        for (const feed of lifecycleFeedsOf(outcome.owner)) {
+          await appendTo(feed, lifecycle.events, { requestId: lifecycle.requestId });
+        }
+      }
       return outcome;
     },
 

@@ -1,4 +1,5 @@
 /** How a session's metadata is laid out in a flat hash, and the lifecycle events about it. */
+import { createHash } from "node:crypto";
 import {
   type AppendOptions,
   type AppendOutcome,
@@ -55,6 +56,29 @@ function parseMetadata(text: string | undefined): Record<string, unknown> {
   }
 }
 
+/**
+ * The lifecycle feed of one owner (a subject): the entries of the sessions it owns, besides the shared
+ * feed (`@sessions`). Per owner so that no tenant's sessions push another's entries out: a subject
+ * without a `sessions` claim reads its own feed (http/multiplex.ts). Named by a hash of the subject,
+ * so no token text goes into a key.
+ */
+export function ownerFeedId(owner: string): string {
+  return `${LIFECYCLE_FEED}~${createHash("sha256").update(owner).digest("base64url").slice(0, 22)}`;
+}
+
+/** The shared lifecycle feed, or an owner's: a stream of `created`/`ended` entries, never a session. */
+export function isLifecycleFeed(id: string): boolean {
+  return (
+    id.startsWith(LIFECYCLE_FEED) &&
+    (id.length === LIFECYCLE_FEED.length || id[LIFECYCLE_FEED.length] === "~")
+  );
+}
+
+/** The feeds an append's lifecycle entries go to: the shared one, and its owner's. */
+export function lifecycleFeedsOf(owner: string | null): string[] {
+  return owner === null ? [LIFECYCLE_FEED] : [LIFECYCLE_FEED, ownerFeedId(owner)];
+}
+
 export const lifecycleEvent = {
   created(session: NewSession): EventInput {
     return {
@@ -84,7 +108,7 @@ export function lifecycleAppendFor(
   options: AppendOptions | undefined,
   outcome: AppendOutcome,
 ): { events: EventInput[]; requestId: string } | null {
-  if (outcome.kind !== "appended" || sessionId === LIFECYCLE_FEED) return null;
+  if (outcome.kind !== "appended" || isLifecycleFeed(sessionId)) return null;
   const lifecycle: EventInput[] = [];
   let kinds = "";
   if (outcome.created && options?.createIfMissing) {

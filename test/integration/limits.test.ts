@@ -313,6 +313,69 @@ describe("limits shared by two instances", () => {
   });
 });
 
+describe("session creation per subject, and a lifecycle feed one tenant cannot flush", () => {
+  let gw: TestGateway;
+  const opened: SseConnection[] = [];
+  beforeAll(async () => {
+    gw = await startTestGateway({
+      redisUrl: inject("redisUrl"),
+      env: { AUTH_JWT_SECRET: SECRET, LIMIT_NEW_SESSIONS_PER_MINUTE: "3", LIFECYCLE_MAX_EVENTS: "10" },
+    });
+  });
+  afterAll(async () => {
+    for (const connection of opened) connection.close();
+    await gw?.close();
+  });
+  const publish = (token: string, id: string) =>
+    postJson(
+      `${gw.url}/api/v1/sessions/${id}/events`,
+      { events: [{ type: "token", data: { content: "x" } }] },
+      { authorization: `Bearer ${token}` },
+    );
+
+  it("LIMIT_NEW_SESSIONS_PER_MINUTE: a subject's appends create at most that many sessions a minute, then 429", async () => {
+    // The window is a fixed minute: if it turns during the sequence, the sequence is repeated.
+    for (;;) {
+      const minute = Math.floor(Date.now() / 60_000);
+      const token = await mint(newId("creator"), "publish subscribe");
+      const ids = Array.from({ length: 4 }, () => newId("new"));
+      const replies = [];
+      for (const id of ids) replies.push(await publish(token, id));
+      if (Math.floor(Date.now() / 60_000) !== minute) continue;
+      expect(replies.slice(0, 3).map((reply) => reply.status)).toEqual([202, 202, 202]);
+      expectLimited(replies[3]!, replies[3]!.body, "too_many_new_sessions");
+      expect(await gw.gateway.context.store.getSession(ids[3]!)).toBeNull();
+      // Appending to its sessions goes on; another subject has its own budget; admin has none.
+      expect((await publish(token, ids[0]!)).status).toBe(202);
+      expect((await publish(await mint(newId("other"), "publish"), newId("new"))).status).toBe(202);
+      const admin = await mint(newId("operator"), "admin");
+      for (let i = 0; i < 5; i++) expect((await publish(admin, newId("ops"))).status).toBe(202);
+      return;
+    }
+  });
+
+  it("a tenant's own @sessions entries stay, however many sessions another tenant creates", async () => {
+    const aliceSub = newId("alice");
+    const alice = await mint(aliceSub, "publish subscribe");
+    const mine = newId("alice-session");
+    expect((await publish(alice, mine)).status).toBe(202);
+    // Another tenant (many subjects, each within its creation limit) creates far more than the feed keeps.
+    for (let s = 0; s < 8; s++) {
+      const flooder = await mint(newId("flood"), "publish");
+      for (let i = 0; i < 3; i++) expect((await publish(flooder, newId("flood"))).status).toBe(202);
+    }
+    const feed = await openSse(`${gw.url}/api/v1/stream?sessions=@sessions`, {
+      headers: { authorization: `Bearer ${alice}` },
+    });
+    opened.push(feed);
+    expect(feed.status).toBe(200);
+    const created = await feed.waitForEvent("@sessions:created", WAIT_MS);
+    expect(JSON.parse(created.data)).toMatchObject({ id: mine, owner: aliceSub });
+    expect(feed.events.filter((event) => event.event === "@sessions:gap")).toEqual([]);
+    feed.close();
+  });
+});
+
 describe("which address per-IP limits count (header trust)", () => {
   const opened: SseConnection[] = [];
   const gateways: TestGateway[] = [];

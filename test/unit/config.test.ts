@@ -97,6 +97,7 @@ describe("loadConfig: limits and hardening", () => {
       connectionsPerSubject: 1000,
       connectionsPerIp: 1000,
       publishEventsPerSecond: 10_000,
+      newSessionsPerMinute: 300,
       requestsInFlightPerIp: 256,
     });
     expect(config.headersTimeoutMs).toBe(10_000);
@@ -109,6 +110,10 @@ describe("loadConfig: limits and hardening", () => {
     expect(config.maxBodyBytes).toBe(1_048_576);
     expect(config.maxOutputTokens).toBeUndefined();
     expect(config.upstreamTimeoutMs).toBe(120_000);
+  });
+
+  it("lets one producer create 100 sessions at once twice in a minute", () => {
+    expect(loadConfig({}).limits.newSessionsPerMinute).toBeGreaterThanOrEqual(200);
   });
 
   it("lets one client start 100 runs at once twice in a minute and watch them on one connection", () => {
@@ -141,6 +146,7 @@ describe("loadConfig: limits and hardening", () => {
       connectionsPerSubject: 4,
       connectionsPerIp: 5,
       publishEventsPerSecond: 6,
+      newSessionsPerMinute: 300,
       requestsInFlightPerIp: 7,
     });
     expect(errorOf({ HEADERS_TIMEOUT_MS: "5000", REQUEST_TIMEOUT_MS: "1000" }).message).toContain(

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   assertMaySession,
   generatedIdPrefix,
+  lifecycleFeedOwner,
   mayCancel,
   mayCreateSession,
   mayOwnSubscription,
@@ -153,4 +154,12 @@ describe("access policy", () => {
       expect(mayUseCookie(method, origin, host, listed)).toBe(allowed);
     },
   );
+
+  it("@sessions: a subject without a claim reads its own feed; admin, open mode and claims read the shared one", () => {
+    expect(lifecycleFeedOwner(principal(["subscribe"], "alice"))).toBe("alice");
+    expect(lifecycleFeedOwner(principal(["subscribe"], "carol", ["s-*"]))).toBeNull();
+    expect(lifecycleFeedOwner(principal(["admin"], "ops"))).toBeNull();
+    expect(lifecycleFeedOwner(OPEN_PRINCIPAL)).toBeNull();
+    expect(lifecycleFeedOwner(principal(["subscribe"], null))).toBeNull();
+  });
 });
