@@ -45,6 +45,11 @@ const schema = z.object({
   HEARTBEAT_MS: integer(15_000, 10),
   RETRY_MS: integer(2_000, 0),
   SLOW_CLIENT_TIMEOUT_MS: integer(30_000, 10),
+  /**
+   * Bytes a stream takes while its socket is full before it stops taking and ends (the client resumes
+   * by id): what a stuck client may pin besides the write that filled its socket. 1 MiB.
+   */
+  SLOW_CLIENT_MAX_BUFFERED_BYTES: integer(1_048_576, 16_384),
   CATCH_UP_BATCH: integer(500, 1),
   MERGE_TOKENS_WHEN_BEHIND: flag(true),
   MAX_BODY_BYTES: integer(1_048_576, 1),
@@ -129,6 +134,7 @@ export interface Config {
   heartbeatMs: number;
   retryMs: number;
   slowClientTimeoutMs: number;
+  slowClientMaxBufferedBytes: number;
   catchUpBatch: number;
   mergeTokensWhenBehind: boolean;
   maxBodyBytes: number;
@@ -230,6 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     heartbeatMs: e.HEARTBEAT_MS,
     retryMs: e.RETRY_MS,
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
+    slowClientMaxBufferedBytes: e.SLOW_CLIENT_MAX_BUFFERED_BYTES,
     catchUpBatch: e.CATCH_UP_BATCH,
     mergeTokensWhenBehind: e.MERGE_TOKENS_WHEN_BEHIND,
     maxBodyBytes: e.MAX_BODY_BYTES,

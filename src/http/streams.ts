@@ -68,6 +68,7 @@ function optionsOf(config: Readonly<Config>, framing: "single" | "mux", closeWhe
         heartbeatMs: config.heartbeatMs,
         retryMs: config.retryMs,
         slowClientTimeoutMs: config.slowClientTimeoutMs,
+        maxBufferedBytes: config.slowClientMaxBufferedBytes,
       }),
       connection: new Map(),
     };
@@ -136,6 +137,11 @@ class OpenStream implements SseWriterHooks {
     this.context.metrics.slowClientCatchUps.inc();
   }
 
+  /** The writer took all it may while its socket is full: stop reading for it (held reads go too). */
+  onOverflow(): void {
+    this.connection?.close();
+  }
+
   onWrite(): void {
     this.context.metrics.addSocketWrite();
   }
@@ -144,7 +150,7 @@ class OpenStream implements SseWriterHooks {
     this.context.metrics.slowClientCloses.inc();
     this.logger.info(
       this.log ? { req: { id: this.log.id } } : {},
-      "closed a client stuck longer than the slow-client timeout",
+      "closed a slow client (stuck past SLOW_CLIENT_TIMEOUT_MS, or sent SLOW_CLIENT_MAX_BUFFERED_BYTES it did not read)",
     );
   }
 }

@@ -2,7 +2,10 @@
  * One SSE response: headers and first bytes at once, writes coalesced per turn of the event loop,
  * heartbeats, and backpressure. When `write()` returns false the writer reports itself not writable;
  * its owner stops feeding it live events and catches up from the store after `drain`. A client that
- * stays stuck longer than `slowClientTimeoutMs` is closed (it resumes by id).
+ * stays stuck longer than `slowClientTimeoutMs` is closed (it resumes by id). What it takes while its
+ * socket is full is counted in bytes: past `maxBufferedBytes` it takes nothing more, its owner stops
+ * reading for it, and it ends once the client has what it took (or at the timeout), so a stuck client
+ * holds at most that much (plus the write that filled its socket), whatever is sent to it.
  *
  * All writers of the process share one flush per turn and one heartbeat timer per interval, so an idle
  * connection costs no timer of its own and a busy turn schedules one callback, not one per connection.
@@ -15,7 +18,11 @@ export interface SseWriterOptions {
   readonly heartbeatMs: number;
   readonly retryMs: number;
   readonly slowClientTimeoutMs: number;
+  /** Bytes taken while the socket is full before the writer stops taking and ends (default 1 MiB). */
+  readonly maxBufferedBytes?: number;
 }
+
+const DEFAULT_MAX_BUFFERED_BYTES = 1_048_576;
 
 export interface SseWriterHooks {
   /** The socket accepted everything written so far: the owner may catch up. */
@@ -24,6 +31,11 @@ export interface SseWriterHooks {
   onClose(reason: CloseReason): void;
   /** The socket filled up: live events stop until `onDrain`. */
   onFull?(): void;
+  /**
+   * Too much was sent while the socket was full (`maxBufferedBytes`): the writer takes nothing more
+   * and ends once the client has what it took; the owner should stop reading for it now.
+   */
+  onOverflow?(): void;
   onSlowClient?(): void;
   /** Every write to the socket (for the coalescing ratio). */
   onWrite?(): void;
@@ -76,6 +88,10 @@ export class SseWriter {
   private closed = false;
   private slowTimer: NodeJS.Timeout | undefined;
   private closeReason: CloseReason = "client";
+  /** Bytes taken since the socket filled up (counted only then: a drained socket holds nothing back). */
+  private heldBytes = 0;
+  /** Past `maxBufferedBytes`: takes nothing more, ends at the next drain. */
+  private overflowed = false;
 
   constructor(
     private readonly res: ServerResponse,
@@ -121,12 +137,20 @@ export class SseWriter {
 
   /** False while the socket is full: the owner should stop sending live events. */
   get writable(): boolean {
-    return !this.closed && !this.waitingForDrain;
+    return !this.closed && !this.waitingForDrain && !this.overflowed;
   }
 
   /** Queues text for this turn's single write. */
   send(text: string): void {
-    if (this.closed) return;
+    if (this.closed || this.overflowed) return;
+    if (this.waitingForDrain) {
+      // Nothing of it leaves until the client reads: counted, and bounded.
+      this.heldBytes += Buffer.byteLength(text);
+      if (this.heldBytes > (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES)) {
+        this.overflow();
+        return;
+      }
+    }
     this.pending += text;
     dirtyWriters.add(this);
     if (!flushScheduled) {
@@ -164,7 +188,7 @@ export class SseWriter {
     this.hooks.onFull?.();
     this.slowTimer = setTimeout(() => {
       this.closeReason = "slow";
-      this.hooks.onSlowClient?.();
+      if (!this.overflowed) this.hooks.onSlowClient?.();
       this.res.destroy();
       this.finish();
     }, this.options.slowClientTimeoutMs);
@@ -174,8 +198,28 @@ export class SseWriter {
   private drained(): void {
     if (!this.waitingForDrain || this.closed) return;
     this.waitingForDrain = false;
+    this.heldBytes = 0;
     clearTimeout(this.slowTimer);
+    if (this.overflowed) {
+      // The client has what was taken (a prefix of what was sent, in order): it resumes after it.
+      this.flush();
+      this.closeReason = "slow";
+      this.res.end();
+      this.finish();
+      return;
+    }
     this.hooks.onDrain();
+  }
+
+  /**
+   * Stops taking: what was taken stays queued (so the client gets an unbroken prefix and resumes by
+   * id after it); nothing sent from now on is kept. The response ends at the next drain, or the
+   * slow-client timeout closes it. Text not yet handed to the socket this turn is kept (it is counted).
+   */
+  private overflow(): void {
+    this.overflowed = true;
+    this.hooks.onSlowClient?.();
+    this.hooks.onOverflow?.();
   }
 
   private finish(): void {

@@ -103,6 +103,7 @@ describe("loadConfig: limits and hardening", () => {
     expect(config.headersTimeoutMs).toBe(10_000);
     expect(config.requestTimeoutMs).toBe(30_000);
     expect(config.storeTimeoutMs).toBe(5_000);
+    expect(config.slowClientMaxBufferedBytes).toBe(1_048_576);
     expect(config.corsOrigins).toEqual([]);
     // No peer's X-Forwarded-For is believed unless the operator names its proxies.
     expect(config.trustProxy).toBe("false");

@@ -152,3 +152,54 @@ describe("SseWriter: retry and heartbeats join the next event's block", () => {
     expect(streams.size).toBe(0);
   });
 });
+
+describe("SseWriter: a client whose socket does not drain holds at most maxBufferedBytes", () => {
+  it("stops taking past the bound, keeps what it took in order, and ends once the client drains it", async () => {
+    const maxBufferedBytes = 256 * 1024;
+    const { res, client } = await exchange();
+    const response = new Promise<IncomingMessage>((resolve) => client.once("response", resolve));
+    const { hooks, closes } = recordingHooks();
+    let overflows = 0;
+    const writer = new SseWriter(
+      res,
+      { ...OPTIONS, maxBufferedBytes },
+      { ...hooks, onSlowClient: () => overflows++ },
+    );
+    writer.start();
+    // The client reads nothing: its socket (and then the server's) fills up.
+    const received = await response;
+    received.pause();
+    // 64 KiB frames, numbered, with a non-ASCII character so that bytes and characters differ.
+    const frames: string[] = [];
+    const frameOf = (i: number) =>
+      `id: ${i}-0\nevent: token\ndata: {"content":"é${"x".repeat(64 * 1024)}"}\n\n`;
+    let mostHeld = 0;
+    for (let i = 0; i < 400 && writer.isOpen; i++) {
+      const frame = frameOf(i);
+      frames.push(frame);
+      writer.send(frame);
+      await new Promise((resolve) => setImmediate(resolve));
+      mostHeld = Math.max(mostHeld, res.writableLength);
+    }
+    // 400 frames are 26 MB: what is held beyond the sockets' own buffers is the bound and one write.
+    expect(mostHeld).toBeLessThanOrEqual(maxBufferedBytes + 2 * Buffer.byteLength(frameOf(0)));
+    expect(writer.writable).toBe(false);
+    // The client reads again: it gets a prefix of what was sent, in order, and then the end.
+    let text = "";
+    received.setEncoding("utf8");
+    received.on("data", (chunk: string) => {
+      text += chunk;
+    });
+    const ended = new Promise<void>((resolve) => received.once("end", resolve));
+    received.resume();
+    await ended;
+    expect(text.startsWith("retry: 1234\n")).toBe(true);
+    const body = text.slice("retry: 1234\n".length);
+    const count = body.split("\n\n").length - 1;
+    expect(count).toBeGreaterThan(0);
+    expect(count).toBeLessThan(frames.length);
+    expect(body).toBe(frames.slice(0, count).join(""));
+    expect(closes).toEqual(["slow"]);
+    expect(overflows).toBe(1);
+  });
+});
