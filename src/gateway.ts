@@ -77,7 +77,8 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       providers,
       metrics,
       logger,
-      onLocalAppend: (sessionId, prevId, events) => hub.deliverLocal(sessionId, prevId, events),
+      onLocalAppend: (sessionId, prevId, events, createdAt) =>
+        hub.deliverLocal(sessionId, prevId, events, createdAt),
     },
     {
       instanceId,

@@ -63,7 +63,13 @@ export interface RunManagerDeps {
    * will read, built on demand) as soon as the store acknowledges it: readers on this instance get the
    * run's events without waiting for the pub/sub hop.
    */
-  onLocalAppend?: (sessionId: string, prevId: string, events: () => StoredEvent[]) => void;
+  onLocalAppend?: (
+    sessionId: string,
+    prevId: string,
+    events: () => StoredEvent[],
+    /** The session's incarnation, as the append reported it. */
+    createdAt: number,
+  ) => void;
 }
 
 /** Resolved once the session exists in the store (a fresh id's upstream request is on its way by then). */
@@ -303,12 +309,16 @@ export class RunManager {
       onAppended: (events, outcome) => {
         for (const event of events) metrics.eventsAppended.inc({ type: event.type });
         if (!this.deps.onLocalAppend || outcome.ids.length !== events.length) return;
-        this.deps.onLocalAppend(id, outcome.prevId, () =>
-          events.map((event, i) => ({
-            id: outcome.ids[i]!,
-            type: event.type,
-            data: JSON.stringify(event.data),
-          })),
+        this.deps.onLocalAppend(
+          id,
+          outcome.prevId,
+          () =>
+            events.map((event, i) => ({
+              id: outcome.ids[i]!,
+              type: event.type,
+              data: JSON.stringify(event.data),
+            })),
+          outcome.createdAt,
         );
       },
     });

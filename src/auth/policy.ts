@@ -49,6 +49,21 @@ export function mayReadSession(principal: Principal, sessionId: string, session:
   return session !== null && owns(principal, session);
 }
 
+/**
+ * What a read allowed now holds for: a read allowed by ownership holds for the session as it was created
+ * (its `createdAt`, the incarnation), not for the id, which anyone may create again once the session
+ * expired; the reader is then detached, never handed the new session (mux/session-reader.ts). A read
+ * allowed by admin or the claim holds for the id, whoever creates it: null.
+ */
+export function readIncarnation(
+  principal: Principal,
+  sessionId: string,
+  session: (Owned & { createdAt: number }) | null,
+): number | null {
+  if (isAdmin(principal) || claimAllows(principal, sessionId) || session === null) return null;
+  return session.createdAt;
+}
+
 export function mayWriteSession(principal: Principal, sessionId: string, session: Owned | null): boolean {
   return session === null
     ? mayCreateSession(principal, sessionId)

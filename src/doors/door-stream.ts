@@ -95,6 +95,11 @@ export class DoorStream implements ReaderOwner, CatchUpOwner {
     this.deliver(reader, events);
   }
 
+  /** The session read expired and its id was created again: the door ends here, with none of it. */
+  incarnationEnded(_reader: SessionReader): void {
+    this.close();
+  }
+
   catchUp(reader: SessionReader): void {
     if (this.closed || (reader.state !== "behind" && reader.state !== "resuming")) return;
     this.catchingUp ??= new CatchUp(this, { ...this.deps, writer: this.deps.sink }, this.options);

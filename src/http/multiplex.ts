@@ -4,6 +4,7 @@ import {
   lifecycleFeedOwner,
   mayReadSession,
   mayUseSubscription,
+  readIncarnation,
   requireScope,
 } from "../auth/policy.js";
 import type { Principal } from "../auth/principal.js";
@@ -92,6 +93,7 @@ async function addEntries(
         entry.start,
         entry.info,
         entry.id === LIFECYCLE_FEED ? view : null,
+        entry.id === LIFECYCLE_FEED ? null : readIncarnation(principal, entry.id, entry.info),
       );
     }),
   );

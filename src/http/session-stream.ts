@@ -1,5 +1,5 @@
 /** `GET /api/v1/sessions/:id/stream`: one session's events. */
-import { assertMaySession, mayReadSession, requireScope } from "../auth/policy.js";
+import { assertMaySession, mayReadSession, readIncarnation, requireScope } from "../auth/policy.js";
 import { errors } from "../errors.js";
 import { admitConnection } from "../limits/admission.js";
 import { hasReceivedEnd } from "../mux/stream-connection.js";
@@ -45,6 +45,8 @@ export async function serveSessionStream(
     0,
     after === undefined ? { kind: "none" } : { kind: "at", position: after },
     info,
+    null,
+    readIncarnation(principal, id, info),
   );
   connection.sessionsAdded();
 }

@@ -21,7 +21,7 @@ export class Hub {
     private readonly logger: Logger,
   ) {
     notifier.setListener({
-      onAppend: (notice) => this.fanOut(notice.sessionId, notice.prevId, notice.events),
+      onAppend: (notice) => this.fanOut(notice.sessionId, notice.prevId, notice.events, notice.createdAt),
       onResync: () => this.resyncAll(),
     });
   }
@@ -73,20 +73,26 @@ export class Hub {
   /**
    * A batch this instance appended, handed over when the store acknowledged it, before its notice
    * comes back over pub/sub. Readers take it by the same position rule as a notice, so whichever of
-   * the two arrives second delivers nothing.
+   * the two arrives second delivers nothing. `createdAt`: the session's incarnation, as the append
+   * reported it (null: unknown, and readers bound to an incarnation read the store instead).
    */
-  deliverLocal(sessionId: string, prevId: string, events: () => StoredEvent[]): void {
+  deliverLocal(
+    sessionId: string,
+    prevId: string,
+    events: () => StoredEvent[],
+    createdAt: number | null = null,
+  ): void {
     // Most runs are read elsewhere (or not yet): encode the batch only for local readers.
     if (!this.readers.has(sessionId)) return;
-    this.fanOut(sessionId, prevId, events());
+    this.fanOut(sessionId, prevId, events(), createdAt);
   }
 
-  private fanOut(sessionId: string, prevId: string, events: StoredEvent[]): void {
+  private fanOut(sessionId: string, prevId: string, events: StoredEvent[], createdAt: number | null): void {
     const set = this.readers.get(sessionId);
     if (!set) return;
     let tookLive = false;
     // A reader may leave during its push (the batch ended its session): a Set allows that mid-iteration.
-    for (const reader of set) if (reader.push(prevId, events)) tookLive = true;
+    for (const reader of set) if (reader.push(prevId, events, createdAt)) tookLive = true;
     if (tookLive) {
       const appendedAtMs = parsePosition(events[0]!.id)?.ms;
       if (appendedAtMs !== undefined) {

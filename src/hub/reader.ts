@@ -11,9 +11,10 @@ export interface Reader {
   readonly sessionId: string;
   /**
    * A batch appended to the session, in order; `prevId` is the session's last position before it ("" when
-   * it was empty). Returns true when the reader took the whole batch live (for the delivery-latency metric).
+   * it was empty), `createdAt` the incarnation of the session it was appended to (null: not known).
+   * Returns true when the reader took the whole batch live (for the delivery-latency metric).
    */
-  push(prevId: string, events: readonly StoredEvent[]): boolean;
+  push(prevId: string, events: readonly StoredEvent[], createdAt: number | null): boolean;
   /** Notices may have been missed (the notification link reconnected): re-read from the store. */
   resync(): void;
 }

@@ -42,6 +42,8 @@ export interface CatchUpOwner {
   catchUp(reader: SessionReader): void;
   /** Nothing is queued, read or held any more: the owner may let this catch-up go. */
   catchUpIdle(catchUp: CatchUp): void;
+  /** The read found another incarnation of the reader's id: none of it is delivered (see ReaderOwner). */
+  incarnationEnded(reader: SessionReader): void;
 }
 
 /** One store read of one reader's next batch. A reader in `reading` has exactly one. */
@@ -139,6 +141,12 @@ export class CatchUp {
     const reader = read.reader;
     // Its reader closed (its connection too, perhaps) while the read was in flight: deliver nothing.
     if (!this.remove(read) || reader.state !== "reading") {
+      this.pump();
+      return;
+    }
+    if (reader.incarnation !== null && result.createdAt !== reader.incarnation && result.events.length > 0) {
+      // The id's session expired and was created again (or is gone mid-read): not this reader's.
+      this.owner.incarnationEnded(reader);
       this.pump();
       return;
     }

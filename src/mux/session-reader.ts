@@ -9,7 +9,8 @@
  *   reading           owesMore     behind               more to read, and no read ahead started for it
  *   reading           readFailed   resuming or behind   (as before the read) the catch-up retries later
  *   live              fallBehind   behind               a batch it does not follow, a full socket, a resync
- *   any               close        closed               its session ended, it was removed, its connection closed
+ *   any               close        closed               its session ended, it was removed, its connection closed,
+ *                                                        or a batch of another incarnation of its id came
  *
  * A transition asked of a state it does not leave from changes nothing (e.g. `caughtUp` after the batch
  * that was read ended the session, which closed the reader).
@@ -41,6 +42,11 @@ export interface ReaderOwner {
   canTakeLive(): boolean;
   /** Writes events the reader takes live: in order, right after its position. */
   deliverLive(reader: SessionReader, events: readonly StoredEvent[]): void;
+  /**
+   * A batch of another incarnation of the reader's id came (its session expired and the id was created
+   * again): the reader must receive none of it. The owner says so to its client and closes the reader.
+   */
+  incarnationEnded(reader: SessionReader): void;
   /** The reader fell behind: catch it up from the store. */
   catchUp(reader: SessionReader): void;
   /** A batch was appended while the reader's read was pending: that read may not include it. */
@@ -67,6 +73,11 @@ export class SessionReader implements Reader {
     readonly view: EventView | null,
     /** True only for a session this request creates: it has no events yet, so nothing to read first. */
     live = false,
+    /**
+     * The incarnation (creation stamp) the client was authorised for, whose events alone it may receive;
+     * null when its authorisation holds for the id, whoever creates it (admin, a claim: policy.ts).
+     */
+    readonly incarnation: number | null = null,
   ) {
     this.position = start;
     this.current = live ? "live" : start === null ? "behind" : "resuming";
@@ -76,7 +87,14 @@ export class SessionReader implements Reader {
     return this.current;
   }
 
-  push(prevId: string, events: readonly StoredEvent[]): boolean {
+  push(prevId: string, events: readonly StoredEvent[], createdAt: number | null = null): boolean {
+    if (this.current === "closed") return false;
+    if (this.incarnation !== null && createdAt !== this.incarnation) {
+      // Another incarnation: never delivered. Not known (a notice from an older instance): the store says.
+      if (createdAt !== null) this.owner.incarnationEnded(this);
+      else this.resync();
+      return false;
+    }
     if (this.current === "live") {
       const owner = this.owner;
       if (owner.canTakeLive()) {

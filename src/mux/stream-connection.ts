@@ -72,6 +72,8 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
     start: CursorState,
     info: SessionInfo | null,
     view: EventView | null = null,
+    /** The incarnation the client's reading is bound to (null: any); see SessionReader. */
+    incarnation: number | null = null,
   ): Promise<void> {
     if (this.closed || this.findReader(sessionId) || start.kind === "finished") return;
     const position = start.kind === "at" ? start.position : null;
@@ -87,7 +89,15 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
       this.deps.tracker?.markFinished(index);
       return;
     }
-    const reader = new SessionReader(this.deps.hub.sessionKey(sessionId), index, position, this, view);
+    const reader = new SessionReader(
+      this.deps.hub.sessionKey(sessionId),
+      index,
+      position,
+      this,
+      view,
+      false,
+      incarnation,
+    );
     this.addReader(reader);
     // Read only once notices are flowing: an append between the read and the watch would be missed.
     await this.deps.hub.join(reader);
@@ -171,6 +181,20 @@ export class StreamConnection implements ReaderOwner, CatchUpOwner {
 
   deliverLive(reader: SessionReader, events: readonly StoredEvent[]): void {
     this.deliver(reader, events, null);
+  }
+
+  /**
+   * The session this reader was authorised for is gone, its id taken again: the client is told as of
+   * any session that expired (`gap`, `oldest: null`) and the reader detached. It is not marked finished
+   * in the cursor: a resume asks the policy again, of the session the id names then.
+   */
+  incarnationEnded(reader: SessionReader): void {
+    if (this.closed || reader.state === "closed") return;
+    const requested = reader.position;
+    const name = isLifecycleFeed(reader.sessionId) ? LIFECYCLE_FEED : reader.sessionId;
+    this.deps.writer.send(plainFrame(this.eventName(name, "gap"), { requested, oldest: null }));
+    this.closeReader(reader);
+    this.closeIfAllEnded();
   }
 
   deliverCaughtUp(reader: SessionReader, events: readonly StoredEvent[], gap: ReadResult["gap"]): void {

@@ -204,7 +204,8 @@ export function createMemoryStore({
           ? Number.POSITIVE_INFINITY
           : clock() + retention.idleSessionTtlSeconds * 1000;
     }
-    if (stored.length > 0) void pubsub.publish(keys.notices(sessionId), formatNotice(prevId, stored));
+    if (stored.length > 0)
+      void pubsub.publish(keys.notices(sessionId), formatNotice(prevId, stored, session.info.createdAt));
     const outcome: Appended = {
       kind: "appended",
       ids: stored.map((event) => event.id),
@@ -251,13 +252,14 @@ export function createMemoryStore({
 
     async read(sessionId, after, count) {
       const session = live(sessionId);
-      if (!session) return { events: [], gap: null };
+      if (!session) return { events: [], gap: null, createdAt: null };
+      const { createdAt } = session.info;
       const events = session.events;
       const snapshot = session.snapshot;
       if (snapshot && (after === null || comparePositions(after, snapshot.last) < 0)) {
         // What was folded comes as the snapshot, then the kept events (all after it).
         const kept = events.slice(0, count).map((event): StoredEvent => ({ ...event }));
-        return { events: [snapshotEvent(snapshot), ...kept], gap: null };
+        return { events: [snapshotEvent(snapshot), ...kept], gap: null, createdAt };
       }
       let start = 0;
       if (after !== null) {
@@ -283,7 +285,7 @@ export function createMemoryStore({
       const copies = events
         .slice(start, start + count)
         .map((event): StoredEvent => ({ id: event.id, type: event.type, data: event.data }));
-      return { events: copies, gap };
+      return { events: copies, gap, createdAt };
     },
 
     async holdLease(sessionId, holderId, ttlMs) {

@@ -1,7 +1,8 @@
 /**
  * The wire form of an append notice, shared by the Lua append script and the in-memory store:
- * line 1 is the previous position, then one line per event, `id \t type \t data`. Event data is JSON
- * text, which never holds a raw newline or tab, so the split is unambiguous.
+ * line 1 is the previous position and the session's creation stamp (`prev \t createdAt`: which
+ * incarnation of the id the batch belongs to), then one line per event, `id \t type \t data`. Event
+ * data is JSON text, which never holds a raw newline or tab, so the split is unambiguous.
  */
 
 import { detached } from "../detached.js";
@@ -9,15 +10,19 @@ import type { KeyScheme } from "./keys.js";
 import type { PubSub } from "./pubsub.js";
 import type { AppendNotice, AppendNotifier, NotificationListener, StoredEvent } from "./types.js";
 
-export function formatNotice(prevId: string, events: readonly StoredEvent[]): string {
-  let text = prevId;
+export function formatNotice(prevId: string, events: readonly StoredEvent[], createdAt: number): string {
+  let text = `${prevId}\t${createdAt}`;
   for (const event of events) text += `\n${event.id}\t${event.type}\t${event.data}`;
   return text;
 }
 
 export function parseNotice(sessionId: string, text: string): AppendNotice | null {
   const lines = text.split("\n");
-  const prevId = lines[0] ?? "";
+  const head = lines[0] ?? "";
+  const tab = head.indexOf("\t");
+  const prevId = tab < 0 ? head : head.slice(0, tab);
+  const stamp = tab < 0 ? "" : head.slice(tab + 1);
+  const createdAt = stamp === "" || !Number.isFinite(Number(stamp)) ? null : Number(stamp);
   const events: StoredEvent[] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
@@ -30,7 +35,7 @@ export function parseNotice(sessionId: string, text: string): AppendNotice | nul
       data: line.slice(secondTab + 1),
     });
   }
-  return events.length > 0 ? { sessionId, prevId, events } : null;
+  return events.length > 0 ? { sessionId, prevId, events, createdAt } : null;
 }
 
 /** Append notices over pub/sub: one channel per watched session, all on the instance's one link. */

@@ -43,7 +43,7 @@ export function createRedisStore({
   clock = Date.now,
 }: RedisStoreDeps): StreamStore {
   const appendScript = script<unknown[]>(redis, "append-8");
-  const readScript = script<[string | null, string]>(redis, "read-4");
+  const readScript = script<[string | null, string, string | null]>(redis, "read-5");
 
   async function appendTo(
     sessionId: string,
@@ -117,11 +117,12 @@ export function createRedisStore({
     },
 
     async read(sessionId, after, count): Promise<ReadResult> {
-      const [gapOldest, text] = await readScript(
+      const [gapOldest, text, createdAt] = await readScript(
         keys.events(sessionId),
         keys.snapshot(sessionId),
         keys.snapshotContent(sessionId),
         keys.snapshotReasoning(sessionId),
+        keys.meta(sessionId),
         after === null ? "-" : `(${after}`,
         count,
         after ?? "",
@@ -131,7 +132,7 @@ export function createRedisStore({
         after !== null && typeof gapOldest === "string"
           ? { requested: after, oldest: gapOldest === "" ? null : gapOldest }
           : null;
-      return { events, gap };
+      return { events, gap, createdAt: createdAt === null ? null : Number(createdAt) };
     },
 
     async holdLease(sessionId, holderId, ttlMs) {

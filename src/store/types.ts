@@ -101,6 +101,12 @@ export interface ReadResult {
   events: StoredEvent[];
   /** Set when history after `after` was trimmed without a snapshot (the lifecycle feed): the reader skips to `oldest`. */
   gap: { requested: string; oldest: string | null } | null;
+  /**
+   * The session's creation stamp when the events were read (null: no session): which incarnation of the
+   * id they belong to. An id is free again once its session expired, so a reader authorised for one
+   * incarnation checks it (mux/catch-up.ts).
+   */
+  createdAt: number | null;
 }
 
 /** A batch of events appended to one stream, as announced to every instance. */
@@ -109,6 +115,8 @@ export interface AppendNotice {
   /** Position of the stream's last event before this batch ("" when the stream was empty). */
   prevId: string;
   events: StoredEvent[];
+  /** The session's creation stamp (its incarnation); null when the notice does not say (an older sender). */
+  createdAt: number | null;
 }
 
 export interface NotificationListener {

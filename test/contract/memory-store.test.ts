@@ -30,7 +30,7 @@ describe("memory store expiry (injected clock)", () => {
     expect((await store.read(id, null, 10)).events).toHaveLength(2);
     now += 1_001;
     expect(await store.getSession(id)).toBeNull();
-    expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null });
+    expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null, createdAt: null });
   });
 
   it("a running session expires after IDLE_SESSION_TTL_SECONDS without appends, and each append renews it", async () => {

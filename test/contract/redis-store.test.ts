@@ -97,6 +97,6 @@ describe("redis store expiry", () => {
     await handle.command.pexpire(handle.keys.events(id), 1);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await store.getSession(id)).toBeNull();
-    expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null });
+    expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null, createdAt: null });
   });
 });

@@ -176,13 +176,39 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         expect(firstTwo.events.map((e) => e.id)).toEqual(ids.slice(0, 2));
 
         const atEnd = await store.read(id, ids[9]!, 100);
-        expect(atEnd).toEqual({ events: [], gap: null });
+        expect(atEnd).toEqual({ events: [], gap: null, createdAt: expect.any(Number) });
       });
 
       it("reads an empty session and an unknown session as no events and no gap", async () => {
         const id = await created();
-        expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null });
-        expect(await store.read(uniqueId("nobody"), null, 10)).toEqual({ events: [], gap: null });
+        const { createdAt } = (await store.getSession(id))!;
+        expect(await store.read(id, null, 10)).toEqual({ events: [], gap: null, createdAt });
+        expect(await store.read(uniqueId("nobody"), null, 10)).toEqual({
+          events: [],
+          gap: null,
+          createdAt: null,
+        });
+      });
+
+      it("a read and a notice say which incarnation of the id the events belong to (its createdAt)", async () => {
+        const id = uniqueId("incarnation");
+        const createdAt = 1_700_000_000_123;
+        const outcome = await store.append(id, tokens(1), {
+          createIfMissing: { id, model: null, metadata: {}, owner: "alice", createdAt },
+        });
+        expect(outcome).toMatchObject({ kind: "appended", created: true, createdAt });
+        expect((await store.read(id, null, 10)).createdAt).toBe(createdAt);
+        await store.notifier.watch(id);
+        try {
+          await store.append(id, tokens(1));
+          const deadline = Date.now() + 5_000;
+          while (!notices.some((notice) => notice.sessionId === id) && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          expect(notices.find((notice) => notice.sessionId === id)?.createdAt).toBe(createdAt);
+        } finally {
+          store.notifier.unwatch(id);
+        }
       });
 
       it("an append reports the stream's previous last position (as its notice does): empty first", async () => {
@@ -444,6 +470,7 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
           const n1 = await until(() => mine()[0], "the first notice");
           expect(n1).toEqual({
             sessionId: id,
+            createdAt: first.createdAt,
             prevId: "",
             events: [
               { id: first.ids[0], type: "token", data: JSON.stringify({ content: "hi\nthere" }) },
@@ -605,7 +632,7 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
 
         // At or after the last folded event the reader missed nothing: no snapshot.
         const atEdge = await small.store.read(id, snapshot!.id, 5);
-        expect(atEdge).toEqual({ gap: null, events: kept.slice(0, 5) });
+        expect(atEdge).toEqual({ gap: null, events: kept.slice(0, 5), createdAt: expect.any(Number) });
         const retained = await small.store.read(id, kept[0]!.id, 5);
         expect(retained.events.map((e) => e.id)).toEqual(kept.slice(1, 6).map((e) => e.id));
         // Compaction keeps the session's metadata.

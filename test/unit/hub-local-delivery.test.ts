@@ -113,6 +113,7 @@ async function appendLocally(store: StreamStore, id: string, events: EventInput[
   if (outcome.kind !== "appended") throw new Error(`append: ${outcome.kind}`);
   return {
     sessionId: id,
+    createdAt: outcome.createdAt,
     prevId: outcome.prevId,
     events: events.map((event, i) => ({
       id: outcome.ids[i]!,
@@ -124,7 +125,7 @@ async function appendLocally(store: StreamStore, id: string, events: EventInput[
 
 /** The local hand-over of a batch, as the run manager makes it. */
 function hubTakes(hub: Hub, notice: AppendNotice): void {
-  hub.deliverLocal(notice.sessionId, notice.prevId, () => notice.events);
+  hub.deliverLocal(notice.sessionId, notice.prevId, () => notice.events, notice.createdAt);
 }
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));

@@ -11,6 +11,7 @@ import {
   mayUseCookie,
   mayUseSubscription,
   mayWriteSession,
+  readIncarnation,
   requireScope,
 } from "../../src/auth/policy.js";
 import { OPEN_PRINCIPAL, type Principal, type Scope } from "../../src/auth/principal.js";
@@ -161,5 +162,14 @@ describe("access policy", () => {
     expect(lifecycleFeedOwner(principal(["admin"], "ops"))).toBeNull();
     expect(lifecycleFeedOwner(OPEN_PRINCIPAL)).toBeNull();
     expect(lifecycleFeedOwner(principal(["subscribe"], null))).toBeNull();
+  });
+
+  it("a read allowed by ownership holds for the session as created; by admin or a claim, for the id", () => {
+    const alicesSession = { owner: "alice", createdAt: 1234 };
+    expect(readIncarnation(principal(["subscribe"], "alice"), "s-1", alicesSession)).toBe(1234);
+    expect(readIncarnation(principal(["subscribe"], "carol", ["s-*"]), "s-1", alicesSession)).toBeNull();
+    expect(readIncarnation(principal(["admin"], "ops"), "s-1", alicesSession)).toBeNull();
+    expect(readIncarnation(OPEN_PRINCIPAL, "s-1", alicesSession)).toBeNull();
+    expect(readIncarnation(principal(["subscribe"], "carol", ["s-*"]), "s-1", null)).toBeNull();
   });
 });

@@ -26,6 +26,10 @@ class FakeOwner implements ReaderOwner {
   readMayMiss(): void {
     this.calls.push("readMayMiss");
   }
+  incarnationEnded(reader: SessionReader): void {
+    this.calls.push("incarnationEnded");
+    reader.close();
+  }
 }
 
 /** A reader at `position` brought to `state` through its transitions. */
@@ -167,5 +171,45 @@ describe("what the hub pushes to a reader", () => {
       expect(reader.state).toBe(state);
       expect(owner.calls).toEqual([]);
     }
+  });
+});
+
+describe("a reader bound to the incarnation it was authorised for", () => {
+  const bound = (state: "live" | "reading", incarnation: number | null) => {
+    const owner = new FakeOwner();
+    const reader = new SessionReader("s", 0, null, owner, null, true, incarnation);
+    reader.position = "5-0";
+    if (state === "reading") {
+      reader.fallBehind();
+      reader.startRead();
+      owner.calls.length = 0;
+    }
+    return { reader, owner };
+  };
+
+  it("takes its own incarnation's batches, and never another's: its owner ends it instead", () => {
+    const { reader, owner } = bound("live", 1000);
+    expect(reader.push("5-0", batch("6-0"), 1000)).toBe(true);
+    expect(reader.push("6-0", batch("7-0"), 2000)).toBe(false);
+    expect(owner.calls).toEqual(["deliver 6-0", "incarnationEnded"]);
+    expect(reader.state).toBe("closed");
+    // Even a batch that would follow its position (a new session's first batch, prevId "").
+    const fresh = bound("reading", 1000);
+    expect(fresh.reader.push("", batch("9-0"), 2000)).toBe(false);
+    expect(fresh.owner.calls).toEqual(["incarnationEnded"]);
+  });
+
+  it("reads the store when a notice does not say its incarnation (an older instance sent it)", () => {
+    const { reader, owner } = bound("live", 1000);
+    expect(reader.push("5-0", batch("6-0"), null)).toBe(false);
+    expect(owner.calls).toEqual(["catchUp"]);
+    expect(reader.state).toBe("behind");
+  });
+
+  it("unbound (admin, a claim), it follows the id into any incarnation", () => {
+    const { reader, owner } = bound("live", null);
+    expect(reader.push("5-0", batch("6-0"), 1000)).toBe(true);
+    expect(reader.push("6-0", batch("7-0"), 2000)).toBe(true);
+    expect(owner.calls).toEqual(["deliver 6-0", "deliver 7-0"]);
   });
 });

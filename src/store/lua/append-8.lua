@@ -75,7 +75,8 @@ if created == 1 then
 end
 local prev = last or ''
 local result = {'appended', created, 0, owner or '', prev, createdAt or '', 0}
-local notice = {prev}
+-- The notice's first line: the previous position and the session's incarnation (its creation stamp).
+local notice = {prev .. '\t' .. (createdAt or '')}
 local terminal = nil
 for i = FIRST_EVENT, #ARGV, 2 do
   local eventType, data = ARGV[i], ARGV[i + 1]

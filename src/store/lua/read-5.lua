@@ -1,13 +1,16 @@
 -- Reads up to COUNT events after a position. A reader whose position lies before what compaction folded
 -- gets the session's snapshot first (the state up to the last folded event), then the kept events; where
 -- history was trimmed without a snapshot (the lifecycle feed), it is told what it missed instead.
--- KEYS: 1 events stream, 2 snapshot hash, 3 snapshot content, 4 snapshot reasoning
+-- KEYS: 1 events stream, 2 snapshot hash, 3 snapshot content, 4 snapshot reasoning, 5 metadata hash
 -- ARGV: 1 exclusive start ("-" for the beginning, else "(<id>"), 2 count, 3 requested position ("" for none)
--- Returns: {gapOldest or false, events}: gapOldest is the oldest kept id (or "" when nothing is kept)
--- when events after the requested position were trimmed; events is one text, a line per event,
--- `id \t type \t data`, as in an append notice (one bulk reply is far cheaper to parse than nested arrays).
+-- Returns: {gapOldest or false, events, createdAt or false}: gapOldest is the oldest kept id (or "" when
+-- nothing is kept) when events after the requested position were trimmed; events is one text, a line per
+-- event, `id \t type \t data`, as in an append notice (one bulk reply is far cheaper to parse than nested
+-- arrays); createdAt is the session's creation stamp, read in the same step: which incarnation of the id
+-- the events belong to (false when there is no session).
 local events, snap, snapContent, snapReasoning = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local start, requested = ARGV[1], ARGV[3]
+local createdAt = redis.call('HGET', KEYS[5], 'createdAt') or false
 local function before(a, b)
   local am, as = string.match(a, '(%d+)-(%d+)')
   local bm, bs = string.match(b, '(%d+)-(%d+)')
@@ -44,7 +47,7 @@ for i = 1, #entries do
   lines[#lines + 1] = entries[i][1] .. '\t' .. eventType .. '\t' .. data
 end
 local text = table.concat(lines, '\n')
-if snapLast or requested == '' or redis.call('EXISTS', events) == 0 then return {false, text} end
+if snapLast or requested == '' or redis.call('EXISTS', events) == 0 then return {false, text, createdAt} end
 local info = redis.call('XINFO', 'STREAM', events)
 local maxDeleted, first = nil, nil
 for i = 1, #info, 2 do
@@ -54,6 +57,6 @@ end
 if maxDeleted and maxDeleted ~= '0-0' and before(requested, maxDeleted) then
   local oldest = ''
   if first and type(first) == 'table' then oldest = first[1] end
-  return {oldest, text}
+  return {oldest, text, createdAt}
 end
-return {false, text}
+return {false, text, createdAt}
