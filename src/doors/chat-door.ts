@@ -7,7 +7,7 @@
  * The chat's active run is kept in the backend (chat-runs.ts), so `reconnectToStream` (what
  * `useChat({resume: true})` calls on load) finds it on any instance.
  */
-import { requireScope } from "../auth/policy.js";
+import { readIncarnation, requireScope } from "../auth/policy.js";
 import type { AppContext } from "../http/context.js";
 import { endEmpty, type StreamRequest } from "../http/stream-request.js";
 import { admitConnection } from "../limits/admission.js";
@@ -68,12 +68,13 @@ export async function serveChatStream(
     endEmpty(stream, 204);
     return;
   }
-  await readableSession(context, stream.principal, active);
+  const readable = await readableSession(context, stream.principal, active);
   const admission = await admitConnection(context, stream.principal, stream.ip);
   context.metrics.resumes.inc({ kind: "session" });
   await streamThroughDoor(context, stream, active, uiMessageFrames({ messageId: active }), {
     admission,
     created: false,
+    incarnation: readIncarnation(stream.principal, active, readable),
     headers: headersFor(active),
   });
 }

@@ -17,6 +17,8 @@ export interface DoorSink {
   readonly writable: boolean;
   /** The session's next events, in order. Returns true once the door has all it needs (it then closes). */
   take(events: readonly StoredEvent[]): boolean;
+  /** The session is gone (its id was created again by someone else): end here, without a terminal. */
+  abandon?(): void;
 }
 
 export interface DoorStreamDeps {
@@ -56,12 +58,13 @@ export class DoorStream implements ReaderOwner, CatchUpOwner {
   /**
    * Reads the session from its first event. `created`: this request is creating it (no events yet),
    * so the reader is live from the start and joins the hub before this returns its promise: the run's
-   * first batch, handed over locally, reaches it.
+   * first batch, handed over locally, reaches it. `incarnation`: the one the client was authorised for
+   * (null: any; policy.ts readIncarnation); a batch of another ends the door with none of it.
    */
-  async read(sessionId: string, created: boolean): Promise<void> {
+  async read(sessionId: string, created: boolean, incarnation: number | null = null): Promise<void> {
     if (this.closed || this.reader) return;
     const { hub } = this.deps;
-    const reader = new SessionReader(hub.sessionKey(sessionId), 0, null, this, null, created);
+    const reader = new SessionReader(hub.sessionKey(sessionId), 0, null, this, null, created, incarnation);
     this.reader = reader;
     // Read only once notices are flowing: an append between the read and the watch would be missed.
     await hub.join(reader);
@@ -97,6 +100,8 @@ export class DoorStream implements ReaderOwner, CatchUpOwner {
 
   /** The session read expired and its id was created again: the door ends here, with none of it. */
   incarnationEnded(_reader: SessionReader): void {
+    if (this.closed) return;
+    this.deps.sink.abandon?.();
     this.close();
   }
 

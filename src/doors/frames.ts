@@ -89,6 +89,9 @@ export function sseSink(writer: SseWriter, encode: FrameEncoder): DoorSink {
       else if (text !== "") writer.send(text);
       return ended;
     },
+    abandon() {
+      writer.end();
+    },
   };
 }
 

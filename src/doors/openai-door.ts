@@ -9,6 +9,7 @@
  * Each run is an ordinary session (X-Session-Id names it): the dashboard, `@sessions`, cancel and the
  * multiplexed stream see it like any other.
  */
+import { readIncarnation } from "../auth/policy.js";
 import { errors } from "../errors.js";
 import type { AppContext } from "../http/context.js";
 import { endEmpty, type StreamRequest } from "../http/stream-request.js";
@@ -133,6 +134,7 @@ export async function serveChatResume(
   await streamThroughDoor(context, stream, id, chatFrames(options, after), {
     admission,
     created: false,
+    incarnation: readIncarnation(stream.principal, id, info),
     headers: { [SESSION_HEADER]: id },
   });
 }
@@ -216,6 +218,7 @@ export async function serveResponse(
   await streamThroughDoor(context, stream, id, responsesFrames(translatorFor(id, info), after), {
     admission,
     created: false,
+    incarnation: readIncarnation(stream.principal, id, info),
     headers: { [SESSION_HEADER]: id },
   });
 }

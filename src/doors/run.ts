@@ -74,7 +74,14 @@ export async function streamThroughDoor(
   target: StreamRequest,
   sessionId: string,
   encode: FrameEncoder,
-  options: { admission: Admission; created: boolean; headers?: Record<string, string>; started?: StartedRun },
+  options: {
+    admission: Admission;
+    created: boolean;
+    headers?: Record<string, string>;
+    started?: StartedRun;
+    /** The incarnation the reader is bound to (policy.ts readIncarnation); null or absent: any. */
+    incarnation?: number | null;
+  },
 ): Promise<void> {
   let opened = false;
   try {
@@ -96,7 +103,7 @@ export async function streamThroughDoor(
         ),
     );
     opened = true;
-    const joined = door.read(sessionId, options.created);
+    const joined = door.read(sessionId, options.created, options.incarnation ?? null);
     options.started?.readerJoined();
     await joined;
   } finally {

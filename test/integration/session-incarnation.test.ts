@@ -109,4 +109,21 @@ describe("a reader never receives a later session with the same id", () => {
     await expectDetached(id, single, mux);
     await watcher.waitForEvent("done", WAIT_MS);
   });
+
+  it("a front door's stream (a chat completion resumed by its owner) ends without the new session", async () => {
+    const id = newId("door");
+    expect((await publish(alice, id, "alice-1")).status).toBe(202);
+    const door = await openSse(`${gw.url}/v1/chat/completions/${id}/stream`, { headers: bearer(alice) });
+    opened.push(door);
+    expect(door.status).toBe(200);
+    await door.waitFor((events) => events.some((event) => event.data.includes("alice-1")), WAIT_MS);
+    const deadline = Date.now() + WAIT_MS;
+    while ((await gw.gateway.context.store.getSession(id)) !== null) {
+      if (Date.now() > deadline) throw new Error(`${id} did not expire`);
+      await sleep(100);
+    }
+    expect((await publish(bob, id, "bob-secret")).status).toBe(202);
+    await door.closed;
+    expect(door.raw()).not.toContain("bob-");
+  });
 });
