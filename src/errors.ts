@@ -1,5 +1,5 @@
 /** One error type carrying status and code, and the one writer that turns errors into JSON answers. */
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
 
@@ -126,6 +126,9 @@ export function createErrorWriter(logger: Logger, storeReady: () => boolean): Er
         return;
       }
       if (expected) (res as { failure?: FailureNote }).failure = note;
+      // Refused before its body has all come (the token is checked first): the connection closes after
+      // the answer (Connection: close), rather than wait for a body nobody reads and time out on it.
+      if (hasUnreadBody(res.req)) res.shouldKeepAlive = false;
       else if (appError.status >= 500) logger.error({ err: error }, "request failed");
       const body = JSON.stringify(errorBody(appError.code, appError.message));
       res.writeHead(appError.status, {
@@ -137,6 +140,12 @@ export function createErrorWriter(logger: Logger, storeReady: () => boolean): Er
       res.end(body);
     },
   };
+}
+
+function hasUnreadBody(req: IncomingMessage | undefined): boolean {
+  if (!req || req.complete) return false;
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
 export function createErrorHandler(writer: ErrorWriter): ErrorRequestHandler {

@@ -1,15 +1,15 @@
 /**
  * What a request waits for of the store is bounded. The Redis connections queue commands through an
  * outage (maxRetriesPerRequest: null: open streams and runs resume by themselves), so without a bound
- * a read that meets an outage, or a Redis that stopped answering, waits for ever, holding its request
- * and socket. Here every store call a request waits for gives up after STORE_TIMEOUT_MS with
- * `503 unavailable` and `Retry-After` (the command itself may still run later: reads and limit places
- * are harmless to run late, and a place taken late lapses with its TTL).
- *
- * Writes that carry data (appends, creating sessions and sets, patches) are not bounded here: answered
- * 503 while the command could still be applied later, a retry would write twice. They are refused
- * before they start while the store is not ready (guards.ts), and one caught by a connection loss
- * waits for the reconnection, as before. Runs use the store directly (their buffer rides out outages).
+ * a request that meets an outage, or a Redis that stopped answering, waits for ever, holding its
+ * request and socket. Here every store call a request waits for gives up after STORE_TIMEOUT_MS with
+ * `503 unavailable` and `Retry-After`. The command itself may still run later: reads and limit places
+ * are harmless to run late (a place taken late lapses with its TTL); a write (an append, a new set, a
+ * change to one) may then have been applied although it was answered 503, as with any request whose
+ * answer is lost: an append retried with the same Idempotency-Key is applied once. While the store is
+ * known not to be ready, nothing is sent to it at all (guards.ts). Runs use the store directly (their
+ * buffer rides out outages), so a run start that takes no limit place first (an admin token's) waits
+ * for the store once it has begun.
  */
 import { errors } from "../errors.js";
 import type { Limiter } from "../limits/limiter.js";
@@ -29,15 +29,15 @@ export function within<T>(call: Promise<T>, ms: number): Promise<T> {
   return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** The store as requests see it: its reads bounded. */
+/** The store as requests see it: every call a request waits for bounded. */
 export function boundedStore(store: StreamStore, ms: number): StreamStore {
   return {
     kind: store.kind,
     notifier: store.notifier,
     isReady: () => store.isReady(),
-    createSession: (session) => store.createSession(session),
+    createSession: (session) => within(store.createSession(session), ms),
     getSession: (id) => within(store.getSession(id), ms),
-    append: (sessionId, events, options) => store.append(sessionId, events, options),
+    append: (sessionId, events, options) => within(store.append(sessionId, events, options), ms),
     read: (sessionId, after, count) => within(store.read(sessionId, after, count), ms),
     holdLease: (sessionId, holderId, ttlMs) => store.holdLease(sessionId, holderId, ttlMs),
     releaseLease: (sessionId) => store.releaseLease(sessionId),
@@ -57,11 +57,11 @@ export function boundedLimiter(limiter: Limiter, ms: number): Limiter {
   };
 }
 
-/** Subscription sets as requests see them: reads and follows bounded, changes not (see above). */
+/** Subscription sets as requests see them: every call bounded. */
 export function boundedSubscriptions(subscriptions: SubscriptionStore, ms: number): SubscriptionStore {
   return {
-    create: (id, sessions, owner) => subscriptions.create(id, sessions, owner),
-    patch: (id, add, remove) => subscriptions.patch(id, add, remove),
+    create: (id, sessions, owner) => within(subscriptions.create(id, sessions, owner), ms),
+    patch: (id, add, remove) => within(subscriptions.patch(id, add, remove), ms),
     owner: (id) => within(subscriptions.owner(id), ms),
     get: (id) => within(subscriptions.get(id), ms),
     touch: (id) => within(subscriptions.touch(id), ms),

@@ -4,14 +4,24 @@
  * Whatever arrives: never a 5xx, never a crash (the gateway still answers /healthz), every 4xx is
  * JSON `{error:{code,message}}` without a stack trace, and no rejected request appends an event
  * (sessions touched only by rejected requests do not exist; the others hold exactly the accepted events).
+ *
+ * And the classes of round 2 of the security review, each over random input: header trust (whatever
+ * X-Forwarded-For says, from a trusted proxy or not, no limit key holds anything but an IP address),
+ * time-bounded reads (slow or partial requests on every route are answered in time, and while the
+ * store does not answer every route answers `503` or without it, never hangs), and per-subject creation
+ * limits (however the ids and subjects are drawn, no subject creates more sessions than its limit).
+ * Authorisation at delivery is fuzzed in test/unit/incarnation-catch-up.test.ts (random expiries and
+ * re-creations on a clock of the test's).
  */
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import { connect, isIP } from "node:net";
 import fc from "fast-check";
+import { Redis } from "ioredis";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { encodeCursor } from "../../src/mux/cursor.js";
-import { startTestGateway, type TestGateway } from "../helpers/index.js";
+import { type RedisServerHandle, startRedis, startTestGateway, type TestGateway } from "../helpers/index.js";
 
 const SECRET = "fuzz-test-secret-0123456789-abcdefghijklmnopqrstuv";
 const RUNS = 250;
@@ -350,7 +360,11 @@ describe("fuzzing every endpoint", () => {
       LIMIT_RUNS_PER_MINUTE: "100000",
       LIMIT_CONCURRENT_RUNS: "1000",
     };
-    gateways.open = await startTestGateway({ redisUrl: inject("redisUrl"), env });
+    // Trusts loopback's X-Forwarded-For: the random header values reach the address logic.
+    gateways.open = await startTestGateway({
+      redisUrl: inject("redisUrl"),
+      env: { ...env, TRUST_PROXY: "loopback" },
+    });
     gateways.auth = await startTestGateway({
       redisUrl: inject("redisUrl"),
       env: { ...env, AUTH_JWT_SECRET: SECRET },
@@ -705,6 +719,184 @@ describe("fuzzing every endpoint", () => {
         }
       }
       expect(untouched + appended.size).toBeGreaterThan(0);
+
+      // Header trust: whatever X-Forwarded-For carried, a limit key names an IP address (or a subject).
+      const redis = new Redis(inject("redisUrl"));
+      try {
+        const keys = await redis.keys(`${gateways[mode].prefix}limit:*`);
+        for (const key of keys) {
+          const ip = /ip:([^}]*?)(?:}|$)/.exec(key.slice(gateways[mode].prefix.length))?.[1];
+          if (ip !== undefined) expect(isIP(ip) !== 0 || ip === "unknown", key).toBe(true);
+        }
+      } finally {
+        redis.disconnect();
+      }
     }
+  });
+
+  // ---- round 2: bounds that hold whatever is sent -------------------------------------------------------
+
+  describe("bounds", () => {
+    let bounded: TestGateway;
+    let paused: TestGateway;
+    let pausedRedis: RedisServerHandle;
+    const LIMIT = 5;
+    beforeAll(async () => {
+      bounded = await startTestGateway({
+        redisUrl: inject("redisUrl"),
+        env: {
+          AUTH_JWT_SECRET: SECRET,
+          REQUEST_TIMEOUT_MS: "300",
+          HEADERS_TIMEOUT_MS: "300",
+          LIMIT_NEW_SESSIONS_PER_MINUTE: String(LIMIT),
+        },
+      });
+      pausedRedis = await startRedis();
+      paused = await startTestGateway({
+        redisUrl: pausedRedis.url,
+        env: { AUTH_JWT_SECRET: SECRET, STORE_TIMEOUT_MS: "200" },
+      });
+    });
+    afterAll(async () => {
+      await bounded?.close();
+      await paused?.close();
+      await pausedRedis?.stop();
+    });
+
+    /** What comes back on a raw socket for `head` + part of a body: the first response's status, or null. */
+    function partial(url: string, text: string): Promise<{ status: number; body: string } | null> {
+      const { hostname, port } = new URL(url);
+      return new Promise((resolve, reject) => {
+        const socket = connect(Number(port), hostname);
+        let received = "";
+        const timer = setTimeout(() => {
+          socket.destroy();
+          reject(new Error(`no answer in 10 s to ${JSON.stringify(text.slice(0, 200))}`));
+        }, 10_000);
+        socket.setEncoding("utf8");
+        socket.on("data", (chunk: string) => {
+          received += chunk;
+        });
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          clearTimeout(timer);
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(received)?.[1];
+          resolve(status ? { status: Number(status), body: received.split("\r\n\r\n")[1] ?? "" } : null);
+        });
+        socket.write(text);
+      });
+    }
+
+    it("slow or partial requests on every route are answered in time (408, or refused before the body)", async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(...ROUTES),
+          fc.stringMatching(VALID_ID),
+          fc.option(fc.constantFrom(...tokens.slice(0, 4)), { nil: undefined }),
+          fc.integer({ min: 1, max: 2_000_000 }),
+          fc.nat({ max: 50 }),
+          fc.boolean(),
+          async (route, id, token, declared, sentBytes, headersDone) => {
+            const path = route.path(id);
+            const head =
+              `${route.method} ${path} HTTP/1.1\r\nHost: fuzz\r\nContent-Type: application/json\r\n` +
+              `Content-Length: ${declared}\r\n${token ? `Authorization: Bearer ${token}\r\n` : ""}`;
+            const text = headersDone ? `${head}\r\n${"{".repeat(Math.min(sentBytes, declared - 1))}` : head;
+            const answer = await partial(bounded.url, text);
+            const what = `${route.method} ${path} declared ${declared}, headers ${headersDone ? "done" : "cut"}`;
+            // The server answers and closes, or just closes (a request it had answered already).
+            if (answer === null) return;
+            expect(answer.status, what).toBeGreaterThanOrEqual(400);
+            expect(answer.status, what).toBeLessThan(500);
+            expect(JSON.parse(answer.body.slice(answer.body.indexOf("{"))), what).toEqual({
+              error: { code: expect.any(String), message: expect.any(String) },
+            });
+            if (!headersDone) expect(answer.status, what).toBe(408);
+          },
+        ),
+        { numRuns: 40 },
+      );
+    });
+
+    it("while the store does not answer, every route answers in time: 503 with Retry-After, or without the store", async () => {
+      const admin = new Redis(pausedRedis.url);
+      try {
+        // Long enough for the runs below (each answered within STORE_TIMEOUT_MS); it lapses by itself
+        // (CLIENT UNPAUSE would wait for the pause like any other command).
+        await admin.call("CLIENT", "PAUSE", "15000", "ALL");
+        await fc.assert(
+          fc.asyncProperty(
+            fc.constantFrom(...ROUTES),
+            fc.stringMatching(VALID_ID),
+            // Not the admin token: a run it starts takes no limit place first (see src/http/bounded.ts).
+            fc.constantFrom(...tokens.slice(1, 4)),
+            async (route, id, token) => {
+              const res = await fetch(`${paused.url}${route.path(id)}`, {
+                method: route.method,
+                headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+                ...(route.hasBody
+                  ? { body: JSON.stringify({ message: "hi", events: [], sessions: [id] }) }
+                  : {}),
+                signal: AbortSignal.timeout(10_000),
+              });
+              await res.arrayBuffer();
+              const what = `${route.method} ${route.path(id)} → ${res.status}`;
+              expect(res.status, what).toBeGreaterThanOrEqual(400);
+              if (res.status >= 500) {
+                expect(res.status, what).toBe(503);
+                expect(res.headers.get("retry-after"), what).toMatch(/^\d+$/);
+              }
+            },
+          ),
+          { numRuns: 30 },
+        );
+      } finally {
+        admin.disconnect();
+      }
+    });
+
+    it("no subject creates more sessions than its limit, whatever the ids and subjects", async () => {
+      const key = new TextEncoder().encode(SECRET);
+      const subjects = await Promise.all(
+        Array.from({ length: 3 }, (_, i) =>
+          new SignJWT({ sub: `fuzz-creator-${randomBytes(3).toString("hex")}-${i}`, scope: "publish" })
+            .setProtectedHeader({ alg: "HS256" })
+            .setExpirationTime("1h")
+            .sign(key),
+        ),
+      );
+      // Created sessions per subject and minute window.
+      const created = new Map<string, number>();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.nat({ max: subjects.length - 1 }),
+          fc.stringMatching(/^[A-Za-z0-9_-]{1,40}$/),
+          fc.boolean(),
+          async (who, suffix, reuse) => {
+            const id = reuse ? `fz-lim-${who}` : `fz-lim-${randomBytes(4).toString("hex")}-${suffix}`;
+            const before = await bounded.gateway.context.store.getSession(id);
+            const minute = Math.floor(Date.now() / 60_000);
+            const reply = await send(bounded.url, {
+              method: "POST",
+              path: `/api/v1/sessions/${encodeURIComponent(id)}/events`,
+              headers: { "content-type": "application/json", authorization: `Bearer ${subjects[who]}` },
+              body: JSON.stringify({ events: [{ type: "token", data: { content: "x" } }] }),
+            });
+            expect(reply).not.toBeNull();
+            const after = await bounded.gateway.context.store.getSession(id);
+            if (reply!.status === 429) {
+              expect(JSON.parse(reply!.text).error.code).toBe("too_many_new_sessions");
+              expect(after).toEqual(before);
+            }
+            if (before === null && after !== null) {
+              const window = `${who}:${minute}`;
+              created.set(window, (created.get(window) ?? 0) + 1);
+              expect(created.get(window)!, window).toBeLessThanOrEqual(LIMIT);
+            }
+          },
+        ),
+        { numRuns: 60 },
+      );
+    });
   });
 });
