@@ -2,8 +2,11 @@
  * Authorisation at delivery, on the catch-up path: a reader bound to the incarnation it was authorised
  * for that reads the store (behind, or after a resync) and finds another incarnation of its id (the
  * session expired and another subject created it) delivers none of it; it says `gap` and is detached.
- * Over the memory backend with a clock of the test's, so expiry is a step, not a wait.
+ * Over the memory backend with a clock of the test's, so expiry is a step, not a wait. Then the class,
+ * fuzzed: random sequences of appends, expiries, re-creations by either subject, lost notices and
+ * resyncs never put an event of another incarnation on the reader's stream.
  */
+import fc from "fast-check";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createMemoryBackend } from "../../src/backend/index.js";
@@ -88,6 +91,10 @@ function setup(framing: "single" | "mux") {
     base.append("s", [{ type: "token", data: { content } }], {
       createIfMissing: { id: "s", model: null, metadata: {}, owner, createdAt: now },
     });
+  /** A few milliseconds pass (appends in one millisecond of one incarnation share its stamp anyway). */
+  const tick = () => {
+    now += 3;
+  };
   return {
     store: base,
     writer,
@@ -97,6 +104,7 @@ function setup(framing: "single" | "mux") {
     advance: (ms: number) => {
       now += ms;
     },
+    tick,
     resync: () => listener?.onResync(),
   };
 }
@@ -132,4 +140,58 @@ describe("a bound reader catching up from the store", () => {
       expect(writer.ended).toBe(true);
     });
   }
+
+  it("never delivers another incarnation, whatever the order of appends, expiries, re-creations and lost notices", async () => {
+    const step = fc.oneof(
+      fc.record({
+        kind: fc.constant("append" as const),
+        by: fc.constantFrom("alice" as const, "bob" as const),
+      }),
+      fc.constant({ kind: "expire" as const }),
+      fc.record({ kind: fc.constant("deaf" as const), deaf: fc.boolean() }),
+      fc.constant({ kind: "resync" as const }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom("single" as const, "mux" as const),
+        fc.array(step, { maxLength: 25 }),
+        async (framing, steps) => {
+          const { store, writer, connection, control, publish, advance, tick, resync } = setup(framing);
+          await publish("alice", "alice-0-0");
+          const info = await store.getSession("s");
+          await connection.addSession("s", 0, { kind: "none" }, info, null, info!.createdAt);
+          connection.sessionsAdded();
+          // Contents say which incarnation they were appended to: 0 is the reader's.
+          let incarnation = 0;
+          let n = 1;
+          for (const each of steps) {
+            tick();
+            if (each.kind === "append") {
+              const current = await store.getSession("s");
+              // Appending to a live session keeps its incarnation (and owner); to a gone one creates the next.
+              if (current === null) incarnation++;
+              await publish(current?.owner ?? each.by, `i${incarnation}-${n++}`);
+            } else if (each.kind === "expire") {
+              advance((IDLE_SECONDS + 1) * 1000);
+            } else if (each.kind === "deaf") {
+              control.deaf = each.deaf;
+            } else {
+              resync();
+            }
+            await settle();
+          }
+          control.deaf = false;
+          resync();
+          await settle();
+          const contents = [...writer.text.matchAll(/"content":"([^"]*)"/g)].map((match) => match[1]!);
+          const foreign = contents.filter(
+            (content) => !content.startsWith("alice-0") && !content.startsWith("i0-"),
+          );
+          expect(foreign).toEqual([]);
+          connection.close();
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
 });
