@@ -21,7 +21,7 @@ RUN npm run build \
  && mkdir -p dist/store/lua \
  && cp src/store/lua/*.lua dist/store/lua/ \
  && test -f dist/server.js \
- && test -f dist/store/lua/append-3.lua
+ && ls dist/store/lua/append-*.lua
 
 # ---- runtime: production dependencies and the built output only ----
 FROM ${NODE_IMAGE} AS runtime

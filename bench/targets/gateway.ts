@@ -71,6 +71,8 @@ export async function startGateway(options: TargetOptions = {}): Promise<Target>
     LIMIT_PUBLISH_EVENTS_PER_SECOND: String(UNLIMITED),
     LIMIT_RUNS_PER_MINUTE: String(UNLIMITED),
     LIMIT_CONCURRENT_RUNS: String(UNLIMITED),
+    LIMIT_NEW_SESSIONS_PER_MINUTE: String(UNLIMITED),
+    LIMIT_REQUESTS_IN_FLIGHT_PER_IP: String(UNLIMITED),
     ...options.gatewayEnv,
   };
   if (options.profileDir) mkdirSync(options.profileDir, { recursive: true });

@@ -34,6 +34,8 @@ export function e2eGatewayEnv(redisUrl: string, keyPrefix: string): Record<strin
     LIMIT_CONCURRENT_RUNS: "100000",
     LIMIT_CONNECTIONS_PER_IP: "100000",
     LIMIT_CONNECTIONS_PER_SUBJECT: "100000",
+    LIMIT_NEW_SESSIONS_PER_MINUTE: "100000",
+    LIMIT_REQUESTS_IN_FLIGHT_PER_IP: "100000",
   };
 }
 
