@@ -269,8 +269,19 @@ describe("OpenAI runs through the real SDK", () => {
   });
 
   it("a cut mid-stream keeps the tokens before it, then ends with upstream_disconnected", async () => {
-    fixture.script({ tokens: ["alpha", " beta", " gamma", " delta", " epsilon"], cutAfter: 3 });
-    const { events } = await runToEnd(gw, { message: "cut" });
+    let tokensStored = () => {};
+    const cutWhen = new Promise<void>((resolve) => {
+      tokensStored = resolve;
+    });
+    fixture.script({ tokens: ["alpha", " beta", " gamma", " delta", " epsilon"], cutAfter: 3, cutWhen });
+    const created = await postJson(`${gw.url}/api/v1/sessions`, { message: "cut" });
+    expect(created.status, created.text).toBe(201);
+    const stream = await openSse(`${gw.url}${created.body.streamUrl}`);
+    cleanups.push(() => stream.close());
+    await stream.waitFor((seen) => tokensOf(seen).length === 3, STREAM_TIMEOUT_MS);
+    tokensStored();
+    await closedWithin(stream);
+    const { events } = stream;
     expectOpenAIStart(events);
     expect(tokensOf(events)).toEqual(["alpha", " beta", " gamma"]);
     const error = expectOneTerminal(events, "error");

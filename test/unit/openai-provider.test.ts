@@ -372,8 +372,14 @@ describe("openai provider", () => {
   });
 
   it("reports a connection cut mid-stream as upstream_disconnected, after the tokens received", async () => {
-    fixture.script({ tokens: ["one", " two", " three", " four", " five"], cutAfter: 3 });
-    const { tokens, error } = await run(provider());
+    let tokensTaken = () => {};
+    const cutWhen = new Promise<void>((resolve) => {
+      tokensTaken = resolve;
+    });
+    fixture.script({ tokens: ["one", " two", " three", " four", " five"], cutAfter: 3, cutWhen });
+    const { tokens, error } = await run(provider(), undefined, (_chunk, chunks) => {
+      if (chunks.filter((chunk) => chunk.kind === "token").length === 3) tokensTaken();
+    });
     expect(tokens).toEqual(["one", " two", " three"]);
     expectUpstreamError(error, "upstream_disconnected");
   });

@@ -39,6 +39,7 @@ function provider(maxOutputTokens?: number): ModelProvider {
 async function run(
   model: ModelProvider,
   request: { messages?: ChatMessage[]; options?: ModelOptions } = {},
+  onChunk?: (chunks: ModelChunk[]) => void,
 ): Promise<{ chunks: ModelChunk[]; error: unknown }> {
   const chunks: ModelChunk[] = [];
   let error: unknown;
@@ -50,6 +51,7 @@ async function run(
       signal: new AbortController().signal,
     })) {
       chunks.push(chunk);
+      onChunk?.(chunks);
     }
   } catch (caught) {
     error = caught;
@@ -163,11 +165,18 @@ describe("the Responses API upstream", () => {
 
   it("a connection cut mid-stream is upstream_disconnected", async () => {
     const events = responsesEvents({ text: ["a", "b", "c"] });
+    let tokensTaken = () => {};
+    const cutWhen = new Promise<void>((resolve) => {
+      tokensTaken = resolve;
+    });
     fixture.script({
       events,
       cutAfter: events.findIndex((e) => e.type === "response.output_text.delta") + 2,
+      cutWhen,
     });
-    const { chunks, error } = await run(provider());
+    const { chunks, error } = await run(provider(), {}, (taken) => {
+      if (taken.length === 2) tokensTaken();
+    });
     expect(chunks).toEqual([
       { kind: "token", content: "a" },
       { kind: "token", content: "b" },
