@@ -13,6 +13,7 @@
  *   --idle-connections N    the idle scenario's C (default 5,000; quick 200)
  *   --producer-phases N     overrides both fan-out scenarios' producer phase groups (1 = every session in step)
  *   --rates A,B             fan-out scenarios run these append rates as fixed steps instead of the ramp
+ *   --step-seconds N        each fixed-rate step measures N seconds (default 5; a p99 wants a longer window)
  *   --gateway-entry PATH    the gateway's entry point, to compare another build (default dist/server.js)
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
@@ -93,6 +94,7 @@ async function main(): Promise<number> {
       "idle-connections": { type: "string" },
       "producer-phases": { type: "string" },
       rates: { type: "string" },
+      "step-seconds": { type: "string" },
       "gateway-entry": { type: "string" },
     },
   });
@@ -107,6 +109,9 @@ async function main(): Promise<number> {
   const out =
     values.out ??
     (quick ? join(tmpdir(), "sse-bench-quick.jsonl") : join(REPO_ROOT, "bench/results/results.jsonl"));
+  if (values["step-seconds"] !== undefined && !(Number(values["step-seconds"]) > 0)) {
+    throw new Error(`--step-seconds: a number of seconds above 0, not ${values["step-seconds"]}`);
+  }
   const openFiles = openFileLimit();
   const needed = Number(values["idle-connections"] ?? (quick ? 0 : FULL_OPEN_FILES));
   if (openFiles < needed + 1_000) {
@@ -142,6 +147,7 @@ async function main(): Promise<number> {
       values["idle-connections"] === undefined ? undefined : Number(values["idle-connections"]),
     producerPhases: values["producer-phases"] === undefined ? undefined : Number(values["producer-phases"]),
     fixedRates: values.rates === undefined ? undefined : values.rates.split(",").map(Number),
+    stepSeconds: values["step-seconds"] === undefined ? undefined : Number(values["step-seconds"]),
     targetOptions: {
       ...(values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {}),
       ...(values["gateway-entry"] ? { gatewayEntry: values["gateway-entry"] } : {}),

@@ -53,6 +53,8 @@ export interface ScenarioContext {
   readonly producerPhases: number | undefined;
   /** Fan-out runs these rates as fixed steps (for before/after comparisons) instead of its ramp. */
   readonly fixedRates: readonly number[] | undefined;
+  /** Overrides the measured window of each fixed-rate step, in seconds. */
+  readonly stepSeconds: number | undefined;
   record(
     scenario: string,
     target: string,

@@ -159,11 +159,15 @@ async function fixedSteps(
   fanout: FanoutPlan,
   rates: readonly number[],
 ): Promise<void> {
-  const bench = new Bench(context, name, fanout);
+  const timing =
+    context.stepSeconds === undefined
+      ? fanout.timing
+      : { ...fanout.timing, measureMs: Math.round(context.stepSeconds * 1000) };
+  const bench = new Bench(context, name, { ...fanout, timing });
   try {
     for (const rate of rates) {
       const step = await bench.try(rate);
-      context.record(`${scenario}-fixed`, name, { ...fanout.shape, ...fanout.timing, rate }, { step });
+      context.record(`${scenario}-fixed`, name, { ...fanout.shape, ...timing, rate }, { step });
     }
   } finally {
     await bench.stop();
