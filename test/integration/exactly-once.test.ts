@@ -94,7 +94,7 @@ describe("exactly once through Redis restarts", () => {
         const body = { events: [{ type: "token", data: { content: `${sessionId}#${n}` } }] };
         const headers: Record<string, string> = withKey ? { "idempotency-key": `${sessionId}-${n}` } : {};
         // With a key, a failed attempt is retried until it is acknowledged: it must then be stored once.
-        for (let attempt = 0; ; attempt++) {
+        for (;;) {
           const answer = await postJson(`${gw.url}/api/v1/sessions/${sessionId}/events`, body, headers).catch(
             () => null,
           );
