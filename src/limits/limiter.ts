@@ -3,7 +3,7 @@
  * rate) and bounded sets (concurrent runs, open connections) whose entries lapse unless renewed.
  */
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../store/redis-client.js";
 import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../store/scripts.js";
 
 export type LimitDecision = { ok: true } | { ok: false; retryAfterSeconds: number };
@@ -33,7 +33,7 @@ export interface RedisLimiterOptions {
 }
 
 export function createRedisLimiter(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   clock: () => number = Date.now,
   { requestRecordTtlSeconds = DEFAULT_REQUEST_RECORD_TTL_SECONDS }: RedisLimiterOptions = {},

@@ -4,9 +4,9 @@
  * to every connection that follows it, on whatever instance.
  */
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
 import type { KeyScheme } from "../store/keys.js";
 import type { MessageHandler, PubSub } from "../store/pubsub.js";
+import type { RedisClient } from "../store/redis-client.js";
 import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../store/scripts.js";
 
 export interface SubscriptionChange {
@@ -154,7 +154,7 @@ function outcomeOf(reply: readonly string[]): PatchOutcome {
 }
 
 export function createRedisSubscriptions(
-  redis: Redis,
+  redis: RedisClient,
   pubsub: PubSub,
   keys: KeyScheme,
   limits: SubscriptionLimits,

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
 import { detached } from "../detached.js";
 import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
+import type { RedisClient } from "./redis-client.js";
 import { script } from "./scripts.js";
 import {
   isLifecycleFeed,
@@ -27,9 +27,15 @@ import {
 } from "./types.js";
 
 export interface RedisStoreDeps {
-  /** The instance's shared command connection (the store does not close it). */
-  redis: Redis;
+  /** The instance's shared command connection, or its Redis Cluster client (the store does not close it). */
+  redis: RedisClient;
   pubsub: PubSub;
+  /**
+   * The command the append script announces a batch with: `PUBLISH` (one Redis), or `SPUBLISH` on a
+   * Redis Cluster, so a notice goes only to the shard owning the session (its channel shares the
+   * session's hash tag) instead of to every node over the cluster bus.
+   */
+  publishCommand?: "PUBLISH" | "SPUBLISH";
   keys: KeyScheme;
   retention: RetentionOptions;
   clock?: () => number;
@@ -40,6 +46,7 @@ export function createRedisStore({
   pubsub,
   keys,
   retention,
+  publishCommand = "PUBLISH",
   clock = Date.now,
 }: RedisStoreDeps): StreamStore {
   const appendScript = script<unknown[]>(redis, "append-8");
@@ -83,6 +90,7 @@ export function createRedisStore({
       options.fingerprint ?? "",
       // The lifecycle feed is trimmed without a snapshot: its readers are told what they missed.
       isFeed ? "0" : "1",
+      publishCommand,
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
     const reply = await appendScript(...args);
@@ -135,16 +143,18 @@ export function createRedisStore({
       return { events, gap, createdAt: createdAt === null ? null : Number(createdAt) };
     },
 
+    // The lease (the session's slot) and the lease index (its own slot) are two commands, not one
+    // pipeline: a Cluster pipeline must stay within one node. Auto-pipelining still sends them in one
+    // write on one Redis; each means the same when applied twice.
     async holdLease(sessionId, holderId, ttlMs) {
-      await redis
-        .pipeline()
-        .set(keys.lease(sessionId), holderId, "PX", ttlMs)
-        .zadd(keys.leaseIndex(), clock() + ttlMs, sessionId)
-        .exec();
+      await Promise.all([
+        redis.set(keys.lease(sessionId), holderId, "PX", ttlMs),
+        redis.zadd(keys.leaseIndex(), clock() + ttlMs, sessionId),
+      ]);
     },
 
     async releaseLease(sessionId) {
-      await redis.pipeline().del(keys.lease(sessionId)).zrem(keys.leaseIndex(), sessionId).exec();
+      await Promise.all([redis.del(keys.lease(sessionId)), redis.zrem(keys.leaseIndex(), sessionId)]);
     },
 
     async expiredLeases(nowMs, limit) {

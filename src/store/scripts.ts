@@ -5,7 +5,7 @@
  * when the server's script cache is empty (after a restart).
  */
 import { readFileSync } from "node:fs";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis-client.js";
 
 /**
  * How long a script remembers the reply of an accepted call under the call's request id, 300 s by
@@ -39,7 +39,7 @@ export function commandName(name: string): string {
  * The script `file` (e.g. `"acquire-1"`, without `.lua`) as a function of its keys then its arguments.
  * `Reply` is what the script returns, as ioredis decodes it (the caller states it; nothing checks it).
  */
-export function script<Reply>(redis: Redis, file: string): ScriptCall<Reply> {
+export function script<Reply>(redis: RedisClient, file: string): ScriptCall<Reply> {
   const match = FILE_NAME.exec(file);
   if (!match) throw new Error(`script ${file}: the file name must be <name>-<numKeys>`);
   const name = commandName(match[1]!);

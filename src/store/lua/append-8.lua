@@ -10,7 +10,8 @@
 --       ("" = must exist), 8 "1" to refuse while a lease is held, 9 now (ms), 10 events allowed per
 --       window (0: no limit), 11 window length s, 12 request id ("" for none), 13 request record TTL s,
 --       14 request fingerprint, 15 "1" to compact what is trimmed into the snapshot ("0": drop it),
---       then pairs: type, data (JSON text)
+--       16 the publish command ("PUBLISH", or "SPUBLISH" on a Redis Cluster: the notice channel shares
+--       the session's hash tag, so it goes to the session's shard only), then pairs: type, data (JSON text)
 -- Returns: {"appended", created, ended, owner, prev, createdAt, replayed, id...} | {"duplicate"}
 --        | {"out_of_order"} | {"missing"} | {"ended", status} | {"leased"} | {"limited"} | {"key_reused"}
 local events, meta, lease, rate = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -19,7 +20,8 @@ local maxLen, endedTtl, idleTtl, channel = tonumber(ARGV[1]), ARGV[2], ARGV[3], 
 local writer, seq, creation, requireNoLease, now = ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
 local rateLimit, rateWindow = tonumber(ARGV[10]), ARGV[11]
 local requestId, recordTtl, fingerprint, compact = ARGV[12], ARGV[13], ARGV[14], ARGV[15] == '1'
-local FIRST_EVENT = 16
+local publish = ARGV[16]
+local FIRST_EVENT = 17
 local eventCount = (#ARGV - FIRST_EVENT + 1) / 2
 
 local function replay(stored)
@@ -223,7 +225,7 @@ if terminal then
 elseif idleTtl ~= '0' then
   expireAll(idleTtl)
 end
-if eventCount > 0 then redis.call('PUBLISH', channel, table.concat(notice, '\n')) end
+if eventCount > 0 then redis.call(publish, channel, table.concat(notice, '\n')) end
 if requestId ~= '' then
   redis.call('SET', record, fingerprint .. '\n' .. cjson.encode(result), 'EX', recordTtl)
 end
