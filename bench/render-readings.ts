@@ -1,5 +1,6 @@
 /** The short reading under each table: where the limit was and why, from the run's own numbers. */
 import type { ResultLine, Results } from "./lib/context.js";
+import { agentReading } from "./render-agent.js";
 import type { StepResult } from "./scenarios/streams.js";
 
 const n = (value: unknown) => (typeof value === "number" ? value.toLocaleString("en-US") : "–");
@@ -170,17 +171,8 @@ export function readings(name: string, results: Results): string {
       break;
     }
     case "agent": {
-      const d = rows.get("gateway")?.data as
-        | { gateway: { headersMs: number; firstTokenMs: number } }
-        | undefined;
-      if (d) {
-        lines.push(
-          `- The gateway's response head came after ${d.gateway.headersMs} ms (both admissions, stream opened; the session is`,
-          `  created meanwhile) and the first token after ${d.gateway.firstTokenMs} ms: the upstream request through the openai SDK,`,
-          "  then the token's append round trip to Redis, after which the run hands it to the local hub directly (the",
-          "  pub/sub notice that follows delivers nothing twice) and the stream flushes it on the next turn.",
-        );
-      }
+      const line = rows.get("gateway");
+      if (line) lines.push(...agentReading(line));
       break;
     }
     case "cursor":

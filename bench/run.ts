@@ -15,6 +15,8 @@
  *   --rates A,B             fan-out scenarios run these append rates as fixed steps instead of the ramp
  *   --step-seconds N        each fixed-rate step measures N seconds (default 5; a p99 wants a longer window)
  *   --gateway-entry PATH    the gateway's entry point, to compare another build (default dist/server.js)
+ *   --agent-paths a,b       the agent scenario's paths (default all: see scenarios/agent.ts), e.g.
+ *                           direct,sdk,native to compare builds on the native endpoint alone
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
 import { execSync } from "node:child_process";
@@ -28,6 +30,7 @@ import { killAllNow, openFileLimit, stopAll } from "./lib/procs.js";
 import { LoadGen } from "./loadgen/pool.js";
 import { renderFile } from "./render.js";
 import { agentScenario } from "./scenarios/agent.js";
+import { AGENT_PATHS } from "./scenarios/agent-read.js";
 import { compactionScenario } from "./scenarios/compaction.js";
 import { cursorScenario } from "./scenarios/cursor.js";
 import { dashboardScenario } from "./scenarios/dashboard.js";
@@ -96,6 +99,7 @@ async function main(): Promise<number> {
       rates: { type: "string" },
       "step-seconds": { type: "string" },
       "gateway-entry": { type: "string" },
+      "agent-paths": { type: "string" },
     },
   });
   const quick = values.quick ?? false;
@@ -105,6 +109,8 @@ async function main(): Promise<number> {
     "scenario",
   );
   const targets = list<TargetName>(values.targets, TARGET_NAMES, "target");
+  const agentPaths =
+    values["agent-paths"] === undefined ? undefined : list(values["agent-paths"], AGENT_PATHS, "agent path");
   const workers = Number(values.workers ?? Math.min(4, Math.max(1, availableParallelism() - 1)));
   const out =
     values.out ??
@@ -121,7 +127,9 @@ async function main(): Promise<number> {
   }
   // Scenarios that run the gateway's code in this process (through tsx) need no build of it.
   const selected = SCENARIOS.filter((s) => scenarioNames.includes(s.name));
-  if (!values["no-build"] && selected.some((s) => s.needsBuild !== false)) ensureBuilt();
+  // Another build (`--gateway-entry`) runs as it was built: this checkout's dist/ is not used.
+  const usesOwnBuild = values["gateway-entry"] === undefined;
+  if (!values["no-build"] && usesOwnBuild && selected.some((s) => s.needsBuild !== false)) ensureBuilt();
 
   if (quick && values.out === undefined) rmSync(out, { force: true });
   const runId = new Date().toISOString().replace(/[:.]/g, "-");
@@ -147,6 +155,7 @@ async function main(): Promise<number> {
       values["idle-connections"] === undefined ? undefined : Number(values["idle-connections"]),
     producerPhases: values["producer-phases"] === undefined ? undefined : Number(values["producer-phases"]),
     fixedRates: values.rates === undefined ? undefined : values.rates.split(",").map(Number),
+    agentPaths,
     stepSeconds: values["step-seconds"] === undefined ? undefined : Number(values["step-seconds"]),
     targetOptions: {
       ...(values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {}),

@@ -2,6 +2,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { LoadGen } from "../loadgen/pool.js";
+import type { AgentPath } from "../scenarios/agent-read.js";
 import type { TargetName, TargetOptions } from "../targets/index.js";
 import type { MachineInfo } from "./measure.js";
 
@@ -53,6 +54,8 @@ export interface ScenarioContext {
   readonly producerPhases: number | undefined;
   /** Fan-out runs these rates as fixed steps (for before/after comparisons) instead of its ramp. */
   readonly fixedRates: readonly number[] | undefined;
+  /** The agent scenario's paths (default all). */
+  readonly agentPaths: readonly AgentPath[] | undefined;
   /** Overrides the measured window of each fixed-rate step, in seconds. */
   readonly stepSeconds: number | undefined;
   record(

@@ -1,192 +1,253 @@
 /**
- * Agent path: `POST /api/v1/agent/stream` with the OpenAI runner pointed at the OpenAI-compatible
- * fixture, which streams as fast as it can; against it, the same fixture read directly. The gateway's
- * cost is the difference: added time to first token (median), and added time per token.
+ * Agent path: one 200-token run of the OpenAI-compatible fixture (which writes every frame at once),
+ * timed on every path a client can take to it, in rotating order so drift in the machine's load hits
+ * each alike:
+ *
+ *   direct                the fixture read with raw HTTP: the floor
+ *   sdk                   the openai SDK reading the fixture (what the gateway's runner pays itself)
+ *   sdk-responses-direct  the SDK's `responses.create` reading the fixture's Responses stream
+ *   native                `POST /api/v1/agent/stream`, raw HTTP (recorded as `gateway`)
+ *   chat                  `POST /v1/chat/completions` (stream), raw HTTP
+ *   responses             `POST /v1/responses` (stream), raw HTTP
+ *   ui-chat               `POST /api/v1/chat` (the AI SDK's UI message stream), raw HTTP
+ *   sdk-chat              the SDK's `chat.completions.create` with the gateway's /v1 as its baseURL
+ *   sdk-responses         the SDK's `responses.create` through the gateway
+ *
+ * The gateway always calls the fixture with the SDK's Chat Completions (OPENAI_API=chat). The figures:
+ * added time to first token against the fixture read the same way (raw: `direct`; the SDK: the same
+ * SDK call on the fixture), and beyond the SDK's own cost (against `sdk`). A build without the doors
+ * (`--gateway-entry` of an older commit) runs the paths it has.
  */
 import http from "node:http";
 import OpenAI from "openai";
+import { responsesEvents } from "../../test/fixtures/openai-scripts.js";
 import { startOpenAIFixture } from "../../test/fixtures/openai-server.js";
 import type { ScenarioContext } from "../lib/context.js";
 import { startTarget } from "../targets/index.js";
+import {
+  AGENT_PATHS,
+  type AgentPath,
+  CHAT_CHUNKS,
+  type Format,
+  NATIVE_EVENTS,
+  REQUEST_BODIES,
+  RESPONSES_EVENTS,
+  sdkChat,
+  sdkResponses,
+  type Timing,
+  timeStream,
+  UI_MESSAGES,
+} from "./agent-read.js";
 
-interface Timing {
-  /** Response head received: the gateway has started the run and opened the stream. */
+/** Paths through the doors: absent from builds before them. */
+const DOOR_PATHS: readonly AgentPath[] = ["chat", "responses", "ui-chat", "sdk-chat", "sdk-responses"];
+
+/** What each gateway path is compared with when read the same way (raw HTTP, or the same SDK call). */
+const SAME_READ_BASELINE: Partial<Record<AgentPath, AgentPath>> = {
+  native: "direct",
+  chat: "direct",
+  responses: "direct",
+  "ui-chat": "direct",
+  "sdk-chat": "sdk",
+  "sdk-responses": "sdk-responses-direct",
+};
+
+interface PathSummary {
   headersMs: number;
   firstTokenMs: number;
+  p90FirstTokenMs: number;
   totalMs: number;
-  tokens: number;
+  perTokenMs: number;
+  /** Request sent → the upstream request (with its body) at the fixture: the gateway's work before the model. */
+  upstreamMs: number;
 }
 
-/** Sends one streaming request and times the first and last frame that `isToken` accepts. */
-function timeStream(
-  agent: http.Agent,
-  url: URL,
-  body: string,
-  isToken: (frame: string) => boolean,
-  isEnd: (frame: string) => boolean,
-): Promise<Timing> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname,
-        method: "POST",
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-      },
-      (res) => {
-        const headersMs = performance.now() - started;
-        if (res.statusCode !== 200) {
-          reject(new Error(`${url.pathname}: HTTP ${res.statusCode}`));
-          res.resume();
-          return;
-        }
-        let rest = "";
-        let first = -1;
-        let last = -1;
-        let tokens = 0;
-        let ended = false;
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          const now = performance.now();
-          const frames = (rest + chunk).split("\n\n");
-          rest = frames.pop() ?? "";
-          for (const frame of frames) {
-            if (isToken(frame)) {
-              tokens++;
-              if (first < 0) first = now;
-              last = now;
-            } else if (isEnd(frame)) ended = true;
-          }
-        });
-        res.on("end", () => {
-          if (!ended || first < 0) reject(new Error(`${url.pathname}: stream ended without tokens or end`));
-          else resolve({ headersMs, firstTokenMs: first - started, totalMs: last - started, tokens });
-        });
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
+interface DoorFigures {
+  path: AgentPath;
+  /** The path read the same way on the fixture (raw HTTP, or the same SDK call). */
+  baseline: AgentPath;
+  addedFirstTokenMs: number;
+  /** Against the openai SDK reading the fixture (`sdk`): issue 18's measure. */
+  addedBeyondSdkFirstTokenMs: number;
+  addedPerTokenMs: number;
+  /** Of the added time to first token: before the upstream request reached the fixture, and after. */
+  addedBeforeUpstreamMs: number;
+  addedAfterUpstreamMs: number;
 }
 
-function median(values: number[]): number {
+function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? Number.NaN : sorted[Math.floor(sorted.length / 2)]!;
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) * q)]!;
+}
+const median = (values: number[]) => quantile(values, 0.5);
+const r3 = (value: number) => Math.round(value * 1000) / 1000;
+
+function summarize(list: Timing[], tokenCount: number): PathSummary {
+  return {
+    headersMs: r3(median(list.map((s) => s.headersMs))),
+    firstTokenMs: r3(median(list.map((s) => s.firstTokenMs))),
+    p90FirstTokenMs: r3(
+      quantile(
+        list.map((s) => s.firstTokenMs),
+        0.9,
+      ),
+    ),
+    totalMs: r3(median(list.map((s) => s.totalMs))),
+    perTokenMs: r3(median(list.map((s) => (s.totalMs - s.firstTokenMs) / Math.max(1, tokenCount - 1)))),
+    upstreamMs: r3(median(list.map((s) => s.upstreamMs))),
+  };
 }
 
-const r3 = (value: number) => Math.round(value * 1000) / 1000;
+function figures(
+  path: AgentPath,
+  summaries: Partial<Record<AgentPath, PathSummary>>,
+  tokenCount: number,
+): DoorFigures | null {
+  const baseline = SAME_READ_BASELINE[path];
+  const own = summaries[path];
+  const base = baseline ? summaries[baseline] : undefined;
+  const sdk = summaries.sdk;
+  if (!baseline || !own || !base || !sdk) return null;
+  const before = own.upstreamMs - base.upstreamMs;
+  return {
+    path,
+    baseline,
+    addedFirstTokenMs: r3(own.firstTokenMs - base.firstTokenMs),
+    addedBeyondSdkFirstTokenMs: r3(own.firstTokenMs - sdk.firstTokenMs),
+    addedPerTokenMs: r3((own.totalMs - base.totalMs) / tokenCount),
+    addedBeforeUpstreamMs: r3(before),
+    addedAfterUpstreamMs: r3(own.firstTokenMs - base.firstTokenMs - before),
+  };
+}
+
+/** Whether the gateway has the doors: an empty body is refused (400) by a build with them, 404 without. */
+async function hasDoors(base: string): Promise<boolean> {
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  await res.arrayBuffer();
+  return res.status !== 404;
+}
 
 export const agentScenario = {
   name: "agent",
-  title: "Agent path: gateway vs reading the OpenAI-compatible fixture directly",
+  title: "Agent path: the native endpoint and each front door vs reading the fixture directly",
   async run(context: ScenarioContext) {
     if (!context.targets.includes("gateway")) return;
     const runs = context.quick ? 8 : 100;
     const warmup = context.quick ? 2 : 20;
     const tokenCount = context.quick ? 20 : 200;
     const tokens = Array.from({ length: tokenCount }, (_, i) => ` t${i}`);
+    const expected = tokens.join("");
+    const usage = {
+      input_tokens: 1,
+      output_tokens: tokenCount,
+      total_tokens: tokenCount + 1,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens_details: { reasoning_tokens: 0 },
+    };
+    const responsesScript = { events: responsesEvents({ text: tokens, usage }), delayMs: 0 };
     const fixture = await startOpenAIFixture();
+    // When each upstream request (its body read) reaches the fixture, in this process's clock.
+    let upstreamAt = -1;
+    const push = fixture.requests.push.bind(fixture.requests);
+    fixture.requests.push = (...items) => {
+      upstreamAt = performance.now();
+      // Only the moment matters: the bodies of thousands of runs are not kept.
+      fixture.requests.length = 0;
+      return push(...items);
+    };
     const target = await startTarget("gateway", {
       ...context.targetOptions,
       gatewayEnv: { OPENAI_API_KEY: "bench-key", OPENAI_BASE_URL: fixture.url },
     });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    const gateway = `http://${target.host}:${target.port}`;
     try {
-      const direct = (): Promise<Timing> => {
-        fixture.script({ tokens, delayMs: 0 });
-        const body = JSON.stringify({
-          model: "gpt-4o-mini",
-          stream: true,
-          stream_options: { include_usage: true },
-          messages: [{ role: "user", content: "bench" }],
-        });
-        return timeStream(
-          agent,
-          new URL(`${fixture.url}/chat/completions`),
-          body,
-          (frame) => frame.includes('"delta":{"content":"') && !frame.includes('"content":""'),
-          (frame) => frame.startsWith("data: [DONE]"),
-        );
+      const doors = await hasDoors(gateway);
+      const wanted = context.agentPaths ?? AGENT_PATHS;
+      const selected = wanted.filter((path) => doors || !DOOR_PATHS.includes(path));
+      if (selected.length < wanted.length) context.log("this build has no front doors: native path only");
+      const direct = new OpenAI({ apiKey: "bench-key", baseURL: fixture.url, maxRetries: 0 });
+      // Open mode: the SDK's API key is sent and not checked.
+      const viaGateway = new OpenAI({ apiKey: "bench-key", baseURL: `${gateway}/v1`, maxRetries: 0 });
+      const at = () => upstreamAt;
+      const raw = (url: string, body: string, format: Format) => () =>
+        timeStream(agent, new URL(url), body, format, at);
+      let chats = 0;
+      const paths: Record<AgentPath, { run: () => Promise<Timing>; responsesUpstream?: boolean }> = {
+        direct: { run: raw(`${fixture.url}/chat/completions`, REQUEST_BODIES.chat, CHAT_CHUNKS) },
+        sdk: { run: () => sdkChat(direct, at) },
+        "sdk-responses-direct": { run: () => sdkResponses(direct, at), responsesUpstream: true },
+        native: { run: raw(`${gateway}/api/v1/agent/stream`, REQUEST_BODIES.native, NATIVE_EVENTS) },
+        chat: { run: raw(`${gateway}/v1/chat/completions`, REQUEST_BODIES.chat, CHAT_CHUNKS) },
+        responses: { run: raw(`${gateway}/v1/responses`, REQUEST_BODIES.responses, RESPONSES_EVENTS) },
+        "ui-chat": {
+          run: () =>
+            timeStream(
+              agent,
+              new URL(`${gateway}/api/v1/chat`),
+              REQUEST_BODIES.ui(`bench-chat-${context.runId}-${chats++}`),
+              UI_MESSAGES,
+              at,
+            ),
+        },
+        "sdk-chat": { run: () => sdkChat(viaGateway, at) },
+        "sdk-responses": { run: () => sdkResponses(viaGateway, at) },
       };
-      const viaGateway = (): Promise<Timing> => {
-        fixture.script({ tokens, delayMs: 0 });
-        return timeStream(
-          agent,
-          new URL(`http://${target.host}:${target.port}/api/v1/agent/stream`),
-          JSON.stringify({ message: "bench" }),
-          (frame) => frame.includes("\nevent: token\n"),
-          (frame) => /\nevent: (done|error|cancelled)\n/.test(frame),
-        );
-      };
-      // The gateway reads the model through the openai SDK, which costs time of its own: the same SDK
-      // reading the fixture from here splits the gateway's added time into the SDK's share and the rest.
-      const sdk = new OpenAI({ apiKey: "bench-key", baseURL: fixture.url, maxRetries: 0 });
-      const viaSdk = async (): Promise<Timing> => {
-        fixture.script({ tokens, delayMs: 0 });
-        const started = performance.now();
-        const stream = await sdk.chat.completions.create({
-          model: "gpt-4o-mini",
-          stream: true,
-          stream_options: { include_usage: true },
-          messages: [{ role: "user", content: "bench" }],
-        });
-        const headersMs = performance.now() - started;
-        let first = -1;
-        let last = -1;
-        let count = 0;
-        for await (const chunk of stream) {
-          if (!chunk.choices[0]?.delta?.content) continue;
-          const now = performance.now();
-          if (first < 0) first = now;
-          last = now;
-          count++;
-        }
-        return { headersMs, firstTokenMs: first - started, totalMs: last - started, tokens: count };
-      };
-      const samples = { direct: [] as Timing[], sdk: [] as Timing[], gateway: [] as Timing[] };
-      const order = [
-        ["direct", direct],
-        ["sdk", viaSdk],
-        ["gateway", viaGateway],
-      ] as const;
+      const samples = new Map<AgentPath, Timing[]>(selected.map((path) => [path, []]));
       for (let i = 0; i < warmup + runs; i++) {
-        // Rotate the order so drift in the machine's load hits every path alike.
-        for (let k = 0; k < order.length; k++) {
-          const [name, run] = order[(i + k) % order.length]!;
+        for (let k = 0; k < selected.length; k++) {
+          const path = selected[(i + k) % selected.length]!;
+          const { run, responsesUpstream } = paths[path];
+          fixture.script(responsesUpstream ? responsesScript : { tokens, delayMs: 0 });
+          upstreamAt = -1;
           const timing = await run();
-          if (i >= warmup) samples[name].push(timing);
+          if (timing.text !== expected) {
+            context.problem(
+              `agent ${path}: ${timing.tokens} token frames carried ${timing.text.length} of ${expected.length} characters (or other text)`,
+            );
+          }
+          if (i >= warmup) samples.get(path)!.push(timing);
         }
       }
-      const bad = samples.gateway.find((s) => s.tokens !== tokenCount);
-      if (bad) context.problem(`agent: the gateway delivered ${bad.tokens} of ${tokenCount} tokens`);
-      const summary = (list: Timing[]) => ({
-        headersMs: r3(median(list.map((s) => s.headersMs))),
-        firstTokenMs: r3(median(list.map((s) => s.firstTokenMs))),
-        totalMs: r3(median(list.map((s) => s.totalMs))),
-        perTokenMs: r3(median(list.map((s) => (s.totalMs - s.firstTokenMs) / Math.max(1, s.tokens - 1)))),
-      });
-      const d = summary(samples.direct);
-      const k = summary(samples.sdk);
-      const g = summary(samples.gateway);
+      const summaries: Partial<Record<AgentPath, PathSummary>> = {};
+      for (const [path, list] of samples) summaries[path] = summarize(list, tokenCount);
+      const d = summaries.direct;
+      const k = summaries.sdk;
+      const g = summaries.native;
+      const doorFigures = selected.flatMap((path) => figures(path, summaries, tokenCount) ?? []);
       const data = {
+        // The native path as every earlier run recorded it (history, targets row).
         direct: d,
         sdk: k,
         gateway: g,
-        addedFirstTokenMs: r3(g.firstTokenMs - d.firstTokenMs),
-        addedBeyondSdkFirstTokenMs: r3(g.firstTokenMs - k.firstTokenMs),
-        addedPerTokenMs: r3((g.totalMs - d.totalMs) / tokenCount),
-        tokensPerSecondGateway: Math.round(tokenCount / ((g.totalMs - g.firstTokenMs) / 1000)),
+        ...(d && g
+          ? {
+              addedFirstTokenMs: r3(g.firstTokenMs - d.firstTokenMs),
+              addedPerTokenMs: r3((g.totalMs - d.totalMs) / tokenCount),
+              tokensPerSecondGateway: Math.round(tokenCount / ((g.totalMs - g.firstTokenMs) / 1000)),
+            }
+          : {}),
+        ...(k && g ? { addedBeyondSdkFirstTokenMs: r3(g.firstTokenMs - k.firstTokenMs) } : {}),
+        paths: summaries,
+        doors: doorFigures,
       };
-      context.log(
-        `time to first token: direct ${d.firstTokenMs} ms, openai SDK ${k.firstTokenMs} ms, gateway ${g.firstTokenMs} ms (+${data.addedFirstTokenMs} ms; ` +
-          `+${data.addedBeyondSdkFirstTokenMs} ms beyond the SDK; ` +
-          `response head after ${g.headersMs} ms); ` +
-          `per token +${data.addedPerTokenMs} ms; whole stream ${d.totalMs} vs ${g.totalMs} ms`,
-      );
-      context.record("agent", "gateway", { runs, warmup, tokens: tokenCount }, data);
+      for (const f of doorFigures) {
+        const s = summaries[f.path]!;
+        context.log(
+          `${f.path.padEnd(13)} head ${s.headersMs} ms, first token ${s.firstTokenMs} ms (+${f.addedFirstTokenMs} vs ${f.baseline}, ` +
+            `+${f.addedBeyondSdkFirstTokenMs} beyond the SDK; upstream reached +${f.addedBeforeUpstreamMs}), whole ${s.totalMs} ms`,
+        );
+      }
+      if (d && k) {
+        context.log(
+          `fixture: raw ${d.firstTokenMs} ms, openai SDK ${k.firstTokenMs} ms to the first token (upstream reached after ${d.upstreamMs} / ${k.upstreamMs} ms)`,
+        );
+      }
+      context.record("agent", "gateway", { runs, warmup, tokens: tokenCount, paths: selected }, data);
     } finally {
       agent.destroy();
       await target.stop();
