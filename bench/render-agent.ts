@@ -21,6 +21,18 @@ interface DoorFigures {
   addedAfterUpstreamMs: number;
 }
 
+interface TraceStages {
+  runs: number;
+  chatLookupMs?: number;
+  admittedMs: number;
+  createdMs: number;
+  upstreamMs: number;
+  headMs: number;
+  subscribedMs: number;
+  appendedMs: number;
+  firstTokenMs: number;
+}
+
 /** What a run recorded: `paths` and `doors` since the doors were measured; the rest in every run. */
 interface AgentData {
   direct?: PathSummary;
@@ -31,6 +43,8 @@ interface AgentData {
   addedPerTokenMs?: number;
   paths?: Partial<Record<AgentPath, PathSummary>>;
   doors?: DoorFigures[];
+  /** Stage medians of the runs traced with Redis's MONITOR on (since the doors were measured). */
+  trace?: Partial<Record<AgentPath, TraceStages>>;
 }
 
 /** Issue 18's target: at most this much added to the first token beyond the openai SDK's own cost. */
@@ -113,7 +127,39 @@ export function agentSection(line: ResultLine): string {
       `| ${to}, ${how} | ${signed(f.addedFirstTokenMs)} | **${signed(f.addedBeyondSdkFirstTokenMs)}** | ${signed(f.addedBeforeUpstreamMs)} / ${signed(f.addedAfterUpstreamMs)} | ${signed(f.addedPerTokenMs)} | ${verdict(f.addedBeyondSdkFirstTokenMs <= TARGET_BEYOND_SDK_MS)} |`,
     );
   }
+  out.push(...traceTable(d));
   return out.join("\n");
+}
+
+function traceTable(d: AgentData): string[] {
+  const traced = (Object.keys(LABELS) as AgentPath[]).flatMap((path) => {
+    const t = d.trace?.[path];
+    return t ? [[path, t] as [AgentPath, TraceStages]] : [];
+  });
+  if (traced.length === 0) return [];
+  const runs = traced[0]![1].runs;
+  const out = [
+    "",
+    `Where the first token's time goes: ${runs} more runs per gateway path with Redis's MONITOR on (which slows Redis a little: these runs are not the timed ones above), each Redis command placed on the client's clock (calibrated by an ECHO's round trip). Medians, ms from the request being sent: the admission's scripts reach Redis; the session's creation runs (its \`running\` status written); the upstream request reaches the fixture; the response head; the stream's reader subscribes to the session's notices; the first token's append runs in Redis; the first token reaches the client.`,
+    "",
+    "| path | read with | admitted | created | upstream | head | subscribed | token appended | first token |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const [path, t] of traced) {
+    const [to, how] = LABELS[path];
+    const admitted =
+      t.chatLookupMs === undefined ? ms(t.admittedMs) : `${t.admittedMs} (chat looked up ${t.chatLookupMs})`;
+    out.push(
+      `| ${to} | ${how} | ${admitted} | ${ms(t.createdMs)} | ${ms(t.upstreamMs)} | ${ms(t.headMs)} | ${ms(t.subscribedMs)} | ${ms(t.appendedMs)} | ${ms(t.firstTokenMs)} |`,
+    );
+  }
+  const k = d.paths?.sdk;
+  if (k?.upstreamMs !== undefined) {
+    out.push(
+      `| the fixture (timed runs) | openai SDK \`chat.completions\` | | | ${k.upstreamMs} | ${k.headersMs} | | | ${k.firstTokenMs} |`,
+    );
+  }
+  return out;
 }
 
 export function agentReading(line: ResultLine): string[] {

@@ -38,7 +38,10 @@ import {
   timeStream,
   UI_MESSAGES,
 } from "./agent-read.js";
+import { RedisTrace, type TraceStages, traceMedians } from "./agent-trace.js";
 
+/** Paths that do not go through the gateway. */
+const FIXTURE_PATHS: readonly AgentPath[] = ["direct", "sdk", "sdk-responses-direct"];
 /** Paths through the doors: absent from builds before them. */
 const DOOR_PATHS: readonly AgentPath[] = ["chat", "responses", "ui-chat", "sdk-chat", "sdk-responses"];
 
@@ -74,6 +77,9 @@ interface DoorFigures {
   addedBeforeUpstreamMs: number;
   addedAfterUpstreamMs: number;
 }
+
+/** Runs per gateway path with MONITOR on (the stage breakdown). */
+const TRACED_RUNS = 30;
 
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -213,6 +219,26 @@ export const agentScenario = {
           if (i >= warmup) samples.get(path)!.push(timing);
         }
       }
+      // Then a few runs per gateway path with Redis's MONITOR on, for where the first token's time goes.
+      const traced = selected.filter((path) => !FIXTURE_PATHS.includes(path));
+      const traces = new Map<AgentPath, TraceStages[]>(traced.map((path) => [path, []]));
+      const redis = target.redis;
+      if (redis && traced.length > 0) {
+        const trace = await RedisTrace.start(redis.url);
+        try {
+          for (let i = 0; i < (context.quick ? 3 : TRACED_RUNS); i++) {
+            for (let k = 0; k < traced.length; k++) {
+              const path = traced[(i + k) % traced.length]!;
+              fixture.script({ tokens, delayMs: 0 });
+              upstreamAt = -1;
+              const stages = await trace.traceRun(paths[path].run);
+              if (stages) traces.get(path)!.push(stages);
+            }
+          }
+        } finally {
+          await trace.stop();
+        }
+      }
       const summaries: Partial<Record<AgentPath, PathSummary>> = {};
       for (const [path, list] of samples) summaries[path] = summarize(list, tokenCount);
       const d = summaries.direct;
@@ -234,12 +260,21 @@ export const agentScenario = {
         ...(k && g ? { addedBeyondSdkFirstTokenMs: r3(g.firstTokenMs - k.firstTokenMs) } : {}),
         paths: summaries,
         doors: doorFigures,
+        trace: Object.fromEntries(
+          [...traces].filter(([, list]) => list.length > 0).map(([path, list]) => [path, traceMedians(list)]),
+        ),
       };
       for (const f of doorFigures) {
         const s = summaries[f.path]!;
         context.log(
           `${f.path.padEnd(13)} head ${s.headersMs} ms, first token ${s.firstTokenMs} ms (+${f.addedFirstTokenMs} vs ${f.baseline}, ` +
             `+${f.addedBeyondSdkFirstTokenMs} beyond the SDK; upstream reached +${f.addedBeforeUpstreamMs}), whole ${s.totalMs} ms`,
+        );
+      }
+      for (const [path, t] of Object.entries(data.trace)) {
+        context.log(
+          `${path.padEnd(13)} traced (${t.runs}): ${t.chatLookupMs === undefined ? "" : `chat looked up ${t.chatLookupMs}, `}admitted ${t.admittedMs}, created ${t.createdMs}, ` +
+            `upstream ${t.upstreamMs}, head ${t.headMs}, subscribed ${t.subscribedMs}, token appended ${t.appendedMs}, at the client ${t.firstTokenMs} ms`,
         );
       }
       if (d && k) {
