@@ -27,6 +27,16 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_:.-]{0,64}$/, "letters, digits, _ : . - (at most 64)")
     .default("sse:"),
+  /**
+   * Comma-separated `host:port` of Redis Cluster nodes (any of them: the rest are discovered): a Redis
+   * Cluster instead of REDIS_URL. Credentials: REDIS_USERNAME, REDIS_PASSWORD; TLS: REDIS_CLUSTER_TLS.
+   */
+  REDIS_CLUSTER_NODES: optionalText,
+  /** TLS to every Redis Cluster node (what `rediss://` is for REDIS_URL). */
+  REDIS_CLUSTER_TLS: flag(false),
+  /** The data nodes' credentials with REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL carries its own). */
+  REDIS_USERNAME: optionalText,
+  REDIS_PASSWORD: optionalText,
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText,
   /** The upstream API runs call: Chat Completions, or the Responses API (same session events). */
@@ -120,6 +130,8 @@ export interface Config {
   trustProxy: string;
   logLevel: z.infer<typeof schema>["LOG_LEVEL"];
   redisUrl: string | undefined;
+  /** Set with REDIS_CLUSTER_NODES: a Redis Cluster, found through these nodes. */
+  redisCluster: RedisClusterConfig | undefined;
   keyPrefix: string;
   openai: { apiKey: string | undefined; baseUrl: string | undefined; api: "chat" | "responses" };
   defaultModel: string;
@@ -176,6 +188,38 @@ export interface Config {
   runDrainTimeoutMs: number;
 }
 
+export interface RedisClusterConfig {
+  nodes: Array<{ host: string; port: number }>;
+  username: string | undefined;
+  password: string | undefined;
+  tls: boolean;
+}
+
+/** `host:port,host:port` → addresses; the problems found are pushed onto `problems`. */
+export function parseHostPorts(
+  variable: string,
+  text: string,
+  problems: string[],
+): Array<{ host: string; port: number }> {
+  const addresses: Array<{ host: string; port: number }> = [];
+  let invalid = 0;
+  for (const item of text.split(",")) {
+    const entry = item.trim();
+    if (entry === "") continue;
+    const colon = entry.lastIndexOf(":");
+    const host = entry.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+    const port = Number(entry.slice(colon + 1));
+    if (colon <= 0 || host === "" || !Number.isInteger(port) || port < 1 || port > 65_535) {
+      problems.push(`${variable}: "${entry}" is not host:port`);
+      invalid++;
+      continue;
+    }
+    addresses.push({ host, port });
+  }
+  if (addresses.length === 0 && invalid === 0) problems.push(`${variable}: no host:port given`);
+  return addresses;
+}
+
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
@@ -212,6 +256,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (parsed.success && parsed.data.HEADERS_TIMEOUT_MS > parsed.data.REQUEST_TIMEOUT_MS) {
     problems.push("HEADERS_TIMEOUT_MS: at most REQUEST_TIMEOUT_MS (the headers are part of the request)");
   }
+  const clusterText = text("REDIS_CLUSTER_NODES");
+  const clusterNodes = clusterText ? parseHostPorts("REDIS_CLUSTER_NODES", clusterText, problems) : [];
+  if (clusterText && text("REDIS_URL")) {
+    problems.push("REDIS_CLUSTER_NODES and REDIS_URL: set one");
+  }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   }
@@ -222,6 +271,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
+    redisCluster: clusterText
+      ? {
+          nodes: clusterNodes,
+          username: e.REDIS_USERNAME,
+          password: e.REDIS_PASSWORD,
+          tls: e.REDIS_CLUSTER_TLS,
+        }
+      : undefined,
     keyPrefix: e.REDIS_KEY_PREFIX,
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, api: e.OPENAI_API },
     defaultModel: e.DEFAULT_MODEL ?? (e.OPENAI_API_KEY ? "gpt-4o-mini" : SIMULATED_MODEL),

@@ -67,6 +67,7 @@ const INITIAL_LABELS = {
   runEndStatus: ["done", "cancelled", "interrupted", "store_unavailable", "upstream_error"],
   connectionKind: ["session", "multiplexed", "agent"],
   redisConnection: ["command", "subscriber"],
+  redisClusterEvent: ["node_added", "node_removed", "slots_moved", "channels_moved", "resubscribed"],
 } as const;
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
@@ -98,6 +99,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
 
   /** What sse_ready reports at each scrape; until an instance sets it, 0 (not known to be ready). */
   let readinessProbe: () => boolean = () => false;
+  /** A Redis Cluster backend's connections per primary, read at each scrape (none on other kinds). */
+  let shardConnectionsProbe: () => ReadonlyMap<string, number> = () => new Map();
 
   const metrics = {
     addDelivered: delivered.add,
@@ -178,6 +181,27 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["connection"] as const,
       registers,
     }),
+    /** Shards are addresses of primaries (a few per deployment), never caller input. */
+    redisShardConnections: new Gauge({
+      name: "sse_redis_shard_connections",
+      help: "Redis Cluster: this instance's open connections to each shard's primary (command and subscriber: 2 when all is well), by shard (host:port)",
+      labelNames: ["shard"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [shard, connections] of shardConnectionsProbe()) this.set({ shard }, connections);
+      },
+    }),
+    /** Called once by a Redis Cluster backend; sse_redis_shard_connections asks it at each scrape. */
+    setShardConnectionsProbe(probe: () => ReadonlyMap<string, number>): void {
+      shardConnectionsProbe = probe;
+    },
+    redisClusterEvents: new Counter({
+      name: "sse_redis_cluster_events_total",
+      help: "Redis Cluster topology as this instance saw it, by event: node_added, node_removed (a node connection), slots_moved (slots with a new primary: a failover or resharding), channels_moved and resubscribed (shard channels subscribed again: notices meanwhile are read from the store)",
+      labelNames: ["event"] as const,
+      registers,
+    }),
     gaps: new Counter({
       name: "sse_gaps_total",
       help: "Readers whose requested position was no longer retained, by reason (trimmed, expired)",
@@ -216,6 +240,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   for (const kind of INITIAL_LABELS.connectionKind) metrics.openConnections.set({ kind }, 0);
   for (const status of INITIAL_LABELS.runEndStatus) metrics.runsEnded.inc({ status }, 0);
   for (const connection of INITIAL_LABELS.redisConnection) metrics.redisErrors.inc({ connection }, 0);
+  for (const event of INITIAL_LABELS.redisClusterEvent) metrics.redisClusterEvents.inc({ event }, 0);
   return metrics;
 }
 

@@ -5,10 +5,12 @@
 import type { Logger } from "pino";
 import type { Config } from "../config.js";
 import type { Metrics } from "../metrics.js";
+import { createClusterBackend } from "./cluster.js";
 import { createMemoryBackend } from "./memory.js";
 import { connectToUrl, createRedisBackend } from "./redis.js";
 import type { Backend, BackendOptions } from "./types.js";
 
+export { type ClusterAddress, type ClusterBackendOptions, createClusterBackend } from "./cluster.js";
 export { createMemoryBackend } from "./memory.js";
 export {
   type ConnectionRole,
@@ -41,12 +43,18 @@ export function backendOptionsFrom(config: Readonly<Config>): BackendOptions {
 export interface BackendDeps {
   instanceId: string;
   logger: Logger;
-  metrics: Pick<Metrics, "redisErrors">;
+  metrics: Pick<Metrics, "redisErrors" | "redisClusterEvents" | "setShardConnectionsProbe">;
 }
 
-/** The backend the config asks for: Redis when `REDIS_URL` is set, memory otherwise. The caller closes it. */
+/**
+ * The backend the config asks for: a Redis Cluster when `REDIS_CLUSTER_NODES` is set, Redis when
+ * `REDIS_URL` is, memory otherwise. The caller closes it.
+ */
 export async function createBackend(config: Readonly<Config>, deps: BackendDeps): Promise<Backend> {
   const options = backendOptionsFrom(config);
+  if (config.redisCluster) {
+    return createClusterBackend({ ...options, ...deps, cluster: config.redisCluster });
+  }
   if (config.redisUrl) {
     return createRedisBackend({ ...options, ...deps, connect: connectToUrl(config.redisUrl) });
   }

@@ -9,8 +9,8 @@ import type { PubSub } from "../store/pubsub.js";
 import type { RetentionOptions } from "../store/session-fields.js";
 import type { StreamStore } from "../store/types.js";
 
-/** The kinds there are (Redis Cluster and Sentinel would be the next ones). */
-export type BackendKind = "memory" | "redis";
+/** The kinds there are: one Redis (a URL or Sentinels) or a Redis Cluster. */
+export type BackendKind = "memory" | "redis" | "redis-cluster";
 
 /** One link to the backing service (a connection, later a shard), as readiness reports it. */
 export interface ConnectionState {

@@ -1,7 +1,7 @@
 /**
  * The backend kinds that every contract suite (store, pub/sub, subscription sets, limiter) runs over,
  * each built through its own factory as the gateway builds it, the Redis kinds against this test run's
- * redis-server. Adding a kind here adds it to every suite.
+ * redis-server and Redis Cluster (global-setup.ts). Adding a kind here adds it to every suite.
  */
 import { Redis } from "ioredis";
 import { pino } from "pino";
@@ -9,6 +9,7 @@ import { inject } from "vitest";
 import {
   type Backend,
   type ConnectionRole,
+  createClusterBackend,
   createMemoryBackend,
   createRedisBackend,
 } from "../../src/backend/index.js";
@@ -120,5 +121,35 @@ export const redisBackend: BackendKind<RedisTestBackend> = {
   },
 };
 
+/** `127.0.0.1:7000,127.0.0.1:7001` → the seed nodes. */
+export function clusterSeeds(nodes: string): Array<{ host: string; port: number }> {
+  return nodes.split(",").map((entry) => {
+    const colon = entry.lastIndexOf(":");
+    return { host: entry.slice(0, colon), port: Number(entry.slice(colon + 1)) };
+  });
+}
+
+/** A Redis Cluster (3 primaries, a replica each): keys and channels spread over the shards by their slot. */
+export const clusterBackend: BackendKind = {
+  name: "redis-cluster",
+  async build(options = {}) {
+    const { keyPrefix, keys, backendOptions } = common(options);
+    const backend = await createClusterBackend({
+      ...backendOptions,
+      cluster: { nodes: clusterSeeds(inject("redisClusterNodes")) },
+      instanceId: "contract",
+      logger: pino({ level: "silent" }),
+    });
+    return {
+      backend,
+      keyPrefix,
+      keys,
+      // Redis expires keys by its own time.
+      elapse: sleep,
+      close: () => backend.close(),
+    };
+  },
+};
+
 /** Every kind, in the order the suites run them. */
-export const BACKENDS: readonly BackendKind[] = [memoryBackend, redisBackend];
+export const BACKENDS: readonly BackendKind[] = [memoryBackend, redisBackend, clusterBackend];

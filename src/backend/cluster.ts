@@ -1,0 +1,219 @@
+/**
+ * The Redis Cluster backend: the same parts as on one Redis (store, subscription sets, limiter) over
+ * an ioredis `Cluster`, which sends each command and script to the primary owning its slot, and
+ * pub/sub over sharded channels with one subscriber connection per primary (`cluster-pubsub.ts`).
+ * Per instance, whatever the number of clients and sessions: two connections per primary (commands,
+ * subscriber). Where each shared key lives, and what it costs, is in docs/scaling.md.
+ */
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "pino";
+import { createRedisLimiter } from "../limits/limiter.js";
+import type { Metrics } from "../metrics.js";
+import { createRedisSubscriptions } from "../mux/subscriptions.js";
+import { createKeyScheme } from "../store/keys.js";
+import { createRedisStore } from "../store/redis-store.js";
+import { createShardedPubSub } from "./cluster-pubsub.js";
+import { REDIS_CONNECTION_OPTIONS } from "./redis.js";
+import type { Backend, BackendOptions, ConnectionState } from "./types.js";
+
+/** Where the cluster is: seed nodes (any of its nodes; the rest are discovered) and how to reach them. */
+export interface ClusterAddress {
+  nodes: ReadonlyArray<{ host: string; port: number }>;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** TLS to every node (`rediss://` on one Redis). */
+  tls?: boolean;
+}
+
+/**
+ * How long commands for a shard that is failing over keep being retried (ioredis re-routes them after
+ * each slot refresh): `CLUSTER_RETRY_DELAY_MS` apart, at most `CLUSTER_MAX_REDIRECTIONS` times, i.e.
+ * at least two minutes, longer than a failover with the default cluster-node-timeout (15 s). Commands
+ * wait through it as they wait through an outage of one Redis; every write is idempotent, so a
+ * command sent again after its shard's primary died lands once.
+ */
+const CLUSTER_RETRY_DELAY_MS = 200;
+const CLUSTER_MAX_REDIRECTIONS = 1_000;
+
+export type ClusterMetrics = Pick<Metrics, "redisErrors"> &
+  Partial<Pick<Metrics, "redisClusterEvents" | "setShardConnectionsProbe">>;
+
+export interface ClusterBackendOptions extends BackendOptions {
+  cluster: ClusterAddress;
+  /** Names the connections in CLIENT LIST: `<instanceId>:command` and `<instanceId>:subscriber`. */
+  instanceId: string;
+  logger: Logger;
+  metrics?: ClusterMetrics;
+}
+
+/** A primary's connections (command, subscriber) and whether each is up: what /readyz lists per shard. */
+function shardConnections(cluster: Cluster, subscribers: ReadonlyArray<{ address: string; status: string }>) {
+  const primaries = new Set<string>();
+  for (const owners of cluster.slots) if (owners?.[0]) primaries.add(owners[0]);
+  const commands = new Map<string, Redis>();
+  for (const node of cluster.nodes("master")) commands.set(`${node.options.host}:${node.options.port}`, node);
+  const states: ConnectionState[] = [];
+  const counts = new Map<string, number>();
+  for (const address of [...primaries].sort()) {
+    const command = commands.get(address);
+    const subscriber = subscribers.find((candidate) => candidate.address === address);
+    const commandStatus = command?.status ?? "none";
+    const subscriberStatus = subscriber?.status ?? "none";
+    states.push({ name: `command ${address}`, ready: commandStatus === "ready", status: commandStatus });
+    states.push({
+      name: `subscriber ${address}`,
+      ready: subscriberStatus === "ready",
+      status: subscriberStatus,
+    });
+    counts.set(address, (commandStatus === "ready" ? 1 : 0) + (subscriberStatus === "ready" ? 1 : 0));
+  }
+  return { states, counts };
+}
+
+export async function createClusterBackend({
+  cluster: address,
+  instanceId,
+  logger,
+  metrics,
+  keyPrefix,
+  retention,
+  subscriptionLimits,
+  clock = Date.now,
+}: ClusterBackendOptions): Promise<Backend> {
+  const credentials: RedisOptions = {
+    ...(address.username ? { username: address.username } : {}),
+    ...(address.password ? { password: address.password } : {}),
+    ...(address.tls ? { tls: {} } : {}),
+  };
+  const { enableAutoPipelining, retryStrategy } = REDIS_CONNECTION_OPTIONS;
+  const clusterOptions: ClusterOptions = {
+    enableAutoPipelining,
+    lazyConnect: true,
+    clusterRetryStrategy: retryStrategy,
+    retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+    maxRedirections: CLUSTER_MAX_REDIRECTIONS,
+    // A node's connection is not retried by itself (ioredis's way in a cluster): a closed one ends, its
+    // commands are routed again after a slot refresh, to the replica that took over if there was a failover.
+    redisOptions: {
+      ...credentials,
+      maxRetriesPerRequest: null,
+      connectionName: `${instanceId}:command`,
+    },
+  };
+  const cluster = new Cluster(
+    address.nodes.map((node) => ({ host: node.host, port: node.port })),
+    clusterOptions,
+  );
+  const countError = (connection: "command" | "subscriber", error: Error, node?: string) => {
+    metrics?.redisErrors.inc({ connection });
+    logger.warn({ err: { message: error.message }, node }, `redis cluster ${connection} connection error`);
+  };
+  cluster.on("error", (error: Error) => countError("command", error));
+  cluster.on("node error", (error: Error, node: string) => countError("command", error, node));
+  cluster.on("+node", (node: Redis) => {
+    metrics?.redisClusterEvents?.inc({ event: "node_added" });
+    logger.info(
+      { node: `${node.options.host}:${node.options.port}` },
+      "redis cluster: node connection added",
+    );
+  });
+  cluster.on("-node", (node: Redis) => {
+    metrics?.redisClusterEvents?.inc({ event: "node_removed" });
+    logger.warn(
+      { node: `${node.options.host}:${node.options.port}` },
+      "redis cluster: node connection removed",
+    );
+  });
+
+  // A slot whose primary changed: a shard failed over (or was resharded). Logged with where it went.
+  let owners: string[] = [];
+  cluster.on("refresh", () => {
+    const next = cluster.slots.map((nodes) => nodes?.[0] ?? "");
+    const moves = new Map<string, number>();
+    if (owners.length > 0) {
+      for (let slot = 0; slot < next.length; slot++) {
+        if (owners[slot] && next[slot] && owners[slot] !== next[slot]) {
+          const move = `${owners[slot]} -> ${next[slot]}`;
+          moves.set(move, (moves.get(move) ?? 0) + 1);
+        }
+      }
+    }
+    owners = next;
+    for (const [move, slots] of moves) {
+      metrics?.redisClusterEvents?.inc({ event: "slots_moved" });
+      logger.warn({ move, slots }, "redis cluster: slots have a new primary (failover or resharding)");
+    }
+    // Each primary's command connection is opened now, not at its first command: readiness and the
+    // per-shard connection count then say the same on every instance.
+    for (const node of cluster.nodes("master")) {
+      if (node.status === "wait") node.connect().catch(() => {});
+    }
+  });
+
+  const pubsub = createShardedPubSub({
+    cluster,
+    openSubscriber(host, port) {
+      const subscriber = new Redis({
+        ...REDIS_CONNECTION_OPTIONS,
+        ...credentials,
+        host,
+        port,
+        // This module places the channels again itself, on the shard that owns them now.
+        autoResubscribe: false,
+        connectionName: `${instanceId}:subscriber`,
+      });
+      subscriber.on("error", (error: Error) => countError("subscriber", error, `${host}:${port}`));
+      return subscriber;
+    },
+    onResubscribe(reason, node, channels) {
+      metrics?.redisClusterEvents?.inc({ event: reason === "moved" ? "channels_moved" : "resubscribed" });
+      logger.warn({ node, channels, reason }, "redis cluster: shard channels subscribed again");
+    },
+  });
+
+  // An unreachable cluster at start-up is an outage like any other: /readyz says 503 until it answers.
+  await cluster.connect().catch((error: unknown) => {
+    logger.warn(
+      { err: { message: String(error) } },
+      "the Redis Cluster is not reachable yet; retrying in the background",
+    );
+  });
+
+  const keys = createKeyScheme(keyPrefix);
+  const store = createRedisStore({
+    redis: cluster,
+    pubsub,
+    keys,
+    retention,
+    clock,
+    publishCommand: "SPUBLISH",
+  });
+  const requestRecords = { requestRecordTtlSeconds: retention.requestRecordTtlSeconds };
+  const connections = () => shardConnections(cluster, pubsub.subscribers());
+  metrics?.setShardConnectionsProbe?.(() => connections().counts);
+
+  return {
+    kind: "redis-cluster",
+    store,
+    pubsub,
+    subscriptions: createRedisSubscriptions(cluster, pubsub, keys, subscriptionLimits, requestRecords),
+    limiter: createRedisLimiter(cluster, keyPrefix, clock, requestRecords),
+    readiness() {
+      const { states } = connections();
+      const whole: ConnectionState = {
+        name: "cluster",
+        ready: cluster.status === "ready",
+        status: cluster.status,
+      };
+      const all = [whole, ...states];
+      return { ready: states.length > 0 && all.every((state) => state.ready), connections: all };
+    },
+    async close() {
+      // The store closes the pub/sub (its subscribers); then the cluster's connections.
+      await store.close();
+      cluster.disconnect();
+    },
+  };
+}
