@@ -12,6 +12,7 @@ import type { Metrics } from "../metrics.js";
 import { createRedisSubscriptions } from "../mux/subscriptions.js";
 import { createKeyScheme } from "../store/keys.js";
 import { createRedisStore } from "../store/redis-store.js";
+import type { StreamStore } from "../store/types.js";
 import { createShardedPubSub } from "./cluster-pubsub.js";
 import { REDIS_CONNECTION_OPTIONS } from "./redis.js";
 import type { Backend, BackendOptions, ConnectionState } from "./types.js";
@@ -182,14 +183,11 @@ export async function createClusterBackend({
   });
 
   const keys = createKeyScheme(keyPrefix);
-  const store = createRedisStore({
-    redis: cluster,
-    pubsub,
-    keys,
-    retention,
-    clock,
-    publishCommand: "SPUBLISH",
-  });
+  // The Redis store as is, named for what it runs on (/readyz says `"store":"redis-cluster"`).
+  const store: StreamStore = {
+    ...createRedisStore({ redis: cluster, pubsub, keys, retention, clock, publishCommand: "SPUBLISH" }),
+    kind: "redis-cluster",
+  };
   const requestRecords = { requestRecordTtlSeconds: retention.requestRecordTtlSeconds };
   const connections = () => shardConnections(cluster, pubsub.subscribers());
   metrics?.setShardConnectionsProbe?.(() => connections().counts);

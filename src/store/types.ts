@@ -134,7 +134,7 @@ export interface AppendNotifier {
 }
 
 export interface StreamStore {
-  readonly kind: "memory" | "redis";
+  readonly kind: "memory" | "redis" | "redis-cluster";
   readonly notifier: AppendNotifier;
   /** False while the backing store is unreachable. */
   isReady(): boolean;

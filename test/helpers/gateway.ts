@@ -1,6 +1,7 @@
-/** An in-process gateway on a real HTTP server (port 0), over the memory store or a real Redis. */
+/** An in-process gateway on a real HTTP server (port 0), over the memory store, a real Redis or a real Redis Cluster. */
 import type { Writable } from "node:stream";
 import { pino } from "pino";
+import { inject } from "vitest";
 import type { ModelProvider } from "../../src/agent/types.js";
 import { loadConfig } from "../../src/config.js";
 import { createGateway, type Gateway } from "../../src/gateway.js";
@@ -16,8 +17,10 @@ export interface TestGateway {
 }
 
 export interface TestGatewayOptions {
-  /** Omit for the in-memory store. */
+  /** Omit (and `redisClusterNodes`) for the in-memory store. */
   redisUrl?: string;
+  /** `host:port,...` of a Redis Cluster (REDIS_CLUSTER_NODES), instead of `redisUrl`. */
+  redisClusterNodes?: string;
   /** Share a prefix between gateways (several instances on one Redis). */
   prefix?: string;
   env?: Record<string, string>;
@@ -33,6 +36,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     SIMULATED_TOKENS_PER_SECOND: "1000",
     REDIS_KEY_PREFIX: prefix,
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+    ...(options.redisClusterNodes ? { REDIS_CLUSTER_NODES: options.redisClusterNodes } : {}),
     ...options.env,
   });
   const logger = options.logDestination
@@ -57,5 +61,13 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   };
 }
 
-/** Runs a suite once per store: the same contract holds for memory and Redis. */
-export const STORE_KINDS = ["memory", "redis"] as const;
+/** Runs a suite once per store: the same contract holds for memory, one Redis and a Redis Cluster. */
+export const STORE_KINDS = ["memory", "redis", "redis-cluster"] as const;
+export type StoreKind = (typeof STORE_KINDS)[number];
+
+/** What puts a test gateway on `kind`: this run's redis-server or Redis Cluster (global setup), or memory. */
+export function storeOptions(kind: StoreKind): Pick<TestGatewayOptions, "redisUrl" | "redisClusterNodes"> {
+  if (kind === "redis") return { redisUrl: inject("redisUrl") };
+  if (kind === "redis-cluster") return { redisClusterNodes: inject("redisClusterNodes") };
+  return {};
+}

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createParser } from "eventsource-parser";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   closedWithin,
   getJson,
@@ -16,6 +16,7 @@ import {
   type SseEvent,
   STORE_KINDS,
   startTestGateway,
+  storeOptions,
   type TestGateway,
 } from "../helpers/index.js";
 
@@ -118,7 +119,7 @@ describe.each(STORE_KINDS)("HTTP API over %s", (kind) => {
   let tuned: TestGateway;
   const open: SseConnection[] = [];
 
-  const redisUrl = () => (kind === "redis" ? { redisUrl: inject("redisUrl") } : {});
+  const redisUrl = () => storeOptions(kind);
 
   beforeAll(async () => {
     gw = await startTestGateway(redisUrl());

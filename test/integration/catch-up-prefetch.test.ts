@@ -2,11 +2,13 @@
  * Catch-up with read-ahead: while a reader is behind, its connection's catch-up reads its next batch
  * before the current one is written. A backlog of many batches still arrives complete, in order and
  * once, live events appended during the catch-up follow it without a gap or a duplicate, and a
- * connection whose socket is full holds at most one batch read ahead per reader. Against both stores.
+ * connection whose socket is full holds at most one batch read ahead per reader. Against every store
+ * (memory, one Redis, a Redis Cluster, where one connection's sessions live on several shards).
  */
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { createClusterBackend } from "../../src/backend/cluster.js";
 import { Hub } from "../../src/hub/hub.js";
 import { createMetrics } from "../../src/metrics.js";
 import { CursorTracker } from "../../src/mux/cursor.js";
@@ -19,6 +21,7 @@ import { createRedisPubSub } from "../../src/store/redis-pubsub.js";
 import { createRedisStore } from "../../src/store/redis-store.js";
 import type { RetentionOptions } from "../../src/store/session-fields.js";
 import type { StreamStore } from "../../src/store/types.js";
+import { clusterSeeds } from "../contract/backends.js";
 import {
   closedWithin,
   openSse,
@@ -26,6 +29,7 @@ import {
   randomPrefix,
   STORE_KINDS,
   startTestGateway,
+  storeOptions,
 } from "../helpers/index.js";
 
 const BATCH = 20;
@@ -43,11 +47,24 @@ afterEach(async () => {
 });
 
 async function makeStore(kind: (typeof STORE_KINDS)[number]): Promise<StreamStore> {
-  const keys = createKeyScheme(randomPrefix());
+  const keyPrefix = randomPrefix();
+  const keys = createKeyScheme(keyPrefix);
   if (kind === "memory") {
     const store = createMemoryStore({ pubsub: createMemoryPubSub(), keys, retention: RETENTION });
     cleanups.push(() => store.close());
     return store;
+  }
+  if (kind === "redis-cluster") {
+    const backend = await createClusterBackend({
+      keyPrefix,
+      retention: RETENTION,
+      subscriptionLimits: { maxSessions: 100, ttlSeconds: 3_600 },
+      cluster: { nodes: clusterSeeds(inject("redisClusterNodes")) },
+      instanceId: "catch-up",
+      logger: pino({ level: "silent" }),
+    });
+    cleanups.push(() => backend.close());
+    return backend.store;
   }
   const command = new Redis(inject("redisUrl"), { lazyConnect: true });
   const subscriber = new Redis(inject("redisUrl"), { lazyConnect: true });
@@ -284,7 +301,7 @@ describe.each(STORE_KINDS)("replay of a backlog of many batches over HTTP (%s st
     "%s framing: every event once, in order, with appends during the replay",
     async (framing) => {
       const gw = await startTestGateway({
-        ...(kind === "redis" ? { redisUrl: inject("redisUrl") } : {}),
+        ...storeOptions(kind),
         env: { CATCH_UP_BATCH: "50", MERGE_TOKENS_WHEN_BEHIND: "false", MAX_EVENTS_PER_SESSION: "100000" },
       });
       cleanups.push(() => gw.close());

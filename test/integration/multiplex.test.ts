@@ -16,6 +16,7 @@ import {
   type SseEvent,
   STORE_KINDS,
   startTestGateway,
+  storeOptions,
   type TestGateway,
   type TestGatewayOptions,
 } from "../helpers/index.js";
@@ -44,7 +45,7 @@ interface MuxEvent {
 const newId = (label: string) => `${label}_${randomBytes(6).toString("hex")}`;
 
 function gatewayOptions(kind: StoreKind, env: Record<string, string> = {}): TestGatewayOptions {
-  return kind === "redis" ? { redisUrl: inject("redisUrl"), env } : { env };
+  return { ...storeOptions(kind), env };
 }
 
 const token = (content: string): ProducedEvent => ({ type: "token", data: { content } });

@@ -1,10 +1,17 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { openSse, postJson, STORE_KINDS, startTestGateway, type TestGateway } from "../helpers/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  openSse,
+  postJson,
+  STORE_KINDS,
+  startTestGateway,
+  storeOptions,
+  type TestGateway,
+} from "../helpers/index.js";
 
 describe.each(STORE_KINDS)("agent stream over %s", (kind) => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startTestGateway(kind === "redis" ? { redisUrl: inject("redisUrl") } : {});
+    gw = await startTestGateway(storeOptions(kind));
   });
   afterAll(() => gw.close());
 
