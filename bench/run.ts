@@ -5,10 +5,11 @@
  *
  *   --quick                 every scenario at tiny sizes (~1 min; CI): exits non-zero only on a
  *                           contract violation (loss, duplicates, reordering, gaps) or a crash
- *   --only a,b              scenarios: fanout,fanout-staggered,dashboard,idle,replay,agent,cursor,redis-cost,
- *                           compaction
+ *   --only a,b              scenarios: fanout,fanout-staggered,stages,dashboard,idle,replay,agent,cursor,
+ *                           redis-cost,compaction
  *   --targets a,b           gateway,raw-node,nchan (default all three)
- *   --workers N             load-generator threads (default: cores - 1, at least 1, at most 4)
+ *   --workers N             load-generator threads (default: one per core, at least 2, at most 4: one
+ *                           thread saturates before the raw-node baseline does)
  *   --out FILE              results file (default bench/results/results.jsonl; quick: a temp file)
  *   --idle-connections N    the idle scenario's C (default 5,000; quick 200)
  *   --producer-phases N     overrides both fan-out scenarios' producer phase groups (1 = every session in step)
@@ -38,11 +39,13 @@ import { fanoutScenario, fanoutStaggeredScenario } from "./scenarios/fanout.js";
 import { idleScenario } from "./scenarios/idle.js";
 import { redisCostScenario } from "./scenarios/redis-cost.js";
 import { replayScenario } from "./scenarios/replay.js";
+import { stagesScenario } from "./scenarios/stages.js";
 import { REPO_ROOT, TARGET_NAMES, type TargetName } from "./targets/index.js";
 
 const SCENARIOS: readonly Scenario[] = [
   fanoutScenario,
   fanoutStaggeredScenario,
+  stagesScenario,
   dashboardScenario,
   idleScenario,
   replayScenario,
@@ -111,7 +114,7 @@ async function main(): Promise<number> {
   const targets = list<TargetName>(values.targets, TARGET_NAMES, "target");
   const agentPaths =
     values["agent-paths"] === undefined ? undefined : list(values["agent-paths"], AGENT_PATHS, "agent path");
-  const workers = Number(values.workers ?? Math.min(4, Math.max(1, availableParallelism() - 1)));
+  const workers = Number(values.workers ?? Math.min(4, Math.max(2, availableParallelism())));
   const out =
     values.out ??
     (quick ? join(tmpdir(), "sse-bench-quick.jsonl") : join(REPO_ROOT, "bench/results/results.jsonl"));

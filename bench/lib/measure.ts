@@ -81,13 +81,17 @@ const CLOCK_TICKS_PER_SECOND = 100;
 export interface ProcSample {
   atMs: number;
   cpuSeconds: number;
+  /** VmRSS as the kernel reports it (/proc/<pid>/status), summed. */
   rssBytes: number;
+  /** RssAnon: the anonymous part of it (heap, stacks; not the mapped binary and libraries). */
+  rssAnonBytes: number;
 }
 
 /** CPU (user+system) and RSS summed over `pids`; a pid that is gone counts as zero. */
 export function sampleProcs(pids: readonly number[]): ProcSample {
   let ticks = 0;
   let rssBytes = 0;
+  let rssAnonBytes = 0;
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -97,11 +101,34 @@ export function sampleProcs(pids: readonly number[]): ProcSample {
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       const rss = /VmRSS:\s+(\d+) kB/.exec(status);
       if (rss) rssBytes += Number(rss[1]) * 1024;
+      const anon = /RssAnon:\s+(\d+) kB/.exec(status);
+      if (anon) rssAnonBytes += Number(anon[1]) * 1024;
     } catch {
       // exited
     }
   }
-  return { atMs: performance.now(), cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes };
+  return { atMs: performance.now(), cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes, rssAnonBytes };
+}
+
+export interface MachineSample {
+  atMs: number;
+  /** CPU seconds spent busy (not idle, not waiting on I/O) over all cores since boot. */
+  busySeconds: number;
+}
+
+/** The whole machine's busy CPU time (/proc/stat), to see what every process together used. */
+export function sampleMachine(): MachineSample {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
+  return { atMs: performance.now(), busySeconds: busy / CLOCK_TICKS_PER_SECOND };
+}
+
+/** Percent of one core the whole machine was busy between two samples (up to 100 × cores). */
+export function machinePercent(a: MachineSample, b: MachineSample): number {
+  const seconds = (b.atMs - a.atMs) / 1000;
+  return seconds > 0 ? Math.round(((b.busySeconds - a.busySeconds) / seconds) * 1000) / 10 : 0;
 }
 
 /** Percent of one core between two samples. */

@@ -64,11 +64,13 @@ export function readUint(text: string, from: number): number {
 export interface TokenFields {
   seq: number;
   t: number;
+  /** The publish stamp (`"p"`, on traced appends only); -1 when absent. */
+  p: number;
 }
 
 /**
- * `seq` and `t` of a token's data `{"content":…,"seq":N,"t":T}` within [dataStart, dataEnd);
- * false when the shape differs (then the caller falls back to JSON.parse).
+ * `seq`, `t` (and `p` when it follows) of a token's data `{"content":…,"seq":N,"t":T[,"p":P]}` within
+ * [dataStart, dataEnd); false when the shape differs (then the caller falls back to JSON.parse).
  */
 export function readToken(text: string, dataStart: number, dataEnd: number, out: TokenFields): boolean {
   const seqAt = text.indexOf('"seq":', dataStart);
@@ -83,5 +85,11 @@ export function readToken(text: string, dataStart: number, dataEnd: number, out:
     tEnd++;
   }
   out.t = Number(text.slice(tAt + 4, tEnd));
-  return Number.isFinite(out.t);
+  out.p = -1;
+  if (text.charCodeAt(tEnd) === 44 && text.startsWith('"p":', tEnd + 1)) {
+    let pEnd = tEnd + 5;
+    while (pEnd < dataEnd && text.charCodeAt(pEnd) !== 125) pEnd++;
+    out.p = Number(text.slice(tEnd + 5, pEnd));
+  }
+  return Number.isFinite(out.t) && Number.isFinite(out.p);
 }

@@ -12,10 +12,13 @@ const BOOTSTRAP = `import("tsx/esm/api").then((m) => { m.register(); return impo
 export const SATURATED_ELU = 0.9;
 const CLOCK_PINGS = 5;
 
-export interface LoadStats extends Omit<WorkerStats, "elu" | "latency"> {
+export interface LoadStats extends Omit<WorkerStats, "elu" | "latency" | "sincePublish"> {
   latency: HistogramData;
+  sincePublish: HistogramData;
   eluMax: number;
   eluMean: number;
+  /** Each thread's event-loop utilisation since the previous snapshot. */
+  elus: number[];
   saturated: boolean;
 }
 
@@ -146,8 +149,12 @@ export class LoadGen {
     );
     const all = replies.flatMap((reply) => (reply.op === "snapshot" ? [reply.stats] : []));
     const latency = newHistogram();
+    const sincePublish = newHistogram();
     const sum = (key: keyof WorkerStats) => all.reduce((total, s) => total + (s[key] as number), 0);
-    for (const s of all) merge(latency, s.latency);
+    for (const s of all) {
+      merge(latency, s.latency);
+      merge(sincePublish, s.sincePublish);
+    }
     const elus = all.map((s) => s.elu);
     const eluMax = Math.max(0, ...elus);
     return {
@@ -170,8 +177,10 @@ export class LoadGen {
       closedByServer: sum("closedByServer"),
       errors: sum("errors"),
       latency,
+      sincePublish,
       eluMax: Math.round(eluMax * 1000) / 1000,
       eluMean: Math.round((elus.reduce((a, b) => a + b, 0) / Math.max(1, elus.length)) * 1000) / 1000,
+      elus: elus.map((elu) => Math.round(elu * 1000) / 1000),
       saturated: eluMax > SATURATED_ELU,
     };
   }

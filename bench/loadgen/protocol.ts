@@ -44,6 +44,8 @@ export interface WorkerStats {
   closedByServer: number;
   errors: number;
   latency: HistogramData;
+  /** Publish stamp → receipt, for the events of traced appends (the stage probe's). */
+  sincePublish: HistogramData;
   /** Event-loop utilisation (0..1) since the previous snapshot. */
   elu: number;
 }

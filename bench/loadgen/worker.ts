@@ -41,12 +41,13 @@ function emptyStats(): WorkerStats {
     closedByServer: 0,
     errors: 0,
     latency: newHistogram(),
+    sincePublish: newHistogram(),
     elu: 0,
   };
 }
 
 const fields = newFrameFields();
-const token: TokenFields = { seq: 0, t: 0 };
+const token: TokenFields = { seq: 0, t: 0, p: -1 };
 
 class Conn {
   /** Last seq seen per session index (0: none yet; seqs start at 1). */
@@ -122,14 +123,16 @@ class Conn {
     } else stats.outOfOrder++;
     this.last[index] = token.seq;
     record(stats.latency, now - token.t);
+    if (token.p >= 0) record(stats.sincePublish, now - token.p);
   }
 
   private parseSlow(data: string): boolean {
     try {
-      const value = JSON.parse(data) as { seq?: unknown; t?: unknown };
+      const value = JSON.parse(data) as { seq?: unknown; t?: unknown; p?: unknown };
       if (typeof value.seq !== "number" || typeof value.t !== "number") return false;
       token.seq = value.seq;
       token.t = value.t;
+      token.p = typeof value.p === "number" ? value.p : -1;
       return true;
     } catch {
       return false;
@@ -225,7 +228,10 @@ function snapshot(resetWindow: boolean): Reply {
   const elu = performance.eventLoopUtilization(lastElu);
   lastElu = performance.eventLoopUtilization();
   const out: WorkerStats = { ...stats, elu: elu.utilization };
-  if (resetWindow) stats.latency = newHistogram();
+  if (resetWindow) {
+    stats.latency = newHistogram();
+    stats.sincePublish = newHistogram();
+  }
   return { op: "snapshot", stats: out };
 }
 

@@ -1,8 +1,13 @@
 /**
  * Fan-out: C connections × S sessions out of P, the append rate ramped (×2) until a step fails, then
  * bisected; the figure is the highest rate with p99 < 50 ms and nothing lost, as events/s delivered.
- * Every selected target runs the same steps; one extra step at a quarter of the best rate gives the
- * latency at moderate load.
+ * Every selected target runs the same steps (the gateway first), then one extra step at half the
+ * gateway's highest passing rate: latency and CPU per event of every server at the same load.
+ *
+ * Each ceiling says what bound it: the step that decided it (the lowest failing rate) records the
+ * server's CPU, the load generator's (process CPU, each thread's ELU) and the whole machine's. A
+ * baseline whose server was not near a full core there (SERVER_BOUND_CPU) while no load-generator
+ * thread was saturated did not show its own limit, and the targets are not judged against it.
  */
 import type { ScenarioContext } from "../lib/context.js";
 import { tag } from "../lib/context.js";
@@ -20,6 +25,50 @@ import {
 
 /** Latency compares the producer's clock with the load-generator threads'; beyond this, say so. */
 const MAX_CLOCK_SKEW_MS = 0.5;
+/** A server at or above this much of one core where its ceiling was decided ran out of its own CPU. */
+export const SERVER_BOUND_CPU = 90;
+
+/** What limited a ceiling, from the step that decided it. */
+export interface CeilingBound {
+  /** The step's rate: the lowest failing one, or the best when nothing failed. */
+  rate: number;
+  serverCpuPercent: number;
+  loadgenCpuPercent: number;
+  loadgenEluMax: number;
+  loadgenSaturated: boolean;
+  machineBusyPercent: number | null;
+  othersPercent: number | null;
+  redisCpuPercent: number | null;
+  /** The server used (nearly) a whole core there and the load generator was not saturated. */
+  serverBound: boolean;
+  reason: string;
+}
+
+export function boundOf(step: StepResult): CeilingBound {
+  const server = step.server.cpuPercent;
+  const saturated = step.loadgen.saturated;
+  const serverBound = server >= SERVER_BOUND_CPU && !saturated;
+  const machine = step.machine;
+  const reason = serverBound
+    ? `server at ${server}% of a core`
+    : saturated
+      ? `a load-generator thread was saturated (ELU ${step.loadgen.eluMax}); server at ${server}%`
+      : machine && machine.busyPercent >= machine.cores * 100 * 0.9
+        ? `the machine's ${machine.cores} cores were full (${machine.busyPercent}% busy: server ${server}%, load generator ${step.loadgen.cpuPercent}%, Redis ${step.redis?.cpuPercent ?? 0}%, others ${machine.othersPercent}%)`
+        : `latency, with the server at ${server}% of a core and CPU to spare${machine ? ` (machine ${machine.busyPercent}% of ${machine.cores * 100}%)` : ""}`;
+  return {
+    rate: step.rate,
+    serverCpuPercent: server,
+    loadgenCpuPercent: step.loadgen.cpuPercent,
+    loadgenEluMax: step.loadgen.eluMax,
+    loadgenSaturated: saturated,
+    machineBusyPercent: machine?.busyPercent ?? null,
+    othersPercent: machine?.othersPercent ?? null,
+    redisCpuPercent: step.redis?.cpuPercent ?? null,
+    serverBound,
+    reason,
+  };
+}
 
 interface FanoutPlan {
   shape: StreamShape;
@@ -105,7 +154,13 @@ class Bench {
   }
 }
 
-async function ceiling(context: ScenarioContext, name: TargetName, fanout: FanoutPlan) {
+async function ceiling(
+  context: ScenarioContext,
+  name: TargetName,
+  fanout: FanoutPlan,
+  /** The rate of the comparison step (half the gateway's ceiling); undefined: half this target's own. */
+  comparisonRate: number | undefined,
+) {
   const bench = new Bench(context, name, fanout);
   const steps: StepResult[] = [];
   try {
@@ -139,9 +194,20 @@ async function ceiling(context: ScenarioContext, name: TargetName, fanout: Fanou
       else firstFail = mid;
     }
     const best = steps.filter((s) => s.pass).sort((a, b) => b.rate - a.rate)[0] ?? null;
-    const quarter = best ? await bench.step(Math.max(1, Math.round(best.rate / 4))) : null;
-    if (quarter) steps.push(quarter);
-    return { steps, best, quarter, connect, firstFail: Number.isFinite(firstFail) ? firstFail : null };
+    const deciding = Number.isFinite(firstFail)
+      ? steps.filter((s) => s.rate === firstFail).at(-1)
+      : (best ?? undefined);
+    const halfRate = comparisonRate ?? (best ? Math.max(1, Math.round(best.rate / 2)) : undefined);
+    const half = halfRate === undefined ? null : await bench.step(halfRate);
+    if (half) steps.push(half);
+    return {
+      steps,
+      best,
+      half,
+      bound: deciding ? boundOf(deciding) : null,
+      connect,
+      firstFail: Number.isFinite(firstFail) ? firstFail : null,
+    };
   } finally {
     await bench.stop();
   }
@@ -188,16 +254,21 @@ function fanoutWithPhases(name: string, title: string, defaultPhases: number) {
       const fanout = { ...planned, shape: { ...planned.shape, phases } };
       const { shape } = fanout;
       const subscribersPerSession = (shape.connections * shape.sessionsPerConnection) / shape.sessions;
-      for (const target of context.targets) {
+      // The gateway first: every other server also runs a step at half the gateway's ceiling.
+      const targets = [...context.targets].sort((a, b) => Number(b === "gateway") - Number(a === "gateway"));
+      let gatewayHalf: number | undefined;
+      for (const target of targets) {
         if (context.fixedRates) {
           await fixedSteps(context, name, target, fanout, context.fixedRates);
           continue;
         }
-        const result = await ceiling(context, target, fanout);
+        const result = await ceiling(context, target, fanout, gatewayHalf);
         const best = result.best;
+        if (target === "gateway" && best) gatewayHalf = Math.max(1, Math.round(best.rate / 2));
         context.log(
           best
-            ? `${target}: highest passing ${best.rate} appends/s = ${best.delivered} events/s delivered`
+            ? `${target}: highest passing ${best.rate} appends/s = ${best.delivered} events/s delivered; ` +
+                `ceiling decided at ${result.bound?.rate}/s by ${result.bound?.reason}`
             : `${target}: no rate passed`,
         );
         context.record(
@@ -215,7 +286,9 @@ function fanoutWithPhases(name: string, title: string, defaultPhases: number) {
             bestDelivered: best?.delivered ?? 0,
             firstFailRate: result.firstFail,
             best,
-            quarter: result.quarter,
+            half: result.half,
+            halfOf: gatewayHalf !== undefined && target !== "gateway" ? "gateway" : "own",
+            bound: result.bound,
             connect: result.connect,
             steps: result.steps,
           },

@@ -1,18 +1,17 @@
 /**
  * Idle: C=5000 connections (each multiplexing 10 of 100 existing, quiet sessions) held open. The
- * figure is RSS per connection above the server's own baseline (measured after its sessions exist and
- * before any connection), and the CPU that idle connections cost. The Node servers run a full GC
- * before each sample, so the figure is live memory, not garbage left over from connecting.
+ * figure judged is the RSS per connection as the kernel reports it (VmRSS in /proc/<pid>/status) a
+ * fixed time after the last connection opened, with no forced GC since before the first: what an
+ * operator pays. Its baseline is the same process before any connection, idle and compacted (as V8's
+ * memory reducer leaves an idle process), so everything the connections add counts, garbage included.
  *
- * Two figures per Node server, each sampled the same way at the baseline and after the idle period:
- * - `perConnectionKB` after a plain full GC (SIGUSR2), as in every earlier run. V8 compacts only the
- *   pages it chooses to, so the figure also counts the free space left on old-space pages by garbage
- *   that was promoted while the connections were set up; V8's memory reducer compacts it away by
- *   itself within about a minute of idling, so 10 s after connecting that is a transient.
- * - `compactedPerConnectionKB` after a full GC that compacts every page (SIGWINCH): the memory
- *   the connections keep, which is what an idle server holds.
- * See gc-signal.mjs. Both GCs, and the heap figures read from the report they write, are the same
- * for every Node server.
+ * Beside it, as in the earlier runs, each sampled the same way at both ends for every Node server:
+ * - `perConnectionKB` after a plain full GC (SIGUSR2). V8 compacts only the pages it chooses to, so
+ *   the figure also counts the free space left on old-space pages by garbage promoted while the
+ *   connections were set up (V8's memory reducer compacts it away by itself after about a minute).
+ * - `compactedPerConnectionKB` after a full GC that compacts every page (SIGWINCH): the memory the
+ *   connections keep, and the JS heap and young-generation figures from the GC handler's report.
+ * See gc-signal.mjs.
  */
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -91,7 +90,9 @@ export const idleScenario = {
     const connections = context.idleConnections ?? (context.quick ? 200 : 5_000);
     const shape = { connections, sessionsPerConnection: 10, sessions: 100, tickMs: 0 };
     const settleMs = context.quick ? 500 : 3_000;
-    const idleMs = context.quick ? 1_000 : 10_000;
+    /** The judged RSS is read this long after the last connection opened, with no forced GC. */
+    const rssAfterMs = context.quick ? 1_000 : 10_000;
+    const idleMs = rssAfterMs;
     gcReportDir();
     for (const name of context.targets) {
       const target = await startTarget(name, context.targetOptions);
@@ -106,6 +107,8 @@ export const idleScenario = {
         if (canCollect) await compactGarbage(target);
         const compactedBase = canCollect ? sampleProcs(target.pids()) : null;
         const reportBase = canCollect ? readHeapReport(target) : null;
+        // The judged figure's baseline: the idle server before any connection (compacted where it can be).
+        const idleBase = compactedBase ?? base;
         const conns = assignSessions(shape).map((sessions) => ({
           path: target.streamPath(sessions.map((index) => ids[index]!)),
           sessions,
@@ -116,7 +119,9 @@ export const idleScenario = {
         await sleep(settleMs);
         const loaded = sampleProcs(target.pids());
         await context.loadgen.snapshot(true);
-        await sleep(idleMs);
+        await sleep(Math.max(0, rssAfterMs - settleMs));
+        // No forced GC since before the first connection: the RSS an operator sees.
+        const noGc = sampleProcs(target.pids());
         const gc = await collectGarbage(target);
         const after = sampleProcs(target.pids());
         const heapAfter = name === "gateway" ? await heapUsedBytes(target.host, target.port) : null;
@@ -143,8 +148,15 @@ export const idleScenario = {
           baseRssMB: Math.round((base.rssBytes / 2 ** 20) * 10) / 10,
           loadedRssMB: Math.round((loaded.rssBytes / 2 ** 20) * 10) / 10,
           rssMB: Math.round((after.rssBytes / 2 ** 20) * 10) / 10,
+          /** The judged figure: VmRSS per connection (KiB) rssAfterMs after connecting, no forced GC. */
+          rssPerConnectionKiB: perConnection(noGc.rssBytes - idleBase.rssBytes, open.opened),
+          /** The anonymous part of it (RssAnon): heap and native allocations, not mapped files. */
+          rssAnonPerConnectionKiB: perConnection(noGc.rssAnonBytes - idleBase.rssAnonBytes, open.opened),
+          idleBaseRssMB: Math.round((idleBase.rssBytes / 2 ** 20) * 10) / 10,
+          noGcRssMB: Math.round((noGc.rssBytes / 2 ** 20) * 10) / 10,
+          rssAfterMs,
           perConnectionKB: perConnection(after.rssBytes - base.rssBytes, open.opened),
-          idleCpuPercent: cpuPercent(loaded, after),
+          idleCpuPercent: cpuPercent(loaded, noGc),
           /** Whether a full GC ran before the samples (the Node servers); else RSS includes garbage. */
           collectedGarbage: gc,
           /** JS heap in use per connection after the GC (gateway only). */
@@ -170,14 +182,15 @@ export const idleScenario = {
           stillOpen: load.open,
         };
         context.log(
-          `${name.padEnd(9)} ${open.opened} connections in ${open.seconds} s; RSS ${data.baseRssMB} → ${data.rssMB} MB ` +
-            `= ${data.perConnectionKB} KB per connection${data.heapPerConnectionKB === null ? "" : ` (JS heap ${data.heapPerConnectionKB} KB)`}; ` +
+          `${name.padEnd(9)} ${open.opened} connections in ${open.seconds} s; VmRSS ${data.idleBaseRssMB} → ${data.noGcRssMB} MB ` +
+            `= ${data.rssPerConnectionKiB} KiB per connection ${rssAfterMs / 1000} s in, no forced GC (anonymous ${data.rssAnonPerConnectionKiB}); ` +
+            `after a plain GC ${data.perConnectionKB} KB${data.heapPerConnectionKB === null ? "" : ` (JS heap ${data.heapPerConnectionKB} KB)`}; ` +
             (data.compactedPerConnectionKB === null
               ? ""
               : `compacted ${data.compactedPerConnectionKB} KB (JS heap ${data.jsHeapPerConnectionKB} KB, young generation ${data.newSpacePerConnectionKB} KB, without it ${data.compactedWithoutYoungGenerationKB} KB); `) +
             `idle CPU ${data.idleCpuPercent}%`,
         );
-        context.record("idle", name, { ...shape, settleMs, idleMs }, data);
+        context.record("idle", name, { ...shape, settleMs, idleMs, rssAfterMs }, data);
       } finally {
         await context.loadgen.closeConnections();
         await target.stop();

@@ -3,8 +3,16 @@
  * of P sessions, a producer at a target rate, and one measured step: warm-up, a measured window,
  * then a drain in which every connection must reach every session's last seq.
  */
+import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
-import { cpuPercent, type LatencySummary, sampleProcs, summarize } from "../lib/measure.js";
+import {
+  cpuPercent,
+  type LatencySummary,
+  machinePercent,
+  sampleMachine,
+  sampleProcs,
+  summarize,
+} from "../lib/measure.js";
 import { sleep } from "../lib/procs.js";
 import { Producer } from "../lib/producer.js";
 import { type LoadGen, SATURATED_ELU } from "../loadgen/pool.js";
@@ -129,7 +137,24 @@ export interface StepResult {
   /** Delivered events per second of server CPU (nchan: nginx only): efficiency, less sensitive to a busy machine than rates. */
   server: { cpuPercent: number; rssMB: number; eventsPerCpuSecond: number | null };
   redis: ReturnType<typeof redisCost> | null;
-  loadgen: { cpuPercent: number; eluMax: number; saturated: boolean; mainElu: number };
+  /**
+   * The load generator: its whole process (the producer on the main thread, the reading threads, their
+   * GC and system time), the busiest reading thread's ELU and each thread's.
+   */
+  loadgen: {
+    cpuPercent: number;
+    eluMax: number;
+    saturated: boolean;
+    mainElu: number;
+    threads?: number;
+    elus?: number[];
+  };
+  /**
+   * The whole machine (/proc/stat), in percent of one core (at most 100 × cores): everything on these
+   * cores, and what was left after the server, Redis and the load generator (others: other processes,
+   * the kernel's own threads).
+   */
+  machine?: { cores: number; busyPercent: number; othersPercent: number };
   pass: boolean;
   /** Why the step did not pass (empty when it did). */
   reasons: string[];
@@ -162,6 +187,7 @@ export async function runStep(
   const before = await loadgen.snapshot(true);
   const serverA = sampleProcs(target.pids());
   const selfA = sampleProcs([process.pid]);
+  const machineA = sampleMachine();
   const redisA = await target.redis?.sample();
   const eluA = performance.eventLoopUtilization();
   const warm = producer.takeWindow();
@@ -169,6 +195,7 @@ export async function runStep(
   const window = await loadgen.snapshot(true);
   const serverB = sampleProcs(target.pids());
   const selfB = sampleProcs([process.pid]);
+  const machineB = sampleMachine();
   const redisB = await target.redis?.sample();
   const mainElu = performance.eventLoopUtilization(eluA).utilization;
   const produced = producer.takeWindow();
@@ -200,6 +227,19 @@ export async function runStep(
   for (const index of active) watchers += subscribers[index]!;
   const latency = summarize(window.latency);
   const serverCpu = cpuPercent(serverA, serverB);
+  const loadgenCpu = cpuPercent(selfA, selfB);
+  const machineBusy = machinePercent(machineA, machineB);
+  const redis =
+    redisA && redisB
+      ? redisCost(
+          redisA,
+          redisB,
+          seconds,
+          tokens,
+          produced.sent,
+          produced.requests * (seconds / produced.seconds),
+        )
+      : null;
 
   const correctness: string[] = [];
   if (end.duplicates > 0) correctness.push(`${end.duplicates} duplicates`);
@@ -248,22 +288,19 @@ export async function runStep(
       rssMB: round(serverB.rssBytes / 2 ** 20),
       eventsPerCpuSecond: serverCpu > 0 ? round(delivered / (serverCpu / 100), 0) : null,
     },
-    redis:
-      redisA && redisB
-        ? redisCost(
-            redisA,
-            redisB,
-            seconds,
-            tokens,
-            produced.sent,
-            produced.requests * (seconds / produced.seconds),
-          )
-        : null,
+    redis,
     loadgen: {
-      cpuPercent: cpuPercent(selfA, selfB),
+      cpuPercent: loadgenCpu,
       eluMax: window.eluMax,
       saturated: window.saturated,
       mainElu: round(mainElu, 3),
+      threads: window.elus.length,
+      elus: window.elus,
+    },
+    machine: {
+      cores: availableParallelism(),
+      busyPercent: machineBusy,
+      othersPercent: round(Math.max(0, machineBusy - serverCpu - loadgenCpu - (redis?.cpuPercent ?? 0)), 1),
     },
     pass: reasons.length === 0,
     reasons,
@@ -277,7 +314,8 @@ export function describeStep(name: string, step: StepResult): string {
   return (
     `${name.padEnd(9)} rate ${String(step.rate).padStart(6)}/s → ${String(step.delivered).padStart(8)} ev/s ` +
     `p50 ${l.p50} p99 ${l.p99} max ${l.max} ms, cpu ${step.server.cpuPercent}% ` +
-    `(loadgen ${step.loadgen.cpuPercent}%${step.loadgen.saturated ? " SATURATED" : ""}) ` +
+    `(loadgen ${step.loadgen.cpuPercent}%${step.loadgen.saturated ? " SATURATED" : ""}` +
+    `${step.machine ? `; machine ${step.machine.busyPercent}% of ${step.machine.cores * 100}%, others ${step.machine.othersPercent}%` : ""}) ` +
     `${step.pass ? "pass" : `FAIL: ${step.reasons.join(", ")}`}` +
     `${step.firstTry ? ` (second try; first: ${step.firstTry.reasons.join(", ")})` : ""}`
   );

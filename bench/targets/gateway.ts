@@ -5,6 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expectOk, httpClient } from "../lib/http.js";
+import { newHistogram, record } from "../lib/measure.js";
 import { freePort, httpOk, spawnProc, waitUntil } from "../lib/procs.js";
 import { startRedisServer } from "./redis.js";
 import { type Publisher, type Target, type TargetOptions, tokenData } from "./types.js";
@@ -28,9 +29,28 @@ function signalGc(pid: number): boolean {
   }
 }
 
-/** Producer over `POST /api/v1/sessions/:id/events`: one request per session per batch. */
-export function appendApiPublisher(port: number): Publisher {
+/** Node flags for a server under test: the GC signals, and the profiler and stage probe when asked. */
+function nodeArgsFor(options: TargetOptions): string[] {
+  if (options.profileDir) mkdirSync(options.profileDir, { recursive: true });
+  return [
+    ...GC_ON_SIGNAL,
+    ...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []),
+    ...(options.stageProbe ? ["--import", "./bench/targets/stage-probe.mjs"] : []),
+  ];
+}
+
+function probeEnv(options: TargetOptions): Record<string, string> {
+  return options.stageProbe ? { STAGE_PROBE_DIR: options.stageProbe.dir } : {};
+}
+
+/**
+ * Producer over `POST /api/v1/sessions/:id/events`: one request per session per batch. With
+ * `stampEvery` > 0, every such request's events also carry `"p"`, the time the request was built.
+ */
+export function appendApiPublisher(port: number, stampEvery = 0): Publisher {
   const client = httpClient(HOST, port, 128);
+  let requests = 0;
+  let replies = newHistogram();
   return {
     maxBatch: MAX_EVENTS_PER_APPEND,
     async createSessions(ids) {
@@ -45,15 +65,25 @@ export function appendApiPublisher(port: number): Publisher {
       );
     },
     async appendTokens(sessionId, firstSeq, times) {
+      const p =
+        stampEvery > 0 && ++requests % stampEvery === 0
+          ? performance.timeOrigin + performance.now()
+          : undefined;
       let body = '{"events":[';
       for (let i = 0; i < times.length; i++) {
-        body += `${i === 0 ? "" : ","}{"type":"token","data":${tokenData(firstSeq + i, times[i]!)}}`;
+        body += `${i === 0 ? "" : ","}{"type":"token","data":${tokenData(firstSeq + i, times[i]!, p)}}`;
       }
       body += "]}";
       const reply = await client.request("POST", `/api/v1/sessions/${sessionId}/events`, body, {
         "content-type": "application/json",
       });
+      if (p !== undefined) record(replies, performance.timeOrigin + performance.now() - p);
       expectOk(`append to ${sessionId}`, reply);
+    },
+    takeStampedReplies() {
+      const taken = replies;
+      replies = newHistogram();
+      return taken;
     },
     close: () => client.close(),
   };
@@ -76,15 +106,12 @@ export async function startGateway(options: TargetOptions = {}): Promise<Target>
     ...options.gatewayEnv,
   };
   if (options.profileDir) mkdirSync(options.profileDir, { recursive: true });
-  const nodeArgs = [
-    ...GC_ON_SIGNAL,
-    ...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []),
-  ];
   const entry = options.gatewayEntry ?? "dist/server.js";
-  const proc = spawnProc("gateway", process.execPath, [...nodeArgs, entry], {
+  const proc = spawnProc("gateway", process.execPath, [...nodeArgsFor(options), entry], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,
+      ...probeEnv(options),
       REDIS_URL: redis.url,
       REDIS_KEY_PREFIX: "bench:",
       PORT: String(port),
@@ -104,7 +131,7 @@ export async function startGateway(options: TargetOptions = {}): Promise<Target>
     await redis.stop();
     throw error;
   }
-  const publisher = appendApiPublisher(port);
+  const publisher = appendApiPublisher(port, options.stageProbe?.stampEvery ?? 0);
   return {
     name: "gateway",
     host: HOST,
@@ -126,15 +153,21 @@ export async function startGateway(options: TargetOptions = {}): Promise<Target>
 /** The baseline: `bench/raw-node-server.mjs`, no Redis, same paths and event shape as the gateway. */
 export async function startRawNode(options: TargetOptions = {}): Promise<Target> {
   const port = await freePort();
-  if (options.profileDir) mkdirSync(options.profileDir, { recursive: true });
-  const nodeArgs = [
-    ...GC_ON_SIGNAL,
-    ...(options.profileDir ? ["--cpu-prof", "--cpu-prof-dir", options.profileDir] : []),
-  ];
-  const proc = spawnProc("raw-node", process.execPath, [...nodeArgs, "bench/raw-node-server.mjs"], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, PORT: String(port), HOST },
-  });
+  const proc = spawnProc(
+    "raw-node",
+    process.execPath,
+    [...nodeArgsFor(options), "bench/raw-node-server.mjs"],
+    {
+      cwd: REPO_ROOT,
+      env: {
+        ...process.env,
+        ...probeEnv(options),
+        ...(options.stageProbe ? { STAGE_PROBE_READ_BODY: "1" } : {}),
+        PORT: String(port),
+        HOST,
+      },
+    },
+  );
   const base = `http://${HOST}:${port}`;
   try {
     await waitUntil("raw-node /healthz", () => httpOk(`${base}/healthz`), READY_TIMEOUT_MS, proc);
@@ -142,7 +175,7 @@ export async function startRawNode(options: TargetOptions = {}): Promise<Target>
     await proc.stop();
     throw error;
   }
-  const publisher = appendApiPublisher(port);
+  const publisher = appendApiPublisher(port, options.stageProbe?.stampEvery ?? 0);
   return {
     name: "raw-node",
     host: HOST,

@@ -1,4 +1,5 @@
 /** What every server under test offers the scenarios: where to subscribe, how to publish, what to measure. */
+import type { HistogramData } from "../lib/measure.js";
 import type { RedisServer } from "./redis.js";
 
 export type TargetName = "gateway" | "raw-node" | "nchan";
@@ -9,11 +10,14 @@ export const TOKEN_CONTENT = " tok";
 
 /**
  * One token event's data, always with this key order so the load generator can read `seq` and `t`
- * without a JSON parse: `{"content":" tok","seq":N,"t":T}`. `t` is the send time in ms since the
- * epoch (performance.timeOrigin + performance.now()), `seq` counts from 1 per session.
+ * without a JSON parse: `{"content":" tok","seq":N,"t":T}`. `t` is the time the event came due in ms
+ * since the epoch (performance.timeOrigin + performance.now()), `seq` counts from 1 per session. `p`,
+ * only on the appends the stage probe traces, is when the append request was built and sent.
  */
-export function tokenData(seq: number, t: number): string {
-  return `{"content":"${TOKEN_CONTENT}","seq":${seq},"t":${t}}`;
+export function tokenData(seq: number, t: number, p?: number): string {
+  return p === undefined
+    ? `{"content":"${TOKEN_CONTENT}","seq":${seq},"t":${t}}`
+    : `{"content":"${TOKEN_CONTENT}","seq":${seq},"t":${t},"p":${p}}`;
 }
 
 export interface Publisher {
@@ -23,6 +27,11 @@ export interface Publisher {
   createSessions(ids: readonly string[]): Promise<void>;
   /** Appends token events `firstSeq …` stamped `times[i]`, in one request where the server allows. */
   appendTokens(sessionId: string, firstSeq: number, times: readonly number[]): Promise<void>;
+  /**
+   * With the stage probe: publish time → reply, for the stamped appends since the last call (then
+   * reset). Absent on publishers that never stamp.
+   */
+  takeStampedReplies?(): HistogramData;
   close(): void;
 }
 
@@ -53,4 +62,9 @@ export interface TargetOptions {
    * worktree` of an older commit, built there); default this checkout's `dist/server.js`.
    */
   gatewayEntry?: string;
+  /**
+   * Runs the Node servers with the stage probe preloaded (stage-probe.mjs, writing into `dir`); their
+   * publisher stamps every `stampEvery`-th append with its publish time.
+   */
+  stageProbe?: { dir: string; stampEvery: number };
 }
