@@ -162,23 +162,37 @@ function traceTable(d: AgentData): string[] {
   return out;
 }
 
+const r3 = (value: number) => Math.round(value * 1000) / 1000;
+
 export function agentReading(line: ResultLine): string[] {
   const d = line.data as AgentData;
   const g = d.paths?.native ?? d.gateway;
   if (!g) return [];
-  const out = [
-    `- The native endpoint's response head came after ${g.headersMs} ms (both admissions, stream opened; the session is`,
-    `  created meanwhile) and the first token after ${g.firstTokenMs} ms: the upstream request through the openai SDK,`,
-    "  then the token's append round trip to Redis, after which the run hands it to the local hub directly (the",
-    "  pub/sub notice that follows delivers nothing twice) and the stream flushes it on the next turn.",
-  ];
+  const t = d.trace?.native;
   const k = d.paths?.sdk ?? d.sdk;
+  const out = t
+    ? [
+        `- The native endpoint, traced: the admission reached Redis ${t.admittedMs} ms after the request was sent, the upstream`,
+        `  request reached the fixture at ${t.upstreamMs} ms, the session's creation ran at ${t.createdMs}; the head came at ${t.headMs},`,
+        `  the stream's reader subscribed at ${t.subscribedMs}, the first token's append ran at ${t.appendedMs} and the token reached`,
+        `  the client at ${t.firstTokenMs}. ${
+          t.headMs >= t.createdMs
+            ? "The head waits for the session to exist (its creation, then its `@sessions` entry: two script calls in turn)"
+            : "The head goes out before the session's creation"
+        }, and the run's first append waits for this stream's reader to join, so`,
+        "  its first batch is handed to it locally.",
+      ]
+    : [
+        `- The native endpoint's response head came after ${g.headersMs} ms and the first token after ${g.firstTokenMs} ms: the`,
+        "  upstream request through the openai SDK, then the token's append round trip to Redis, after which the run",
+        "  hands it to the local hub directly and the stream flushes it on the next turn.",
+      ];
   const direct = d.paths?.direct ?? d.direct;
   if (k?.upstreamMs !== undefined && direct?.upstreamMs !== undefined) {
     out.push(
       `- The SDK alone reached the fixture after ${k.upstreamMs} ms (raw HTTP: ${direct.upstreamMs}) and had its first token`,
-      `  ${Math.round((k.firstTokenMs - k.upstreamMs) * 1000) / 1000} ms later (raw: ${Math.round((direct.firstTokenMs - direct.upstreamMs) * 1000) / 1000}); the gateway pays that inside, plus one HTTP hop each way,`,
-      "  its admission and session creation before the upstream request, and the append before the token leaves.",
+      `  ${r3(k.firstTokenMs - k.upstreamMs)} ms later (raw: ${r3(direct.firstTokenMs - direct.upstreamMs)}); the gateway pays that inside, plus one HTTP hop each way,`,
+      "  its admission and the session's creation, and the first append before the token leaves.",
     );
   }
   const doors = (d.doors ?? []).filter((f) => f.path !== "native");
@@ -190,7 +204,9 @@ export function agentReading(line: ResultLine): string[] {
     out.push(
       `- The doors add ${Math.min(...doors.map((f) => f.addedBeyondSdkFirstTokenMs))} to ${worst.addedBeyondSdkFirstTokenMs} ms beyond the SDK's own cost` +
         `${native ? ` (native: ${native.addedBeyondSdkFirstTokenMs})` : ""}; the most on ${LABELS[worst.path][0]} read with ${LABELS[worst.path][1]},` +
-        ` ${worst.addedBeforeUpstreamMs} ms of it before the upstream request.`,
+        ` ${worst.addedBeforeUpstreamMs} ms of it before the upstream request. Every door starts its run as the native`,
+      "  endpoint does (both admissions, the session's creation, the reader joined before the first append); the AI SDK",
+      "  door also looks the chat up before and records it as the chat's active run after the creation, before the head.",
     );
   }
   return out;
