@@ -27,6 +27,13 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_:.-]{0,64}$/, "letters, digits, _ : . - (at most 64)")
     .default("sse:"),
+  /** Comma-separated `host:port` of Redis Sentinels: the primary they name is the one Redis (instead of REDIS_URL). */
+  REDIS_SENTINELS: optionalText,
+  /** The primary's name in the Sentinels' configuration (`sentinel monitor <name> ...`). */
+  REDIS_SENTINEL_NAME: z.string().trim().min(1).default("mymaster"),
+  /** The Sentinels' own credentials, when they require them (`requirepass` in sentinel.conf). */
+  REDIS_SENTINEL_USERNAME: optionalText,
+  REDIS_SENTINEL_PASSWORD: optionalText,
   /**
    * Comma-separated `host:port` of Redis Cluster nodes (any of them: the rest are discovered): a Redis
    * Cluster instead of REDIS_URL. Credentials: REDIS_USERNAME, REDIS_PASSWORD; TLS: REDIS_CLUSTER_TLS.
@@ -37,6 +44,13 @@ const schema = z.object({
   /** The data nodes' credentials with REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL carries its own). */
   REDIS_USERNAME: optionalText,
   REDIS_PASSWORD: optionalText,
+  /**
+   * Durable acknowledgements: an append is acknowledged, and its notice published, only once this many
+   * replicas confirm they hold it (Redis WAIT). 0: off (acknowledged once the primary holds it).
+   */
+  REDIS_WAIT_REPLICAS: integer(0, 0),
+  /** How long one append waits for the replicas' confirmation before it is answered 503 (kept, unconfirmed). */
+  REDIS_WAIT_TIMEOUT_MS: integer(1_000, 1),
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText,
   /** The upstream API runs call: Chat Completions, or the Responses API (same session events). */
@@ -132,6 +146,10 @@ export interface Config {
   redisUrl: string | undefined;
   /** Set with REDIS_CLUSTER_NODES: a Redis Cluster, found through these nodes. */
   redisCluster: RedisClusterConfig | undefined;
+  /** Set with REDIS_SENTINELS: the primary is found through these Sentinels. */
+  redisSentinel: RedisSentinelConfig | undefined;
+  /** Durable acknowledgements (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS); replicas 0: off. */
+  redisWait: { replicas: number; timeoutMs: number };
   keyPrefix: string;
   openai: { apiKey: string | undefined; baseUrl: string | undefined; api: "chat" | "responses" };
   defaultModel: string;
@@ -186,6 +204,15 @@ export interface Config {
   maxJsonDepth: number;
   drainMs: number;
   runDrainTimeoutMs: number;
+}
+
+export interface RedisSentinelConfig {
+  sentinels: Array<{ host: string; port: number }>;
+  name: string;
+  username: string | undefined;
+  password: string | undefined;
+  sentinelUsername: string | undefined;
+  sentinelPassword: string | undefined;
 }
 
 export interface RedisClusterConfig {
@@ -256,10 +283,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (parsed.success && parsed.data.HEADERS_TIMEOUT_MS > parsed.data.REQUEST_TIMEOUT_MS) {
     problems.push("HEADERS_TIMEOUT_MS: at most REQUEST_TIMEOUT_MS (the headers are part of the request)");
   }
+  const sentinelsText = text("REDIS_SENTINELS");
+  const sentinels = sentinelsText ? parseHostPorts("REDIS_SENTINELS", sentinelsText, problems) : [];
+  if (sentinelsText && text("REDIS_URL")) {
+    problems.push("REDIS_SENTINELS and REDIS_URL: set one (the Sentinels name the primary)");
+  }
   const clusterText = text("REDIS_CLUSTER_NODES");
   const clusterNodes = clusterText ? parseHostPorts("REDIS_CLUSTER_NODES", clusterText, problems) : [];
-  if (clusterText && text("REDIS_URL")) {
-    problems.push("REDIS_CLUSTER_NODES and REDIS_URL: set one");
+  if (clusterText && (sentinelsText || text("REDIS_URL"))) {
+    problems.push("REDIS_CLUSTER_NODES: set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES");
+  }
+  if (parsed.success && parsed.data.REDIS_WAIT_REPLICAS > 0 && !sentinelsText && !text("REDIS_URL")) {
+    problems.push(
+      "REDIS_WAIT_REPLICAS: needs one Redis with replicas (REDIS_URL or REDIS_SENTINELS; not REDIS_CLUSTER_NODES)",
+    );
   }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
@@ -279,6 +316,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
           tls: e.REDIS_CLUSTER_TLS,
         }
       : undefined,
+    redisSentinel: sentinelsText
+      ? {
+          sentinels,
+          name: e.REDIS_SENTINEL_NAME,
+          username: e.REDIS_USERNAME,
+          password: e.REDIS_PASSWORD,
+          sentinelUsername: e.REDIS_SENTINEL_USERNAME,
+          sentinelPassword: e.REDIS_SENTINEL_PASSWORD,
+        }
+      : undefined,
+    redisWait: { replicas: e.REDIS_WAIT_REPLICAS, timeoutMs: e.REDIS_WAIT_TIMEOUT_MS },
     keyPrefix: e.REDIS_KEY_PREFIX,
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL, api: e.OPENAI_API },
     defaultModel: e.DEFAULT_MODEL ?? (e.OPENAI_API_KEY ? "gpt-4o-mini" : SIMULATED_MODEL),

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import type { Logger } from "pino";
+import { UnconfirmedAppendError } from "./store/replica-wait.js";
 
 /**
  * Every error code the API answers, with its status: the one catalogue (docs/API.md's table follows it).
@@ -154,6 +155,8 @@ export function createErrorHandler(writer: ErrorWriter): ErrorRequestHandler {
 
 export function toAppError(error: unknown, storeReady: () => boolean = () => true): AppError {
   if (error instanceof AppError) return error;
+  // REDIS_WAIT_REPLICAS: stored on the primary, not confirmed by the replicas, so not acknowledged.
+  if (error instanceof UnconfirmedAppendError) return errors.unavailable(error.message);
   const candidate = error as { type?: string; status?: number; expose?: boolean } | null;
   switch (candidate?.type) {
     case "entity.too.large":

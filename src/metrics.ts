@@ -181,6 +181,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["connection"] as const,
       registers,
     }),
+    redisFailovers: new Counter({
+      name: "sse_redis_failovers_total",
+      help: "Redis connections that came back on another primary than before (a Sentinel failover), by connection",
+      labelNames: ["connection"] as const,
+      registers,
+    }),
+    redisWaitSeconds: new Histogram({
+      name: "sse_redis_wait_seconds",
+      help: "REDIS_WAIT_REPLICAS: time of one WAIT for the replicas' confirmation, by outcome (confirmed, short: fewer replicas than asked)",
+      labelNames: ["outcome"] as const,
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
     /** Shards are addresses of primaries (a few per deployment), never caller input. */
     redisShardConnections: new Gauge({
       name: "sse_redis_shard_connections",
@@ -241,6 +254,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   for (const status of INITIAL_LABELS.runEndStatus) metrics.runsEnded.inc({ status }, 0);
   for (const connection of INITIAL_LABELS.redisConnection) metrics.redisErrors.inc({ connection }, 0);
   for (const event of INITIAL_LABELS.redisClusterEvent) metrics.redisClusterEvents.inc({ event }, 0);
+  for (const connection of INITIAL_LABELS.redisConnection) metrics.redisFailovers.inc({ connection }, 0);
   return metrics;
 }
 

@@ -4,6 +4,7 @@ import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
 import type { PubSub } from "./pubsub.js";
 import type { RedisClient } from "./redis-client.js";
+import type { ReplicaWait } from "./replica-wait.js";
 import { script } from "./scripts.js";
 import {
   isLifecycleFeed,
@@ -36,6 +37,12 @@ export interface RedisStoreDeps {
    * session's hash tag) instead of to every node over the cluster bus.
    */
   publishCommand?: "PUBLISH" | "SPUBLISH";
+  /**
+   * Durable acknowledgements (REDIS_WAIT_REPLICAS): appends are written on its connection, and an
+   * append resolves, and its notice is published, only once the replicas confirm it; reads go no
+   * further than what they confirmed. Without it an append is acknowledged once the primary holds it.
+   */
+  replicaWait?: ReplicaWait;
   keys: KeyScheme;
   retention: RetentionOptions;
   clock?: () => number;
@@ -47,9 +54,12 @@ export function createRedisStore({
   keys,
   retention,
   publishCommand = "PUBLISH",
+  replicaWait,
   clock = Date.now,
 }: RedisStoreDeps): StreamStore {
-  const appendScript = script<unknown[]>(redis, "append-8");
+  const appendScript = script<unknown[]>(replicaWait?.connection ?? redis, "append-8");
+  const confirmScript = replicaWait ? script<number>(replicaWait.connection, "confirm-1") : null;
+  const readUpToConfirmed = replicaWait ? "1" : "0";
   const readScript = script<[string | null, string, string | null]>(redis, "read-5");
 
   async function appendTo(
@@ -90,11 +100,27 @@ export function createRedisStore({
       options.fingerprint ?? "",
       // The lifecycle feed is trimmed without a snapshot: its readers are told what they missed.
       isFeed ? "0" : "1",
-      publishCommand,
+      // With durable acknowledgements the batch is announced once confirmed, below.
+      replicaWait ? "" : publishCommand,
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
     const reply = await appendScript(...args);
-    return parseAppendReply(reply);
+    const outcome = parseAppendReply(reply);
+    if (replicaWait && (outcome.kind === "appended" || outcome.kind === "duplicate")) {
+      await replicaWait.confirm();
+      // A replayed batch is announced again: its first try may have failed before its notice went out
+      // (a notice heard twice delivers nothing the second time).
+      if (outcome.kind === "appended" && outcome.ids.length > 0) {
+        await confirmScript!(
+          keys.meta(sessionId),
+          outcome.ids[outcome.ids.length - 1]!,
+          keys.notices(sessionId),
+          noticeOf(reply, events, args),
+          publishCommand,
+        );
+      }
+    }
+    return outcome;
   }
 
   const store: StreamStore = {
@@ -134,6 +160,7 @@ export function createRedisStore({
         after === null ? "-" : `(${after}`,
         count,
         after ?? "",
+        readUpToConfirmed,
       );
       const events = parseEventLines(text);
       const gap =
@@ -170,6 +197,23 @@ export function createRedisStore({
     },
   };
   return store;
+}
+
+/**
+ * The notice the append script would have published (notices.ts's form): the reply's previous position
+ * and creation stamp as the script wrote them, then each event's id, type and JSON text as sent.
+ */
+function noticeOf(
+  reply: unknown[],
+  events: readonly EventInput[],
+  args: ReadonlyArray<string | number>,
+): string {
+  const firstData = args.length - events.length * 2 + 1;
+  let text = `${String(reply[4])}\t${String(reply[5])}`;
+  for (let i = 0; i < events.length; i++) {
+    text += `\n${String(reply[7 + i])}\t${events[i]!.type}\t${String(args[firstData + i * 2])}`;
+  }
+  return text;
 }
 
 /** Key-safe and unguessable: names one append for exactly-once. */

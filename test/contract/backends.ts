@@ -9,6 +9,7 @@ import { inject } from "vitest";
 import {
   type Backend,
   type ConnectionRole,
+  connectToSentinels,
   createClusterBackend,
   createMemoryBackend,
   createRedisBackend,
@@ -151,5 +152,43 @@ export const clusterBackend: BackendKind = {
   },
 };
 
+/**
+ * One Redis behind Sentinels (a primary and a replica), with durable acknowledgements: appends wait
+ * for the replica (WAIT 1), notices go out after it, and reads stop at what it confirmed.
+ */
+export const sentinelBackend: BackendKind = {
+  name: "redis-sentinel-wait",
+  async build(options = {}) {
+    const { keyPrefix, keys, backendOptions } = common(options);
+    const connect = connectToSentinels({
+      sentinels: clusterSeeds(inject("redisSentinels")),
+      name: inject("redisSentinelName"),
+    });
+    const backend = await createRedisBackend({
+      ...backendOptions,
+      instanceId: "contract",
+      logger: pino({ level: "silent" }),
+      durable: { replicas: 1, timeoutMs: 5_000 },
+      connect(redisOptions, role) {
+        const client = connect(redisOptions, role);
+        options.onConnection?.(client, role);
+        return client;
+      },
+    });
+    return {
+      backend,
+      keyPrefix,
+      keys,
+      elapse: sleep,
+      close: () => backend.close(),
+    };
+  },
+};
+
 /** Every kind, in the order the suites run them. */
-export const BACKENDS: readonly BackendKind[] = [memoryBackend, redisBackend, clusterBackend];
+export const BACKENDS: readonly BackendKind[] = [
+  memoryBackend,
+  redisBackend,
+  clusterBackend,
+  sentinelBackend,
+];

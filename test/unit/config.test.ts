@@ -176,6 +176,37 @@ describe("loadConfig: limits and hardening", () => {
     expect(errorOf({ REDIS_KEY_PREFIX: "a b*" }).message).toContain("REDIS_KEY_PREFIX");
   });
 
+  it("reads Sentinels and durable acknowledgements; refuses them half-set or mixed with REDIS_URL", () => {
+    const config = loadConfig({
+      REDIS_SENTINELS: "10.0.0.1:26379, sentinel-b:26380,[::1]:26381",
+      REDIS_SENTINEL_NAME: "gw-primary",
+      REDIS_PASSWORD: "data-secret",
+      REDIS_SENTINEL_PASSWORD: "sentinel-secret",
+      REDIS_WAIT_REPLICAS: "1",
+      REDIS_WAIT_TIMEOUT_MS: "250",
+    });
+    expect(config.redisSentinel).toEqual({
+      sentinels: [
+        { host: "10.0.0.1", port: 26379 },
+        { host: "sentinel-b", port: 26380 },
+        { host: "::1", port: 26381 },
+      ],
+      name: "gw-primary",
+      username: undefined,
+      password: "data-secret",
+      sentinelUsername: undefined,
+      sentinelPassword: "sentinel-secret",
+    });
+    expect(config.redisWait).toEqual({ replicas: 1, timeoutMs: 250 });
+    expect(loadConfig({}).redisWait).toEqual({ replicas: 0, timeoutMs: 1_000 });
+    expect(loadConfig({ REDIS_SENTINELS: "s:26379" }).redisSentinel?.name).toBe("mymaster");
+    expect(errorOf({ REDIS_SENTINELS: "s:26379,nope" }).message).toContain('REDIS_SENTINELS: "nope"');
+    expect(errorOf({ REDIS_SENTINELS: "s:26379", REDIS_URL: "redis://r" }).message).toContain(
+      "REDIS_SENTINELS and REDIS_URL",
+    );
+    expect(errorOf({ REDIS_WAIT_REPLICAS: "1" }).message).toContain("REDIS_WAIT_REPLICAS");
+  });
+
   it("names every problem in ONE error", () => {
     const error = errorOf({
       LIMIT_RUNS_PER_MINUTE: "0",

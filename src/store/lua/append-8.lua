@@ -11,7 +11,8 @@
 --       window (0: no limit), 11 window length s, 12 request id ("" for none), 13 request record TTL s,
 --       14 request fingerprint, 15 "1" to compact what is trimmed into the snapshot ("0": drop it),
 --       16 the publish command ("PUBLISH", or "SPUBLISH" on a Redis Cluster: the notice channel shares
---       the session's hash tag, so it goes to the session's shard only), then pairs: type, data (JSON text)
+--       the session's hash tag, so it goes to the session's shard only; "" for none: the caller publishes
+--       once the replicas confirmed the batch), then pairs: type, data (JSON text)
 -- Returns: {"appended", created, ended, owner, prev, createdAt, replayed, id...} | {"duplicate"}
 --        | {"out_of_order"} | {"missing"} | {"ended", status} | {"leased"} | {"limited"} | {"key_reused"}
 local events, meta, lease, rate = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -24,7 +25,10 @@ local publish = ARGV[16]
 local FIRST_EVENT = 17
 local eventCount = (#ARGV - FIRST_EVENT + 1) / 2
 
-local function replay(stored)
+-- A replayed reply writes one no-op, so that a WAIT after it (REDIS_WAIT_REPLICAS) covers the first
+-- write, made perhaps on another connection or before a failover, on this primary.
+local function replay(stored, touch)
+  touch()
   local reply = cjson.decode(stored)
   reply[7] = 1
   return reply
@@ -36,15 +40,19 @@ if requestId ~= '' then
   if prior then
     local cut = string.find(prior, '\n', 1, true)
     if string.sub(prior, 1, cut - 1) ~= fingerprint then return {'key_reused'} end
-    return replay(string.sub(prior, cut + 1))
+    return replay(string.sub(prior, cut + 1), function() redis.call('SET', record, prior, 'KEEPTTL') end)
   end
 end
 local status, last, owner, createdAt, hasSnapshot, applied, appliedReply = unpack(redis.call(
   'HMGET', meta, 'status', 'last', 'owner', 'createdAt', 'snap', 'w:' .. writer, 'wr:' .. writer))
 if writer ~= '' then
   applied = tonumber(applied or '0')
-  if seq == applied and appliedReply then return replay(appliedReply) end
-  if seq <= applied then return {'duplicate'} end
+  local function touch() redis.call('HSET', meta, 'w:' .. writer, applied) end
+  if seq == applied and appliedReply then return replay(appliedReply, touch) end
+  if seq <= applied then
+    touch()
+    return {'duplicate'}
+  end
 end
 local rateCount = 0
 if rateLimit > 0 then
@@ -225,7 +233,8 @@ if terminal then
 elseif idleTtl ~= '0' then
   expireAll(idleTtl)
 end
-if eventCount > 0 then redis.call(publish, channel, table.concat(notice, '\n')) end
+-- No publish command: the caller announces the batch once the replicas hold it (confirm-1.lua).
+if eventCount > 0 and publish ~= '' then redis.call(publish, channel, table.concat(notice, '\n')) end
 if requestId ~= '' then
   redis.call('SET', record, fingerprint .. '\n' .. cjson.encode(result), 'EX', recordTtl)
 end

@@ -2,7 +2,9 @@
 -- gets the session's snapshot first (the state up to the last folded event), then the kept events; where
 -- history was trimmed without a snapshot (the lifecycle feed), it is told what it missed instead.
 -- KEYS: 1 events stream, 2 snapshot hash, 3 snapshot content, 4 snapshot reasoning, 5 metadata hash
--- ARGV: 1 exclusive start ("-" for the beginning, else "(<id>"), 2 count, 3 requested position ("" for none)
+-- ARGV: 1 exclusive start ("-" for the beginning, else "(<id>"), 2 count, 3 requested position ("" for none),
+--       4 "1" to read no further than the session's confirmed position (REDIS_WAIT_REPLICAS: what the
+--       replicas hold; none yet: nothing), "0" or absent to read to the end
 -- Returns: {gapOldest or false, events, createdAt or false}: gapOldest is the oldest kept id (or "" when
 -- nothing is kept) when events after the requested position were trimmed; events is one text, a line per
 -- event, `id \t type \t data`, as in an append notice (one bulk reply is far cheaper to parse than nested
@@ -38,7 +40,9 @@ if snapLast and (requested == '' or before(requested, snapLast)) then
   start = '(' .. snapLast
 end
 
-local entries = redis.call('XRANGE', events, start, '+', 'COUNT', ARGV[2])
+local stop = '+'
+if ARGV[4] == '1' then stop = redis.call('HGET', KEYS[5], 'conf') or '0-0' end
+local entries = redis.call('XRANGE', events, start, stop, 'COUNT', ARGV[2])
 for i = 1, #entries do
   local fields, eventType, data = entries[i][2], '', '{}'
   for j = 1, #fields, 2 do
