@@ -27,6 +27,8 @@ export interface ShardedPubSubOptions {
   openSubscriber(host: string, port: number): Redis;
   /** Told when channels moved to another shard (`moved`) or a shard's subscriber came back (`reconnected`). */
   onResubscribe?(reason: "moved" | "reconnected", address: string, channels: number): void;
+  /** Told each time a shard's subscriber connection is lost (false) or ready (true). */
+  onShardState?(address: string, ready: boolean): void;
 }
 
 export interface ShardedPubSub extends PubSub {
@@ -58,6 +60,7 @@ export function createShardedPubSub({
   cluster,
   openSubscriber,
   onResubscribe,
+  onShardState,
 }: ShardedPubSubOptions): ShardedPubSub {
   const router = new ChannelRouter();
   const shards = new Map<string, Shard>();
@@ -97,6 +100,7 @@ export function createShardedPubSub({
     const shard: Shard = { address, redis: openSubscriber(host, port), channels: new Set(), wasReady: false };
     shard.redis.on("smessage", (channel: string, message: string) => router.dispatch(channel, message));
     shard.redis.on("ready", () => {
+      onShardState?.(address, true);
       if (shard.wasReady && shard.channels.size > 0) {
         // Its connection came back (autoResubscribe is off: the channels are this module's to place).
         for (const group of bySlot(shard.channels)) shard.redis.ssubscribe(...group).catch(() => {});
@@ -105,7 +109,10 @@ export function createShardedPubSub({
       }
       shard.wasReady = true;
     });
-    shard.redis.on("close", watchWhileDown);
+    shard.redis.on("close", () => {
+      onShardState?.(address, false);
+      watchWhileDown();
+    });
     shards.set(address, shard);
     shard.redis.connect().catch(() => {
       // Retried by its retryStrategy; readiness reports it meanwhile.

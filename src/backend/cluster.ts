@@ -15,6 +15,7 @@ import { createRedisStore } from "../store/redis-store.js";
 import type { StreamStore } from "../store/types.js";
 import { createShardedPubSub } from "./cluster-pubsub.js";
 import { REDIS_CONNECTION_OPTIONS } from "./redis.js";
+import { keySlot } from "./slots.js";
 import type { Backend, BackendOptions, ConnectionState } from "./types.js";
 
 /** Where the cluster is: seed nodes (any of its nodes; the rest are discovered) and how to reach them. */
@@ -35,12 +36,20 @@ export interface ClusterAddress {
  */
 const CLUSTER_RETRY_DELAY_MS = 200;
 const CLUSTER_MAX_REDIRECTIONS = 1_000;
+const DEFAULT_LEASE_MS = 10_000;
 
 export type ClusterMetrics = Pick<Metrics, "redisErrors"> &
   Partial<Pick<Metrics, "redisClusterEvents" | "setShardConnectionsProbe">>;
 
 export interface ClusterBackendOptions extends BackendOptions {
   cluster: ClusterAddress;
+  /**
+   * The run lease period (LEASE_MS; 10 s by default). A shard that was down or whose slots changed
+   * primary is left alone by the crash sweeper for this long once it is back, as the run manager does
+   * after an outage of one Redis: the runs on it renew their leases first, instead of being ended as
+   * interrupted because their renewals could not land during the failover.
+   */
+  leaseMs?: number;
   /** Names the connections in CLIENT LIST: `<instanceId>:command` and `<instanceId>:subscriber`. */
   instanceId: string;
   logger: Logger;
@@ -79,8 +88,12 @@ export async function createClusterBackend({
   keyPrefix,
   retention,
   subscriptionLimits,
+  leaseMs = DEFAULT_LEASE_MS,
   clock = Date.now,
 }: ClusterBackendOptions): Promise<Backend> {
+  /** When each primary was last lost, found again, or given slots: see `leaseMs`. */
+  const disturbedAt = new Map<string, number>();
+  const disturb = (node: string) => disturbedAt.set(node, clock());
   const credentials: RedisOptions = {
     ...(address.username ? { username: address.username } : {}),
     ...(address.password ? { password: address.password } : {}),
@@ -114,6 +127,7 @@ export async function createClusterBackend({
   cluster.on("error", (error: Error) => countError("command", error));
   cluster.on("node error", (error: Error, node: string) => countError("command", error, node));
   cluster.on("+node", (node: Redis) => {
+    disturb(`${node.options.host}:${node.options.port}`);
     metrics?.redisClusterEvents?.inc({ event: "node_added" });
     logger.info(
       { node: `${node.options.host}:${node.options.port}` },
@@ -121,6 +135,7 @@ export async function createClusterBackend({
     );
   });
   cluster.on("-node", (node: Redis) => {
+    disturb(`${node.options.host}:${node.options.port}`);
     metrics?.redisClusterEvents?.inc({ event: "node_removed" });
     logger.warn(
       { node: `${node.options.host}:${node.options.port}` },
@@ -136,6 +151,7 @@ export async function createClusterBackend({
     if (owners.length > 0) {
       for (let slot = 0; slot < next.length; slot++) {
         if (owners[slot] && next[slot] && owners[slot] !== next[slot]) {
+          disturb(next[slot]!);
           const move = `${owners[slot]} -> ${next[slot]}`;
           moves.set(move, (moves.get(move) ?? 0) + 1);
         }
@@ -168,6 +184,7 @@ export async function createClusterBackend({
       subscriber.on("error", (error: Error) => countError("subscriber", error, `${host}:${port}`));
       return subscriber;
     },
+    onShardState: disturb,
     onResubscribe(reason, node, channels) {
       metrics?.redisClusterEvents?.inc({ event: reason === "moved" ? "channels_moved" : "resubscribed" });
       logger.warn({ node, channels, reason }, "redis cluster: shard channels subscribed again");
@@ -183,10 +200,31 @@ export async function createClusterBackend({
   });
 
   const keys = createKeyScheme(keyPrefix);
-  // The Redis store as is, named for what it runs on (/readyz says `"store":"redis-cluster"`).
+  /** Whether the shard holding `key` has been up, on the same primary, for a whole lease period. */
+  const settled = (key: string) => {
+    const owner = cluster.slots[keySlot(key)]?.[0];
+    if (owner === undefined) return false;
+    if (pubsub.subscribers().some((shard) => shard.address === owner && !shard.ready)) return false;
+    const since = disturbedAt.get(owner);
+    return since === undefined || clock() - since >= leaseMs;
+  };
+  // The Redis store as is, named for what it runs on (/readyz says `"store":"redis-cluster"`), whose
+  // expired leases leave out those of a shard that is failing over or just did (see `leaseMs`).
+  const redisStore = createRedisStore({
+    redis: cluster,
+    pubsub,
+    keys,
+    retention,
+    clock,
+    publishCommand: "SPUBLISH",
+  });
   const store: StreamStore = {
-    ...createRedisStore({ redis: cluster, pubsub, keys, retention, clock, publishCommand: "SPUBLISH" }),
+    ...redisStore,
     kind: "redis-cluster",
+    async expiredLeases(nowMs, limit) {
+      const expired = await redisStore.expiredLeases(nowMs, limit);
+      return expired.filter((sessionId) => settled(keys.lease(sessionId)));
+    },
   };
   const requestRecords = { requestRecordTtlSeconds: retention.requestRecordTtlSeconds };
   const connections = () => shardConnections(cluster, pubsub.subscribers());

@@ -59,7 +59,12 @@ export async function createBackend(config: Readonly<Config>, deps: BackendDeps)
   const options = backendOptionsFrom(config);
   const durable = config.redisWait;
   if (config.redisCluster) {
-    return createClusterBackend({ ...options, ...deps, cluster: config.redisCluster });
+    return createClusterBackend({
+      ...options,
+      ...deps,
+      cluster: config.redisCluster,
+      leaseMs: config.leaseMs,
+    });
   }
   if (config.redisSentinel) {
     return createRedisBackend({
