@@ -1,42 +1,10 @@
 /** The short reading under each table: where the limit was and why, from the run's own numbers. */
 import type { ResultLine, Results } from "./lib/context.js";
 import { agentReading } from "./render-agent.js";
+import { fanoutReading, idleReading, STAGES_READING } from "./render-fanout.js";
 import type { StepResult } from "./scenarios/streams.js";
 
 const n = (value: unknown) => (typeof value === "number" ? value.toLocaleString("en-US") : "–");
-
-/** Which resource a step ran out of, judged from the CPU figures of the step. */
-function limitOf(s: StepResult): string {
-  if (s.loadgen.saturated) return "the load generator (a thread above 90% ELU): the figure is a lower bound";
-  if (s.server.cpuPercent >= 85) return "the server's CPU (one event loop, near 100% of a core)";
-  if ((s.redis?.cpuPercent ?? 0) >= 85) return "Redis's CPU";
-  const total = s.server.cpuPercent + (s.redis?.cpuPercent ?? 0) + s.loadgen.cpuPercent;
-  return `no single process (server ${s.server.cpuPercent}%, Redis ${s.redis?.cpuPercent ?? 0}%, load generator ${s.loadgen.cpuPercent}%: ${Math.round(total)}% in all, so the shared cores were the limit)`;
-}
-
-function fanoutReading(rows: Map<string, ResultLine>): string[] {
-  const out: string[] = [];
-  for (const [target, line] of rows) {
-    const d = line.data as { best: StepResult | null; steps: StepResult[] };
-    const failed = d.steps.find((s) => !s.pass && s.rate > (d.best?.rate ?? 0));
-    if (!d.best) {
-      out.push(`- **${target}**: no step passed${failed ? ` (first: ${failed.reasons.join("; ")})` : ""}.`);
-      continue;
-    }
-    out.push(
-      `- **${target}**: ${n(d.best.delivered)} events/s at ${n(d.best.rate)} appends/s, p99 ${d.best.latency.p99} ms; ` +
-        `above it ${failed ? `(${n(failed.rate)}/s: ${failed.reasons.join("; ")})` : "(no failing step)"} the limit was ${failed ? limitOf(failed) : limitOf(d.best)}. ` +
-        `${d.best.bytesPerEvent} bytes per event on the wire, ${d.best.idBytesPerEvent} of them the \`id:\` value.`,
-    );
-  }
-  out.push(
-    "- The cost is per socket write, not per event: every server here encodes an event once and writes each",
-    "  connection's pending frames in one write per turn of the loop. The gateway also writes a per-connection",
-    "  cursor as the `id:` of every event (it cannot be shared between connections, so it is encoded per event",
-    "  per connection), reads through Redis pub/sub, and checks each reader's position; raw-node does none of this.",
-  );
-  return out;
-}
 
 function compactionReading(rows: Map<string, ResultLine>): string[] {
   const line = [...rows.values()][0];
@@ -131,6 +99,9 @@ export function readings(name: string, results: Results): string {
     case "fanout-staggered":
       lines.push(...fanoutReading(rows));
       break;
+    case "stages":
+      lines.push(...STAGES_READING);
+      break;
     case "dashboard":
       for (const [target, line] of rows) {
         const s = line.data.step as StepResult;
@@ -144,19 +115,7 @@ export function readings(name: string, results: Results): string {
       );
       break;
     case "idle":
-      for (const [target, line] of rows) {
-        const live = line.data.compactedWithoutYoungGenerationKB;
-        lines.push(
-          `- **${target}**: ${live == null ? "" : `${live} KB per connection live, `}${line.data.perConnectionKB} KB after a plain GC, idle CPU ${line.data.idleCpuPercent}%.`,
-        );
-      }
-      lines.push(
-        "- Node's floor per connection is the socket, the HTTP parser state and the response object; the gateway adds",
-        "  a writer, a cursor and one hub reader per session (heartbeats, connection-limit renewals and flushes are",
-        "  shared timers; the stream routes bypass Express). The plain-GC figure is higher because setting a",
-        "  connection up makes ~180 KB of short-lived garbage (mostly ioredis commands for the first reads) that is",
-        "  promoted while it waits on Redis and leaves free space on old-space pages until V8 compacts them. See the notes.",
-      );
+      lines.push(...idleReading(rows));
       break;
     case "replay": {
       const rate = (key: string) => (rows.get(key)?.data.eventsPerSecond as number | undefined) ?? 0;

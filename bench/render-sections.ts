@@ -1,175 +1,20 @@
 /** The tables and readings of BENCHMARKS.md, one function per scenario. */
-import type { ResultLine, Results } from "./lib/context.js";
-import { agentSection, agentTargetFigure } from "./render-agent.js";
+import type { ResultLine } from "./lib/context.js";
+import { agentSection } from "./render-agent.js";
+import {
+  fanoutSection,
+  idleSection,
+  STEP_HEAD,
+  stagesSection,
+  stepRow,
+  targetRows,
+} from "./render-fanout.js";
 import type { StepResult } from "./scenarios/streams.js";
 
 type Rows = Map<string, ResultLine> | undefined;
 const n = (value: unknown) => (typeof value === "number" ? value.toLocaleString("en-US") : "–");
-const pct = (value: number) => `${Math.round(value * 100)}%`;
-const ratio = (a: number | undefined, b: number | undefined) => (a && b ? a / b : undefined);
-const fmt = (value: number | undefined, digits = 1) => (value === undefined ? "–" : value.toFixed(digits));
-const status = (ok: boolean | undefined) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ missed");
-
-interface Fanout {
-  bestRate: number;
-  bestDelivered: number;
-  firstFailRate: number | null;
-  best: StepResult | null;
-  quarter: StepResult | null;
-  steps: StepResult[];
-  connect: { seconds: number; connectMs: { p50: number; p99: number } };
-}
-const fanout = (rows: Rows, target: string) => rows?.get(target)?.data as Fanout | undefined;
-const data = <T>(rows: Rows, key: string) => rows?.get(key)?.data as T | undefined;
-
-function stepRow(label: string, s: StepResult): string {
-  const l = s.latency;
-  const redis = s.redis ? `${s.redis.cpuPercent}%` : "–";
-  const lg = `${s.loadgen.cpuPercent}% / ${s.loadgen.eluMax}${s.loadgen.saturated ? " **sat.**" : ""}`;
-  return (
-    `| ${label} | ${n(s.rate)} | ${n(s.delivered)} | ${l.p50} / ${l.p90} / ${l.p99} / ${l.max} | ${s.server.cpuPercent}% (${n(s.server.eventsPerCpuSecond)}) | ` +
-    `${s.server.rssMB} | ${redis} | ${lg} | ${s.bytesPerEvent} (${s.idBytesPerEvent}) | ${s.pass ? "pass" : s.reasons.join("; ")}${s.firstTry ? ` (second try; first: ${s.firstTry.reasons.join("; ")})` : ""} |`
-  );
-}
-const STEP_HEAD = [
-  "| | appends/s | delivered events/s | latency p50 / p90 / p99 / max ms | server CPU (events per CPU-second) | RSS MB | Redis CPU | loadgen CPU / ELU | bytes/event (id) | verdict |",
-  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-];
-
-interface FanoutFigures {
-  vsNchan: number | undefined;
-  vsRaw: number | undefined;
-  effRaw: number | undefined;
-  quarterP50: number | undefined;
-  violations: number | undefined;
-}
-
-function fanoutFigures(f: Rows): FanoutFigures {
-  const gw = fanout(f, "gateway");
-  const efficiency = (target: string) => fanout(f, target)?.best?.server.eventsPerCpuSecond ?? undefined;
-  return {
-    vsNchan: ratio(gw?.bestDelivered, fanout(f, "nchan")?.bestDelivered),
-    vsRaw: ratio(gw?.bestDelivered, fanout(f, "raw-node")?.bestDelivered),
-    effRaw: ratio(efficiency("gateway"), efficiency("raw-node")),
-    quarterP50: gw?.quarter?.latency.p50,
-    violations: gw?.steps.reduce((sum, s) => sum + s.correctness.length, 0),
-  };
-}
-
-/** One figure per producer shape: "in step" (every session at once) and "staggered". */
-function perShape(
-  shapes: Array<[string, FanoutFigures]>,
-  show: (f: FanoutFigures) => string | undefined,
-  ok: (f: FanoutFigures) => boolean | undefined,
-): [string, string] {
-  const present = shapes.filter(([, f]) => show(f) !== undefined);
-  if (present.length === 0) return ["–", "–"];
-  return [
-    present.map(([label, f]) => `${show(f)} (${label})`).join("; "),
-    present.map(([label, f]) => `${status(ok(f))}${present.length > 1 ? ` ${label}` : ""}`).join(" / "),
-  ];
-}
-
-export function summaryRows(results: Results): string[] {
-  const shapes: Array<[string, FanoutFigures]> = [
-    ["in step", fanoutFigures(results.get("fanout"))],
-    ["staggered", fanoutFigures(results.get("fanout-staggered"))],
-  ];
-  // Judged on live memory (compacted, without the young generation's one-time growth) where the run
-  // measured it; the plain-GC figure of the earlier runs is shown beside it.
-  type Idle = { perConnectionKB: number; compactedWithoutYoungGenerationKB?: number | null };
-  const idleGw = data<Idle>(results.get("idle"), "gateway");
-  const idleRaw = data<Idle>(results.get("idle"), "raw-node");
-  const live = (d: Idle | undefined) => d?.compactedWithoutYoungGenerationKB ?? undefined;
-  const liveAbove =
-    live(idleGw) !== undefined && live(idleRaw) !== undefined ? live(idleGw)! - live(idleRaw)! : undefined;
-  const plainAbove = idleGw && idleRaw ? idleGw.perConnectionKB - idleRaw.perConnectionKB : undefined;
-  const above = liveAbove ?? plainAbove;
-  const replays = ["single", "mux"].map(
-    (k) => data<{ eventsPerSecond: number }>(results.get("replay"), k)?.eventsPerSecond,
-  );
-  const replayMin = replays.every((v) => v !== undefined) ? Math.min(...(replays as number[])) : undefined;
-  const agent = agentTargetFigure(results.get("agent")?.get("gateway"));
-  const rc = [...(results.get("redis-cost")?.values() ?? [])].filter((line) => line.target === "gateway");
-  const clients = rc.map((line) => (line.data.redisClients as { total: number }).total);
-  const perEvent = rc.map(
-    (line) => (line.data.step as StepResult).redis?.cpuMicrosPerDelivered ?? Number.NaN,
-  );
-  const falling = perEvent.length > 1 ? perEvent.every((v, i) => i === 0 || v < perEvent[i - 1]!) : undefined;
-  const row = (what: string, goal: string, [figure, verdict]: [string, string]) =>
-    `| ${what} | ${goal} | ${figure} | ${verdict} |`;
-  return [
-    row(
-      "fan-out vs nchan",
-      "≥ 10× nchan-redis",
-      perShape(
-        shapes,
-        (f) => (f.vsNchan === undefined ? undefined : `${fmt(f.vsNchan)}×`),
-        (f) => (f.vsNchan === undefined ? undefined : f.vsNchan >= 10),
-      ),
-    ),
-    row(
-      "fan-out vs raw-node",
-      "≥ 50% of raw-node",
-      perShape(
-        shapes,
-        (f) => (f.vsRaw === undefined ? undefined : pct(f.vsRaw)),
-        (f) => (f.vsRaw === undefined ? undefined : f.vsRaw >= 0.5),
-      ),
-    ),
-    row("(for reference) events per server CPU-second vs raw-node", "–", [
-      perShape(
-        shapes,
-        (f) => (f.effRaw === undefined ? undefined : pct(f.effRaw)),
-        () => undefined,
-      )[0],
-      "",
-    ]),
-    row(
-      "loss / duplicates / reordering",
-      "zero at every step",
-      perShape(
-        shapes,
-        (f) => (f.violations === undefined ? undefined : `${f.violations} violations`),
-        (f) => (f.violations === undefined ? undefined : f.violations === 0),
-      ),
-    ),
-    row("idle memory", "≤ 4 KB/connection above raw-node", [
-      above === undefined
-        ? "–"
-        : liveAbove !== undefined
-          ? `${fmt(liveAbove)} KB live (${fmt(live(idleGw))} vs ${fmt(live(idleRaw))}); ${fmt(plainAbove)} KB after a plain GC 10 s in (${fmt(idleGw?.perConnectionKB)} vs ${fmt(idleRaw?.perConnectionKB)})`
-          : `${fmt(above)} KB (${fmt(idleGw?.perConnectionKB)} vs ${fmt(idleRaw?.perConnectionKB)})`,
-      status(above === undefined ? undefined : above <= 4),
-    ]),
-    row(
-      "latency",
-      "p50 ≤ 5 ms at ¼ of the highest passing rate",
-      perShape(
-        shapes,
-        (f) => (f.quarterP50 === undefined ? undefined : `${f.quarterP50} ms`),
-        (f) => (f.quarterP50 === undefined ? undefined : f.quarterP50 <= 5),
-      ),
-    ),
-    row("replay", "≥ 200,000 events/s to one client", [
-      replayMin === undefined ? "–" : `${n(replays[0])} (single), ${n(replays[1])} (mux)`,
-      status(replayMin === undefined ? undefined : replayMin >= 200_000),
-    ]),
-    row(
-      "agent path",
-      "≤ 1 ms added to the first token beyond the openai SDK's own cost, native and each door",
-      [agent[0], status(agent[1])],
-    ),
-    row("Redis connections per instance", "constant", [
-      clients.length ? clients.join(" → ") : "–",
-      status(clients.length ? clients.every((c) => c === clients[0]) : undefined),
-    ]),
-    row("Redis CPU per delivered event", "falls as subscribers/session grow", [
-      perEvent.length ? `${perEvent.join(" → ")} µs` : "–",
-      status(falling),
-    ]),
-  ];
-}
+/** The targets table: issue 18's targets, judged in render-fanout.ts. */
+export const summaryRows = targetRows;
 
 export function section(name: string, rows: Rows): string {
   if (!rows || rows.size === 0) return "";
@@ -177,42 +22,10 @@ export function section(name: string, rows: Rows): string {
   const p = first.params;
   switch (name) {
     case "fanout":
-    case "fanout-staggered": {
-      const out = [
-        name === "fanout" ? "## Fan-out" : "## Fan-out, sessions staggered",
-        "",
-        `C=${p.connections} connections × S=${p.sessionsPerConnection} sessions out of P=${p.sessions} (${p.subscribersPerSession} subscribers per session); ` +
-          `the append rate doubles from ${p.startRate}/s until a step fails, then is bisected. A step passes with p99 < ${p.p99LimitMs} ms, ` +
-          `nothing lost, duplicated or reordered, and the appends keeping up. Steps: ${Number(p.warmupMs) / 1000} s warm-up, ${Number(p.measureMs) / 1000} s measured. ` +
-          `The producer sends each session's due events once per ${p.tickMs} ms tick, ${Number(p.phases ?? 1) > 1 ? `with the sessions in ${p.phases} groups a ${Number(p.tickMs) / Number(p.phases)} ms apart (independent runs are not in step)` : "every session at the same instant"}.`,
-        "",
-        "| target | highest passing appends/s | delivered events/s | first failing appends/s | gateway ÷ target | events per server CPU-second (at best) |",
-        "| --- | --- | --- | --- | --- | --- |",
-      ];
-      const gw = fanout(rows, "gateway")?.bestDelivered;
-      for (const [target, line] of rows) {
-        const d = line.data as unknown as Fanout;
-        const r = ratio(gw, d.bestDelivered);
-        out.push(
-          `| ${target} | ${n(d.bestRate)} | ${n(d.bestDelivered)} | ${n(d.firstFailRate)} | ${r === undefined ? "–" : `${fmt(r, 2)}×`} | ${n(d.best?.server.eventsPerCpuSecond)} |`,
-        );
-      }
-      out.push("", "At the highest passing rate, and at a quarter of it:", "", ...STEP_HEAD);
-      for (const [target, line] of rows) {
-        const d = line.data as unknown as Fanout;
-        if (d.best) out.push(stepRow(`${target} best`, d.best));
-        if (d.quarter) out.push(stepRow(`${target} ¼`, d.quarter));
-      }
-      for (const [target, line] of rows) {
-        const d = line.data as unknown as Fanout;
-        out.push("", `<details><summary>${target}: every step</summary>`, "", ...STEP_HEAD);
-        d.steps.forEach((s, i) => {
-          out.push(stepRow(String(i + 1), s));
-        });
-        out.push("", "</details>");
-      }
-      return out.join("\n");
-    }
+    case "fanout-staggered":
+      return fanoutSection(name, rows);
+    case "stages":
+      return stagesSection(rows);
     case "dashboard": {
       const out = [
         "## Dashboard",
@@ -230,29 +43,8 @@ export function section(name: string, rows: Rows): string {
       for (const [target, line] of rows) out.push(stepRow(target, line.data.step as StepResult));
       return out.join("\n");
     }
-    case "idle": {
-      const out = [
-        "## Idle connections",
-        "",
-        `C=${p.connections} connections, each multiplexing ${p.sessionsPerConnection} of ${p.sessions} quiet sessions. RSS per connection is measured above the server's own baseline (its sessions created, no connection yet), after ${Number(p.idleMs) / 1000} s idle, the same way for every Node server at both ends:`,
-        "after a plain full GC (as in the earlier runs: V8 chooses which pages to compact, so free space left on",
-        "old-space pages by garbage promoted while the connections were set up still counts), and after a full GC that",
-        "compacts every page (what V8's memory reducer does by itself once a process idles for about a minute).",
-        "**Live** is the compacted figure less the young generation's growth, which is committed once (about 16–32 MB),",
-        "whatever the number of connections; it is the figure judged against the target.",
-        "",
-        "| target | opened | connect time s (conn/s) | RSS before → after MB (plain GC) | KB per connection, plain GC | compacted | young-generation growth | **live** | JS heap | idle CPU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-      ];
-      for (const [target, line] of rows) {
-        const d = line.data;
-        const heap = d.jsHeapPerConnectionKB ?? d.heapPerConnectionKB;
-        out.push(
-          `| ${target} | ${n(d.opened)} | ${d.connectSeconds} (${n(d.connectionsPerSecond)}) | ${d.baseRssMB} → ${d.rssMB} | ${d.perConnectionKB} | ${d.compactedPerConnectionKB ?? "–"} | ${d.newSpacePerConnectionKB ?? "–"} | **${d.compactedWithoutYoungGenerationKB ?? "–"}** | ${heap ?? "–"} | ${d.idleCpuPercent}% |`,
-        );
-      }
-      return out.join("\n");
-    }
+    case "idle":
+      return idleSection(rows);
     case "replay": {
       const out = [
         "## Replay",

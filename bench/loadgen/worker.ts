@@ -2,11 +2,11 @@
  * One load-generator thread: owns a share of the SSE connections, reads their frames, checks every
  * session's sequence per connection (loss, duplicates, reordering) and records publish→receive latency.
  */
-import http from "node:http";
 import { performance } from "node:perf_hooks";
 import { parentPort } from "node:worker_threads";
 import { type HistogramData, newHistogram, record } from "../lib/measure.js";
 import { newFrameFields, readFrame, readToken, type TokenFields } from "./frames.js";
+import { type OpenedStream, openStream } from "./http-stream.js";
 import type { Command, ConnSpec, Envelope, Reply, WorkerStats } from "./protocol.js";
 
 /** A frame longer than this without a blank line is a broken stream, not a slow one. */
@@ -54,7 +54,7 @@ class Conn {
   readonly last: Int32Array;
   readonly wanted: Uint8Array;
   rest = "";
-  req: http.ClientRequest | null = null;
+  stream: OpenedStream | null = null;
   closing = false;
   isOpen = false;
 
@@ -64,11 +64,11 @@ class Conn {
     for (const index of spec.sessions) this.wanted[index] = 1;
   }
 
-  onData(chunk: Buffer): void {
+  onBody(buffer: Buffer, from: number, to: number): void {
     const now = performance.timeOrigin + performance.now();
-    stats.bytes += chunk.length;
-    stats.chunks++;
-    const text = this.rest === "" ? chunk.toString("latin1") : this.rest + chunk.toString("latin1");
+    stats.bytes += to - from;
+    const piece = buffer.toString("latin1", from, to);
+    const text = this.rest === "" ? piece : this.rest + piece;
     let start = 0;
     for (;;) {
       const end = text.indexOf("\n\n", start);
@@ -151,55 +151,33 @@ class Conn {
       this.isOpen = false;
       stats.open--;
     }
-    this.req?.destroy();
+    this.stream?.close();
   }
 }
 
-function openOne(host: string, portNumber: number, conn: Conn, timeoutMs: number): Promise<number> {
+async function openOne(host: string, portNumber: number, conn: Conn, timeoutMs: number): Promise<number> {
   const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host,
-        port: portNumber,
-        path: conn.spec.path,
-        agent: false,
-        headers: { accept: "text/event-stream" },
-      },
-      (res) => {
-        if (res.statusCode !== 200) {
-          let body = "";
-          res.setEncoding("utf8");
-          res.on("data", (part: string) => {
-            body += part;
-          });
-          res.on("end", () => reject(new Error(`HTTP ${res.statusCode} ${body.slice(0, 200)}`)));
-          return;
-        }
-        conn.isOpen = true;
-        stats.open++;
-        conns.add(conn);
-        res.on("data", (chunk: Buffer) => conn.onData(chunk));
-        res.on("close", () => {
-          if (!conn.isOpen) return;
-          // Stays in `conns`: a connection the server closed early still counts in `behind`.
-          conn.isOpen = false;
-          stats.open--;
-          if (!conn.closing) stats.closedByServer++;
-        });
-        resolve(performance.now() - started);
-      },
-    );
-    conn.req = req;
-    req.setTimeout(timeoutMs, () => {
-      if (!conn.isOpen) req.destroy(new Error(`no response within ${timeoutMs} ms`));
-    });
-    req.on("error", (error) => {
-      if (conn.isOpen && !conn.closing) stats.errors++;
-      reject(error);
-    });
-    req.end();
+  conn.stream = await openStream(host, portNumber, conn.spec.path, timeoutMs, {
+    onBody: (buffer, from, to) => conn.onBody(buffer, from, to),
+    onChunk: () => {
+      stats.chunks++;
+    },
+    onError: () => {
+      if (conn.isOpen) stats.errors++;
+    },
+    onClose: (byServer) => {
+      if (!conn.isOpen) return;
+      // Stays in `conns`: a connection the server closed early still counts in `behind`.
+      conn.isOpen = false;
+      stats.open--;
+      if (byServer) stats.closedByServer++;
+    },
   });
+  conn.isOpen = true;
+  stats.open++;
+  conns.add(conn);
+  if (conn.closing) conn.stream.close();
+  return performance.now() - started;
 }
 
 async function openAll(command: Extract<Command, { op: "open" }>): Promise<Reply> {

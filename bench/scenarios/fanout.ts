@@ -44,18 +44,20 @@ export interface CeilingBound {
   reason: string;
 }
 
-export function boundOf(step: StepResult): CeilingBound {
+export function boundOf(step: StepResult, failed = true): CeilingBound {
   const server = step.server.cpuPercent;
   const saturated = step.loadgen.saturated;
-  const serverBound = server >= SERVER_BOUND_CPU && !saturated;
+  const serverBound = failed && server >= SERVER_BOUND_CPU && !saturated;
   const machine = step.machine;
-  const reason = serverBound
-    ? `server at ${server}% of a core`
-    : saturated
-      ? `a load-generator thread was saturated (ELU ${step.loadgen.eluMax}); server at ${server}%`
-      : machine && machine.busyPercent >= machine.cores * 100 * 0.9
-        ? `the machine's ${machine.cores} cores were full (${machine.busyPercent}% busy: server ${server}%, load generator ${step.loadgen.cpuPercent}%, Redis ${step.redis?.cpuPercent ?? 0}%, others ${machine.othersPercent}%)`
-        : `latency, with the server at ${server}% of a core and CPU to spare${machine ? ` (machine ${machine.busyPercent}% of ${machine.cores * 100}%)` : ""}`;
+  const reason = !failed
+    ? `no step failed up to the plan's highest rate (server at ${server}% of a core there)`
+    : serverBound
+      ? `server at ${server}% of a core`
+      : saturated
+        ? `a load-generator thread was saturated (ELU ${step.loadgen.eluMax}); server at ${server}%`
+        : machine && machine.busyPercent >= machine.cores * 100 * 0.9
+          ? `the machine's ${machine.cores} cores were full (${machine.busyPercent}% busy: server ${server}%, load generator ${step.loadgen.cpuPercent}%, Redis ${step.redis?.cpuPercent ?? 0}%, others ${machine.othersPercent}%)`
+          : `latency, with the server at ${server}% of a core and CPU to spare${machine ? ` (machine ${machine.busyPercent}% of ${machine.cores * 100}%)` : ""}`;
   return {
     rate: step.rate,
     serverCpuPercent: server,
@@ -204,7 +206,7 @@ async function ceiling(
       steps,
       best,
       half,
-      bound: deciding ? boundOf(deciding) : null,
+      bound: deciding ? boundOf(deciding, Number.isFinite(firstFail)) : null,
       connect,
       firstFail: Number.isFinite(firstFail) ? firstFail : null,
     };
