@@ -37,7 +37,7 @@ import type { ResilientMuxClient } from "./helpers/mux-client.js";
 import { waitUntil } from "./helpers/process.js";
 import { setupSuite } from "./helpers/setup.js";
 import { readStoredSession, readStoredSessions, storyProblems, terminalOf } from "./helpers/verify.js";
-import { finishAll, makeClients, startReading, startRuns } from "./helpers/workload.js";
+import { coverage, finishAll, makeClients, startReading, startRuns } from "./helpers/workload.js";
 
 const TERMINAL = new Set(["done", "error", "cancelled"]);
 const CLIENT_TIMEOUT_MS = 90_000;
@@ -319,15 +319,17 @@ describe("e2e: gateway processes on a 3-shard Redis Cluster", () => {
 
   it("a shard's primary SIGKILLed mid-stream: its replica takes over, readers end, each run has one terminal event", async () => {
     suite.assertReady();
-    const [a, b] = instances as [GatewayInstance, GatewayInstance];
+    const [a, b, c] = instances as [GatewayInstance, GatewayInstance, GatewayInstance];
     const tokens = 240; // 6 s at the e2e pace (40 tokens/s): the failover happens mid-stream
-    const runs = await startRuns([a, b], 60, tokens, "failover");
+    const runs = await startRuns([a, b, c], 100, tokens, "failover");
     const ids = runs.map((run) => run.id);
     const clients = [
-      ...makeClients(a.url, ids, 6, 10, 14, "failover-a"),
-      ...makeClients(b.url, ids, 6, 10, 14, "failover-b"),
+      ...makeClients(a.url, ids, 4, 26, 32, "failover-a"),
+      ...makeClients(b.url, ids, 4, 26, 32, "failover-b"),
+      ...makeClients(c.url, ids, 4, 26, 32, "failover-c"),
     ];
     readers.push(...clients);
+    expect(coverage(clients, ids)).toEqual([]);
     const running = startReading(clients, CLIENT_TIMEOUT_MS);
     await waitUntil(
       () =>
