@@ -397,8 +397,8 @@ export function stagesSection(rows: Map<string, ResultLine>): string {
   }
   out.push(
     "",
-    "| | traced appends | socket writes per traced append | server CPU | load generator CPU (ELU max) | machine CPU |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| | traced appends | socket writes per traced append | server CPU | server event loop: busy, delay p50 / p99 / max ms | load generator CPU (ELU max) | machine CPU |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
   );
   for (const [target, line] of rows) {
     const d = line.data as {
@@ -408,9 +408,13 @@ export function stagesSection(rows: Map<string, ResultLine>): string {
       loadgenCpuPercent: number;
       loadgenEluMax: number;
       machine: { cores: number; busyPercent: number };
+      loop?: { delayMs: { p50: number; p99: number; max: number }; utilization: number };
     };
+    const loop = d.loop
+      ? `${d.loop.utilization}, ${d.loop.delayMs.p50} / ${d.loop.delayMs.p99} / ${d.loop.delayMs.max}`
+      : "–";
     out.push(
-      `| ${target} | ${n(d.traced)} | ${d.writesPerTracedAppend ?? "–"} | ${d.serverCpuPercent}% | ${d.loadgenCpuPercent}% (${d.loadgenEluMax}) | ${d.machine.busyPercent}% of ${d.machine.cores * 100}% |`,
+      `| ${target} | ${n(d.traced)} | ${d.writesPerTracedAppend ?? "–"} | ${d.serverCpuPercent}% | ${loop} | ${d.loadgenCpuPercent}% (${d.loadgenEluMax}) | ${d.machine.busyPercent}% of ${d.machine.cores * 100}% |`,
     );
   }
   return out.join("\n");

@@ -54,7 +54,7 @@ const STAGES: ReadonlyArray<[string, keyof ProbeRecord, keyof ProbeRecord]> = [
   ["script sent → notice received (Redis, PUBLISH, subscriber)", "sent", "notice"],
   ["notice handled (hub fan-out to readers, synchronous)", "notice", "dispatched"],
   ["notice handled → first socket write (frames, the turn's flush)", "dispatched", "firstWrite"],
-  ["body read → first socket write (raw-node: no Redis)", "body", "firstWrite"],
+  ["body read → first socket write (the server's whole work, Redis included)", "body", "firstWrite"],
   ["first → last socket write (every subscriber)", "firstWrite", "lastWrite"],
   ["publish → last socket write", "p", "lastWrite"],
 ];
@@ -79,7 +79,13 @@ function stageRows(records: readonly ProbeRecord[], from: number, to: number): S
   return rows;
 }
 
-async function dumpProbe(target: Target, dir: string): Promise<ProbeRecord[]> {
+interface ProbeReport {
+  records: ProbeRecord[];
+  /** The server's event loop since the previous report: delay of a ready callback (ms), utilisation. */
+  loop: { delayMs: { p50: number; p90: number; p99: number; max: number }; utilization: number };
+}
+
+async function dumpProbe(target: Target, dir: string): Promise<ProbeReport> {
   const pid = target.pids()[0]!;
   const file = join(dir, `${pid}.json`);
   rmSync(file, { force: true });
@@ -90,14 +96,14 @@ async function dumpProbe(target: Target, dir: string): Promise<ProbeRecord[]> {
     () => {
       try {
         text = readFileSync(file, "utf8");
-        return text.endsWith("]");
+        return text.endsWith("}");
       } catch {
         return false;
       }
     },
     10_000,
   );
-  return JSON.parse(text) as ProbeRecord[];
+  return JSON.parse(text) as ProbeReport;
 }
 
 async function measure(context: ScenarioContext, name: TargetName, shape: StreamShape, rate: number) {
@@ -128,7 +134,7 @@ async function measure(context: ScenarioContext, name: TargetName, shape: Stream
     const machineB = sampleMachine();
     const window = await context.loadgen.snapshot(true);
     const replies = target.publisher.takeStampedReplies?.() ?? newHistogram();
-    const records = await dumpProbe(target, dir);
+    const { records, loop } = await dumpProbe(target, dir);
     await producer.stop();
     const finals = Int32Array.from(producer.seq);
     const drainStarted = performance.now();
@@ -167,10 +173,11 @@ async function measure(context: ScenarioContext, name: TargetName, shape: Stream
       loadgenCpuPercent: loadgenCpu,
       loadgenEluMax: window.eluMax,
       machine: { cores: availableParallelism(), busyPercent: machinePercent(machineA, machineB) },
+      loop,
       stages: rows,
     };
     context.log(
-      `${name}: ${rate} appends/s, ${inWindow.length} traced appends, server CPU ${serverCpu}%, loadgen ${loadgenCpu}%, machine ${data.machine.busyPercent}%`,
+      `${name}: ${rate} appends/s, ${inWindow.length} traced appends, server CPU ${serverCpu}% (event loop ${loop.utilization} busy, delay p50 ${loop.delayMs.p50} p99 ${loop.delayMs.p99} ms), loadgen ${loadgenCpu}%, machine ${data.machine.busyPercent}%`,
     );
     for (const row of rows) {
       context.log(`  ${row.stage.padEnd(66)} p50 ${row.ms.p50} p90 ${row.ms.p90} p99 ${row.ms.p99} ms`);

@@ -16,12 +16,12 @@
 //
 // Times are ms since the epoch (performance.timeOrigin + performance.now()), comparable with the
 // producer's and the load generator's. SIGHUP writes `<pid>.json` into STAGE_PROBE_DIR (every record
-// so far) and starts afresh. A request's session is matched to its script call by the session id in
+// so far, and the event loop's delay and utilisation since the previous SIGHUP) and starts afresh. A request's session is matched to its script call by the session id in
 // the URL and in the script's keys: the producer keeps one append in flight per session.
 import dc from "node:diagnostics_channel";
 import { writeFileSync } from "node:fs";
 import net from "node:net";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
 const now = () => performance.timeOrigin + performance.now();
 const STAMP = '"p":';
@@ -181,8 +181,30 @@ dc.subscribe("http.server.request.start", ({ request }) => {
   });
 });
 
+// How long the event loop keeps a ready callback waiting (sampled every ms), and how busy it is: the
+// queueing every stage above includes.
+let loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+let elu = performance.eventLoopUtilization();
+
 process.on("SIGHUP", () => {
   const dir = process.env.STAGE_PROBE_DIR;
-  if (dir) writeFileSync(`${dir}/${process.pid}.json`, JSON.stringify([...records.values()]));
+  // The histogram holds the whole interval between samples: the lateness is what exceeds the 1 ms.
+  const ms = (ns) => Math.max(0, Math.round((ns - 1e6) / 1e3) / 1e3);
+  const loop = {
+    delayMs: {
+      p50: ms(loopDelay.percentile(50)),
+      p90: ms(loopDelay.percentile(90)),
+      p99: ms(loopDelay.percentile(99)),
+      max: ms(loopDelay.max),
+    },
+    utilization: Math.round(performance.eventLoopUtilization(elu).utilization * 1000) / 1000,
+  };
+  if (dir)
+    writeFileSync(`${dir}/${process.pid}.json`, JSON.stringify({ records: [...records.values()], loop }));
   records = new Map();
+  loopDelay.disable();
+  loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
+  elu = performance.eventLoopUtilization();
 });
