@@ -236,15 +236,18 @@ export async function createClusterBackend({
     pubsub,
     subscriptions: createRedisSubscriptions(cluster, pubsub, keys, subscriptionLimits, requestRecords),
     limiter: createRedisLimiter(cluster, keyPrefix, clock, requestRecords),
+    // Ready while the cluster answers and at least one shard is whole: a shard that fails over is the
+    // same shard down for every instance, so taking them all out would stop the other shards' traffic
+    // too. Its requests wait for it (reads within STORE_TIMEOUT_MS); the body names it meanwhile.
     readiness() {
-      const { states } = connections();
+      const { states, counts } = connections();
       const whole: ConnectionState = {
         name: "cluster",
         ready: cluster.status === "ready",
         status: cluster.status,
       };
-      const all = [whole, ...states];
-      return { ready: states.length > 0 && all.every((state) => state.ready), connections: all };
+      const anyShardUp = [...counts.values()].some((up) => up === 2);
+      return { ready: whole.ready && anyShardUp, connections: [whole, ...states] };
     },
     async close() {
       // The store closes the pub/sub (its subscribers); then the cluster's connections.
