@@ -58,9 +58,10 @@ export function createRedisStore({
   clock = Date.now,
 }: RedisStoreDeps): StreamStore {
   const appendScript = script<unknown[]>(replicaWait?.connection ?? redis, "append-8");
-  const confirmScript = replicaWait ? script<number>(replicaWait.connection, "confirm-1") : null;
+  // On the command connection: the appender stays free for appends and WAITs (a WAIT holds it).
+  const confirmScript = replicaWait ? script<number>(redis, "confirm-1") : null;
   const readUpToConfirmed = replicaWait ? "1" : "0";
-  const readScript = script<[string | null, string, string | null]>(redis, "read-5");
+  const readScript = script<[string | null, string, string | null, string | null]>(redis, "read-5");
 
   async function appendTo(
     sessionId: string,
@@ -123,6 +124,27 @@ export function createRedisStore({
     return outcome;
   }
 
+  /**
+   * A read held back by the confirmed position: events after it are usually a batch whose WAIT is
+   * still in flight, but may be one whose confirmation was lost (a failover right after it, an
+   * instance that died between its WAIT and its announcement), which nothing would ever confirm again
+   * and a reader would wait for forever. So the position is confirmed anew: a write on the appender
+   * connection, sent after the read that saw `last`, then a WAIT after it, prove every write up to
+   * `last` on the replicas. False (the read stands) when they do not confirm in time.
+   */
+  async function confirmUpTo(sessionId: string, last: string): Promise<boolean> {
+    const wait = replicaWait!;
+    try {
+      // An empty notice: a write that reaches the replicas, and that every listener ignores.
+      await wait.connection.publish(keys.notices(sessionId), "");
+      await wait.confirm();
+      await confirmScript!(keys.meta(sessionId), last, keys.notices(sessionId), "", publishCommand);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   const store: StreamStore = {
     kind: "redis",
     notifier: createNotifier(pubsub, keys),
@@ -151,17 +173,22 @@ export function createRedisStore({
     },
 
     async read(sessionId, after, count): Promise<ReadResult> {
-      const [gapOldest, text, createdAt] = await readScript(
-        keys.events(sessionId),
-        keys.snapshot(sessionId),
-        keys.snapshotContent(sessionId),
-        keys.snapshotReasoning(sessionId),
-        keys.meta(sessionId),
-        after === null ? "-" : `(${after}`,
-        count,
-        after ?? "",
-        readUpToConfirmed,
-      );
+      const readNow = () =>
+        readScript(
+          keys.events(sessionId),
+          keys.snapshot(sessionId),
+          keys.snapshotContent(sessionId),
+          keys.snapshotReasoning(sessionId),
+          keys.meta(sessionId),
+          after === null ? "-" : `(${after}`,
+          count,
+          after ?? "",
+          readUpToConfirmed,
+        );
+      let [gapOldest, text, createdAt, beyond] = await readNow();
+      if (replicaWait && typeof beyond === "string" && (await confirmUpTo(sessionId, beyond))) {
+        [gapOldest, text, createdAt] = await readNow();
+      }
       const events = parseEventLines(text);
       const gap =
         after !== null && typeof gapOldest === "string"

@@ -73,6 +73,27 @@ describe("durable acknowledgements (REDIS_WAIT_REPLICAS=1, behind Sentinels)", (
     ]);
   });
 
+  it("a confirmation lost after the replicas held the batch (a failover right after its WAIT) holds no reader back", async () => {
+    const id = `lostconf_${Date.now().toString(36)}`;
+    expect((await append(id, "first")).status).toBe(202);
+    const second = await append(id, "second");
+    expect(second.status).toBe(202);
+    // As on a new primary that got the batch but not the confirmed position written after its WAIT.
+    const keys = createKeyScheme(gateway.prefix);
+    const primary = new Redis({ host: "127.0.0.1", port: await sentinel.primaryPort() });
+    try {
+      const [first] = (await primary.xrange(keys.events(id), "-", "+", "COUNT", 1)).map(([entry]) => entry);
+      await primary.hset(keys.meta(id), "conf", first!);
+      // A new reader gets both: the held-back read confirms the position again (a write and a WAIT).
+      const stream = await openSse(`${gateway.url}/api/v1/sessions/${id}/stream`);
+      streams.push(stream);
+      await stream.waitFor((events) => events.some((event) => event.data.includes('"second"')));
+      expect(await primary.hget(keys.meta(id), "conf")).toBe(second.body.ids[0]);
+    } finally {
+      primary.disconnect();
+    }
+  });
+
   it("with the replica stopped: 503, the event kept unseen; once it is back a retry with the same key answers the first positions and delivers it", async () => {
     const id = `unconfirmed_${Date.now().toString(36)}`;
     expect((await append(id, "before")).status).toBe(202);

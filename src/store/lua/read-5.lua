@@ -5,11 +5,12 @@
 -- ARGV: 1 exclusive start ("-" for the beginning, else "(<id>"), 2 count, 3 requested position ("" for none),
 --       4 "1" to read no further than the session's confirmed position (REDIS_WAIT_REPLICAS: what the
 --       replicas hold; none yet: nothing), "0" or absent to read to the end
--- Returns: {gapOldest or false, events, createdAt or false}: gapOldest is the oldest kept id (or "" when
+-- Returns: {gapOldest or false, events, createdAt or false, beyond or false}: gapOldest is the oldest kept id (or "" when
 -- nothing is kept) when events after the requested position were trimmed; events is one text, a line per
 -- event, `id \t type \t data`, as in an append notice (one bulk reply is far cheaper to parse than nested
 -- arrays); createdAt is the session's creation stamp, read in the same step: which incarnation of the id
--- the events belong to (false when there is no session).
+-- the events belong to (false when there is no session); beyond is the session's last position when the
+-- confirmed position (ARGV 4) held back events after it, else false.
 local events, snap, snapContent, snapReasoning = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local start, requested = ARGV[1], ARGV[3]
 local createdAt = redis.call('HGET', KEYS[5], 'createdAt') or false
@@ -40,8 +41,12 @@ if snapLast and (requested == '' or before(requested, snapLast)) then
   start = '(' .. snapLast
 end
 
-local stop = '+'
-if ARGV[4] == '1' then stop = redis.call('HGET', KEYS[5], 'conf') or '0-0' end
+local stop, beyond = '+', false
+if ARGV[4] == '1' then
+  stop = redis.call('HGET', KEYS[5], 'conf') or '0-0'
+  local last = redis.call('HGET', KEYS[5], 'last')
+  if last and before(stop, last) then beyond = last end
+end
 local entries = redis.call('XRANGE', events, start, stop, 'COUNT', ARGV[2])
 for i = 1, #entries do
   local fields, eventType, data = entries[i][2], '', '{}'
@@ -51,7 +56,7 @@ for i = 1, #entries do
   lines[#lines + 1] = entries[i][1] .. '\t' .. eventType .. '\t' .. data
 end
 local text = table.concat(lines, '\n')
-if snapLast or requested == '' or redis.call('EXISTS', events) == 0 then return {false, text, createdAt} end
+if snapLast or requested == '' or redis.call('EXISTS', events) == 0 then return {false, text, createdAt, beyond} end
 local info = redis.call('XINFO', 'STREAM', events)
 local maxDeleted, first = nil, nil
 for i = 1, #info, 2 do
@@ -61,6 +66,6 @@ end
 if maxDeleted and maxDeleted ~= '0-0' and before(requested, maxDeleted) then
   local oldest = ''
   if first and type(first) == 'table' then oldest = first[1] end
-  return {oldest, text, createdAt}
+  return {oldest, text, createdAt, beyond}
 end
-return {false, text, createdAt}
+return {false, text, createdAt, beyond}
