@@ -226,14 +226,16 @@ export function stepRow(label: string, s: StepResult): string {
   const redis = s.redis ? `${s.redis.cpuPercent}%` : "–";
   const threads = s.loadgen.elus ? ` (${s.loadgen.elus.join(", ")})` : "";
   const lg = `${s.loadgen.cpuPercent}% / ${s.loadgen.eluMax}${threads}${s.loadgen.saturated ? " **sat.**" : ""}`;
-  const machine = s.machine ? `${s.machine.busyPercent}% (others ${s.machine.othersPercent}%)` : "–";
+  const machine = s.machine
+    ? `${s.machine.busyPercent}% (${s.machine.irqPercent === undefined ? "" : `irq ${s.machine.irqPercent}%, `}others ${s.machine.othersPercent}%)`
+    : "–";
   return (
     `| ${label} | ${n(s.rate)} | ${n(s.delivered)} | ${l.p50} / ${l.p90} / ${l.p99} / ${l.max} | ${s.server.cpuPercent}% (${n(s.server.eventsPerCpuSecond)}) | ` +
-    `${s.server.rssMB} | ${redis} | ${lg} | ${machine} | ${s.bytesPerEvent} (${s.idBytesPerEvent}) | ${s.pass ? "pass" : s.reasons.join("; ")}${s.firstTry ? ` (second try; first: ${s.firstTry.reasons.join("; ")})` : ""} |`
+    `${s.server.rssMB} | ${redis} | ${lg} | ${machine} | ${s.bytesPerEvent} (${s.idBytesPerEvent}) | ${s.pass ? "pass" : s.reasons.join("; ")}${s.firstTry ? ` (${s.disturbedTries ? `try ${2 + s.disturbedTries}, after other processes were quiet` : "second try"}; first: ${s.firstTry.reasons.join("; ")})` : ""} |`
   );
 }
 export const STEP_HEAD = [
-  "| | appends/s | delivered events/s | latency p50 / p90 / p99 / max ms | server CPU (events per CPU-second) | RSS MB | Redis CPU | loadgen CPU / ELU max (each thread) | machine CPU (of 100 × cores) | bytes/event (id) | verdict |",
+  "| | appends/s | delivered events/s | latency p50 / p90 / p99 / max ms | server CPU (events per CPU-second) | RSS MB | Redis CPU | loadgen CPU / ELU max (each thread) | machine CPU (of 100 × cores; irq: interrupts and softirqs; others: other processes) | bytes/event (id) | verdict |",
   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ];
 

@@ -114,6 +114,8 @@ export interface MachineSample {
   atMs: number;
   /** CPU seconds spent busy (not idle, not waiting on I/O) over all cores since boot. */
   busySeconds: number;
+  /** Of which serving interrupts and softirqs (loopback TCP's receive path is mostly here, counted to no process). */
+  irqSeconds: number;
 }
 
 /** The whole machine's busy CPU time (/proc/stat), to see what every process together used. */
@@ -122,13 +124,23 @@ export function sampleMachine(): MachineSample {
   // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
   const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
-  return { atMs: performance.now(), busySeconds: busy / CLOCK_TICKS_PER_SECOND };
+  return {
+    atMs: performance.now(),
+    busySeconds: busy / CLOCK_TICKS_PER_SECOND,
+    irqSeconds: (f[5]! + f[6]!) / CLOCK_TICKS_PER_SECOND,
+  };
 }
 
 /** Percent of one core the whole machine was busy between two samples (up to 100 × cores). */
 export function machinePercent(a: MachineSample, b: MachineSample): number {
   const seconds = (b.atMs - a.atMs) / 1000;
   return seconds > 0 ? Math.round(((b.busySeconds - a.busySeconds) / seconds) * 1000) / 10 : 0;
+}
+
+/** Percent of one core spent in interrupts and softirqs between two samples. */
+export function irqPercent(a: MachineSample, b: MachineSample): number {
+  const seconds = (b.atMs - a.atMs) / 1000;
+  return seconds > 0 ? Math.round(((b.irqSeconds - a.irqSeconds) / seconds) * 1000) / 10 : 0;
 }
 
 /** Percent of one core between two samples. */

@@ -7,6 +7,7 @@ import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
 import {
   cpuPercent,
+  irqPercent,
   type LatencySummary,
   machinePercent,
   sampleMachine,
@@ -152,9 +153,10 @@ export interface StepResult {
   /**
    * The whole machine (/proc/stat), in percent of one core (at most 100 × cores): everything on these
    * cores, and what was left after the server, Redis and the load generator (others: other processes,
-   * the kernel's own threads).
+   * the kernel's own threads; not interrupts and softirqs, where loopback TCP's receive path is
+   * counted to no process: irq).
    */
-  machine?: { cores: number; busyPercent: number; othersPercent: number };
+  machine?: { cores: number; busyPercent: number; irqPercent?: number; othersPercent: number };
   pass: boolean;
   /** Why the step did not pass (empty when it did). */
   reasons: string[];
@@ -162,6 +164,8 @@ export interface StepResult {
   correctness: string[];
   /** Set when this is a second try at the rate, after a first that failed on latency alone. */
   firstTry?: { latency: LatencySummary; reasons: string[] };
+  /** Further tries after the second, because other processes took a share of the machine during it. */
+  disturbedTries?: number;
 }
 
 /** A step that failed on its p99 alone, nothing else: worth a second try (a stall of the shared machine can cause it). */
@@ -229,6 +233,7 @@ export async function runStep(
   const serverCpu = cpuPercent(serverA, serverB);
   const loadgenCpu = cpuPercent(selfA, selfB);
   const machineBusy = machinePercent(machineA, machineB);
+  const machineIrq = irqPercent(machineA, machineB);
   const redis =
     redisA && redisB
       ? redisCost(
@@ -300,7 +305,11 @@ export async function runStep(
     machine: {
       cores: availableParallelism(),
       busyPercent: machineBusy,
-      othersPercent: round(Math.max(0, machineBusy - serverCpu - loadgenCpu - (redis?.cpuPercent ?? 0)), 1),
+      irqPercent: machineIrq,
+      othersPercent: round(
+        Math.max(0, machineBusy - machineIrq - serverCpu - loadgenCpu - (redis?.cpuPercent ?? 0)),
+        1,
+      ),
     },
     pass: reasons.length === 0,
     reasons,
