@@ -2,7 +2,8 @@
  * End to end on a real Redis Cluster (6 redis-server processes: 3 primaries with a replica each,
  * started by this file) with gateway PROCESSES on REDIS_CLUSTER_NODES:
  *  - one multiplexed connection reads sessions on all 3 shards and resumes on another instance,
- *    exactly (every event once, the upstream's text);
+ *    exactly (every event once, the upstream's text); reads of sessions on different shards
+ *    proceed in parallel (a shard paused with CLIENT PAUSE holds up only its own session's);
  *  - a subscription set changed on one instance reaches a connection on another, with a session of
  *    each shard; a cancel sent to one instance ends a run on another; the crash sweeper ends the runs
  *    of a killed instance with `interrupted`;
@@ -12,9 +13,14 @@
  *    available on a cluster: REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS), what was lost,
  *    if anything, is reported in the test output, not as a failure.
  */
+
+import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSimulatedProvider } from "../../src/agent/simulated-provider.js";
+import { createClusterBackend } from "../../src/backend/cluster.js";
 import { createKeyScheme } from "../../src/store/keys.js";
+import { clusterSeeds } from "../contract/backends.js";
+import { DEFAULT_RETENTION } from "../contract/stream-store.contract.js";
 import {
   collectUntilClosed,
   getJson,
@@ -175,6 +181,49 @@ describe("e2e: gateway processes on a 3-shard Redis Cluster", () => {
       ).toEqual(stored.events.map((event) => event.type));
       expect(textOf(got), id).toBe(await upstreamText(promptOf(id, tokens)));
       expect(got.filter((event) => TERMINAL.has(event.type)).map((event) => event.type)).toEqual(["done"]);
+    }
+  });
+
+  it("reads of sessions on several shards proceed in parallel: a paused shard holds up only its own", async () => {
+    suite.assertReady();
+    const [a] = instances as [GatewayInstance];
+    const byShard = [...(await idsOnEveryShard("paused", 1)).entries()];
+    const [pausedShard, [pausedId]] = byShard[0]! as [string, [string]];
+    const ids = byShard.flatMap(([, shardIds]) => shardIds);
+    for (const id of ids) {
+      const res = await postJson(`${a.url}/api/v1/sessions/${id}/events`, {
+        events: ["one ", "two ", "three"].map((content) => ({ type: "token", data: { content } })),
+      });
+      expect(res.status, res.text).toBe(202);
+    }
+    // The store as a multiplexed connection's catch-up uses it: its reads of several sessions at once.
+    const backend = await createClusterBackend({
+      keyPrefix,
+      retention: DEFAULT_RETENTION,
+      subscriptionLimits: { maxSessions: 100, ttlSeconds: 3_600 },
+      cluster: { nodes: clusterSeeds(cluster!.seeds) },
+      instanceId: "parallel-reads",
+      logger: pino({ level: "silent" }),
+    });
+    const admin = cluster!.connect(Number(pausedShard.slice(pausedShard.lastIndexOf(":") + 1)));
+    try {
+      await backend.store.read(pausedId, null, 10); // connected to every shard before the pause
+      // The shard stops answering its clients for 3 s (its replica and the cluster bus go on: no failover).
+      await admin.call("CLIENT", "PAUSE", "3000", "ALL");
+      const answered: string[] = [];
+      const reads = await Promise.all(
+        ids.map(async (id) => {
+          const read = await backend.store.read(id, null, 10);
+          answered.push(id);
+          return read;
+        }),
+      );
+      expect(answered.at(-1), `answered in the order ${answered.join(", ")}`).toBe(pausedId);
+      for (const read of reads)
+        expect(read.events.map((event) => event.type)).toEqual(["token", "token", "token"]);
+    } finally {
+      admin.disconnect();
+      await backend.close();
     }
   });
 
