@@ -373,7 +373,7 @@ export function stagesSection(rows: Map<string, ResultLine>): string {
   const out = [
     "## Where an append's latency goes",
     "",
-    `The staggered fan-out shape (C=${p.connections} × S=${p.sessionsPerConnection} of P=${p.sessions}, ${p.subscribersPerSession} subscribers per session) at a fixed ${n(p.rate)} appends/s, ` +
+    `The staggered fan-out shape (C=${p.connections} × S=${p.sessionsPerConnection} of P=${p.sessions}, ${p.subscribersPerSession} subscribers per session) at fixed rates, ` +
       `${Number(p.measureMs) / 1000} s measured. One append in ${p.stampEvery} carries its publish time; a probe preloaded into the server (\`bench/targets/stage-probe.mjs\`:` +
       " Node's `http.server.request.start` diagnostics channel, ioredis's `sendCommand` and `emit`, and socket writes; nothing in `src/`)" +
       " stamps its path. Each row is one stage's distribution over the traced appends (ms); the last rows are cumulative from the publish.",

@@ -33,7 +33,9 @@ function byScenario(lines: ResultLine[]): Results {
           ? String(line.params.framing)
           : line.scenario === "redis-cost"
             ? `${line.target} ×${line.params.subscribersPerSession}`
-            : line.target;
+            : line.scenario === "stages"
+              ? `${line.target} at ${line.params.rate}/s`
+              : line.target;
     targets.set(key, line);
   }
   return map;
@@ -159,7 +161,7 @@ export function render(lines: Line[], runId?: string): string {
     "npm run bench              # everything, ~10-20 min on 2 cores; appends to bench/results/results.jsonl, renders this file",
     "npm run bench -- --quick   # every scenario at tiny sizes in about a minute (CI); fails only on loss/dup/reorder or a crash",
     "npm run bench -- --only fanout --targets gateway,raw-node   # one scenario, some targets",
-    "npm run bench -- --only stages      # one append's path in stages, gateway and raw-node at 300 appends/s (--rates N for another)",
+    "npm run bench -- --only stages      # one append's path in stages, gateway and raw-node at 300 and 800 appends/s (or --rates)",
     "npm run bench -- --only fanout --targets gateway --profile  # gateway under node --cpu-prof (bench/results/profiles)",
     "npm run bench -- --only compaction   # Redis memory per session with and without compaction, snapshot reads, request records (~1 min; the other sections stay)",
     "npm run bench -- --only fanout --targets gateway --rates 300,600 --gateway-entry /tmp/before/dist/server.js  # another build at fixed rates",

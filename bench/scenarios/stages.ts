@@ -1,7 +1,7 @@
 /**
- * Stages: where one append's latency goes, at a rate the gateway sustains with CPU to spare. The
- * fan-out shape (C connections × S of P sessions, sessions staggered over the producer's tick) at one
- * fixed rate; every `STAMP_EVERY`-th append carries its publish time, and the stage probe preloaded into
+ * Stages: where one append's latency goes, at a rate the gateway sustains with CPU to spare (and at
+ * one near its ceiling, to see which stages grow). The fan-out shape (C connections × S of P sessions,
+ * sessions staggered over the producer's tick) at fixed rates (`--rates` overrides them); every `STAMP_EVERY`-th append carries its publish time, and the stage probe preloaded into
  * the server (targets/stage-probe.mjs; no change to the server's code) timestamps its path: request
  * head parsed, body read, script sent, acknowledged, notice received and handled, first and last socket
  * write. The producer adds the reply, the load generator the receipt. Each stage's distribution over
@@ -29,7 +29,8 @@ import { openStreams, type StreamShape } from "./streams.js";
 
 /** One append in this many is traced: enough samples, little of the probe's own work. */
 const STAMP_EVERY = 4;
-const DEFAULT_RATE = 300;
+/** Rates: with CPU to spare (what the breakdown is for), and near the gateway's ceiling (how it grows). */
+const DEFAULT_RATES = [300, 800];
 
 /** What the probe wrote for one traced append (ms since the epoch; see stage-probe.mjs). */
 interface ProbeRecord {
@@ -204,10 +205,12 @@ export const stagesScenario = {
     const shape: StreamShape = context.quick
       ? { connections: 40, sessionsPerConnection: 5, sessions: 20, tickMs: 50, phases: 10 }
       : { connections: 1000, sessionsPerConnection: 10, sessions: 100, tickMs: 50, phases: 10 };
-    const rate = context.fixedRates?.[0] ?? (context.quick ? 100 : DEFAULT_RATE);
-    for (const name of context.targets) {
-      if (name === "nchan") continue; // nginx: no Node process to preload the probe into
-      await measure(context, name, shape, rate);
+    const rates = context.fixedRates ?? (context.quick ? [100] : DEFAULT_RATES);
+    for (const rate of rates) {
+      for (const name of context.targets) {
+        if (name === "nchan") continue; // nginx: no Node process to preload the probe into
+        await measure(context, name, shape, rate);
+      }
     }
   },
 };
