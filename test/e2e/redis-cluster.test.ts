@@ -14,6 +14,8 @@
  *    if anything, is reported in the test output, not as a failure.
  */
 
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSimulatedProvider } from "../../src/agent/simulated-provider.js";
@@ -446,6 +448,18 @@ describe("e2e: gateway processes on a 3-shard Redis Cluster", () => {
     expect(count("channels_moved"), metrics).toBeGreaterThanOrEqual(1);
 
     await finishAll(clients, running);
+    // The promoted replica had no scripts cached (they are not replicated): the first EVALSHA there met
+    // NOSCRIPT and ioredis loaded it on that node.
+    const promoted = await cluster!.primaryOf(keys.events(victimIds[0]!));
+    const promotedNode = cluster!.connect(Number(promoted.slice(promoted.lastIndexOf(":") + 1)));
+    try {
+      const appendSha = createHash("sha1")
+        .update(readFileSync(new URL("../../src/store/lua/append-8.lua", import.meta.url)))
+        .digest("hex");
+      expect(await promotedNode.script("EXISTS", appendSha)).toEqual([1]);
+    } finally {
+      promotedNode.disconnect();
+    }
     const stored = await readStoredSessions(a.url, ids);
     // Invariants, with or without durable acknowledgements: one terminal event per run, nothing after it.
     expect(storyProblems(stored), context()).toEqual([]);
