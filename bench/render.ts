@@ -110,29 +110,42 @@ function loadNote(lines: Line[], run: RunLine): string {
 }
 
 function history(lines: Line[]): string {
-  const runs = lines.filter((line): line is RunLine => line.type === "run" && !line.quick);
-  const rows = runs.flatMap((run) => {
-    const fanout = lines.filter(
-      (line): line is ResultLine =>
-        line.type === "result" && line.runId === run.runId && line.scenario === "fanout",
-    );
-    if (fanout.length === 0) return [];
-    const figure = (target: string) => {
-      const data = fanout.find((line) => line.target === target)?.data;
-      return data ? String(data.bestDelivered) : "–";
-    };
-    return [
-      `| ${run.runId} | ${run.machine.versions.gateway} | ${figure("gateway")} | ${figure("raw-node")} | ${figure("nchan")} |`,
-    ];
-  });
+  const ended = new Set(lines.filter((line) => line.type === "end").map((line) => line.runId));
+  const runs = lines.filter(
+    (line): line is RunLine =>
+      line.type === "run" && !line.quick && ended.has(line.runId) && !isComparison(line),
+  );
+  const rows = runs.flatMap((run) =>
+    (["fanout", "fanout-staggered"] as const).flatMap((scenario) => {
+      const results = lines.filter(
+        (line): line is ResultLine =>
+          line.type === "result" && line.runId === run.runId && line.scenario === scenario,
+      );
+      if (results.length === 0) return [];
+      const figure = (target: string) => {
+        const data = results.find((line) => line.target === target)?.data;
+        return data ? String(data.bestDelivered) : "–";
+      };
+      const raw = results.find((line) => line.target === "raw-node")?.data.bound as
+        | { serverBound: boolean; serverCpuPercent: number }
+        | null
+        | undefined;
+      const check = raw ? `${raw.serverBound ? "yes" : "no"} (${raw.serverCpuPercent}%)` : "not checked";
+      return [
+        `| ${run.runId} | ${run.machine.versions.gateway} | ${scenario === "fanout" ? "in step" : "staggered"} | ${figure("gateway")} | ${figure("raw-node")} | ${figure("nchan")} | ${String(run.options.workers ?? "–")} | ${check} |`,
+      ];
+    }),
+  );
   if (rows.length < 2) return "";
   return [
     "## History (fan-out, events/s delivered at the highest passing rate)",
     "",
-    "Before/after record for profiling work: every full run in `bench/results/results.jsonl`.",
+    "Before/after record for profiling work: every run in `bench/results/results.jsonl` that measured fan-out.",
+    "Until the eighth run one load-generator thread read every stream and nothing checked that raw-node's",
+    "ceiling was its own (issue 18): compare earlier rows with that in mind.",
     "",
-    "| run | commit | gateway | raw-node | nchan |",
-    "| --- | --- | --- | --- | --- |",
+    "| run | commit | producers | gateway | raw-node | nchan | load-generator threads | raw-node bound by its own CPU at its ceiling |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
     "",
   ].join("\n");
