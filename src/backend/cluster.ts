@@ -91,7 +91,7 @@ export async function createClusterBackend({
   leaseMs = DEFAULT_LEASE_MS,
   clock = Date.now,
 }: ClusterBackendOptions): Promise<Backend> {
-  /** When each primary was last lost, found again, or given slots: see `leaseMs`. */
+  /** When each primary was last lost, back after being lost, or given slots: see `leaseMs`. */
   const disturbedAt = new Map<string, number>();
   const disturb = (node: string) => disturbedAt.set(node, clock());
   const credentials: RedisOptions = {
@@ -127,7 +127,6 @@ export async function createClusterBackend({
   cluster.on("error", (error: Error) => countError("command", error));
   cluster.on("node error", (error: Error, node: string) => countError("command", error, node));
   cluster.on("+node", (node: Redis) => {
-    disturb(`${node.options.host}:${node.options.port}`);
     metrics?.redisClusterEvents?.inc({ event: "node_added" });
     logger.info(
       { node: `${node.options.host}:${node.options.port}` },
@@ -184,7 +183,10 @@ export async function createClusterBackend({
       subscriber.on("error", (error: Error) => countError("subscriber", error, `${host}:${port}`));
       return subscriber;
     },
-    onShardState: disturb,
+    // Lost, or back after being lost (a shard's first connection at start-up is no disturbance).
+    onShardState(node, ready) {
+      if (!ready || disturbedAt.has(node)) disturb(node);
+    },
     onResubscribe(reason, node, channels) {
       metrics?.redisClusterEvents?.inc({ event: reason === "moved" ? "channels_moved" : "resubscribed" });
       logger.warn({ node, channels, reason }, "redis cluster: shard channels subscribed again");
