@@ -207,6 +207,37 @@ describe("loadConfig: limits and hardening", () => {
     expect(errorOf({ REDIS_WAIT_REPLICAS: "1" }).message).toContain("REDIS_WAIT_REPLICAS");
   });
 
+  it("reads a Redis Cluster's nodes, credentials and TLS; refuses it mixed with another topology or WAIT", () => {
+    const config = loadConfig({
+      REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-b:7001,[::1]:7002",
+      REDIS_USERNAME: "gateway",
+      REDIS_PASSWORD: "data-secret",
+      REDIS_CLUSTER_TLS: "true",
+    });
+    expect(config.redisCluster).toEqual({
+      nodes: [
+        { host: "10.0.0.1", port: 7000 },
+        { host: "redis-b", port: 7001 },
+        { host: "::1", port: 7002 },
+      ],
+      username: "gateway",
+      password: "data-secret",
+      tls: true,
+    });
+    expect(config.redisUrl).toBeUndefined();
+    expect(loadConfig({}).redisCluster).toBeUndefined();
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "r:7000" }).redisCluster?.tls).toBe(false);
+    expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000,nope" }).message).toContain('REDIS_CLUSTER_NODES: "nope"');
+    for (const other of [{ REDIS_URL: "redis://r" }, { REDIS_SENTINELS: "s:26379" }]) {
+      expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000", ...other }).message).toContain(
+        "REDIS_CLUSTER_NODES: set one",
+      );
+    }
+    expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000", REDIS_WAIT_REPLICAS: "1" }).message).toContain(
+      "not REDIS_CLUSTER_NODES",
+    );
+  });
+
   it("names every problem in ONE error", () => {
     const error = errorOf({
       LIMIT_RUNS_PER_MINUTE: "0",
