@@ -121,7 +121,7 @@ async function measure(context: ScenarioContext, name: TargetName, shape: Stream
     await context.loadgen.reset();
     producer.run(rate);
     await sleep(timing.warmupMs);
-    await dumpProbe(target, dir); // discards the warm-up
+    await dumpProbe(target, dir); // the event loop's figures start here
     await context.loadgen.snapshot(true);
     target.publisher.takeStampedReplies?.();
     const from = performance.timeOrigin + performance.now();
@@ -135,7 +135,7 @@ async function measure(context: ScenarioContext, name: TargetName, shape: Stream
     const machineB = sampleMachine();
     const window = await context.loadgen.snapshot(true);
     const replies = target.publisher.takeStampedReplies?.() ?? newHistogram();
-    const { records, loop } = await dumpProbe(target, dir);
+    const { loop } = await dumpProbe(target, dir);
     await producer.stop();
     const finals = Int32Array.from(producer.seq);
     const drainStarted = performance.now();
@@ -145,6 +145,8 @@ async function measure(context: ScenarioContext, name: TargetName, shape: Stream
       behind = await context.loadgen.behind(finals);
     }
     const end = await context.loadgen.snapshot(false);
+    // Once every event is delivered, every traced append of the window has all its writes.
+    const { records } = await dumpProbe(target, dir);
     let expected = 0;
     for (const index of active) expected += subscribers[index]! * (finals[index]! - startSeq[index]!);
     const lost = Math.max(0, expected - (end.inOrder + end.outOfOrder));

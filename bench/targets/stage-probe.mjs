@@ -15,9 +15,10 @@
 //   writes     how many socket writes carried them
 //
 // Times are ms since the epoch (performance.timeOrigin + performance.now()), comparable with the
-// producer's and the load generator's. SIGHUP writes `<pid>.json` into STAGE_PROBE_DIR (every record
-// so far, and the event loop's delay and utilisation since the previous SIGHUP) and starts afresh. A request's session is matched to its script call by the session id in
-// the URL and in the script's keys: the producer keeps one append in flight per session.
+// producer's and the load generator's. SIGHUP writes `<pid>.json` into STAGE_PROBE_DIR: every record
+// so far (the reader picks them by publish time), and the event loop's delay and utilisation since the
+// previous SIGHUP. A request's session is matched to its script call by the session id in the URL and
+// in the script's keys: the producer keeps one append in flight per session.
 import dc from "node:diagnostics_channel";
 import { writeFileSync } from "node:fs";
 import net from "node:net";
@@ -30,7 +31,7 @@ const APPEND_PATH = /^\/api\/v1\/sessions\/([^/?]+)\/events/;
 const MAX_RECORDS = 200_000;
 
 /** stamp text → record */
-let records = new Map();
+const records = new Map();
 /** session id → { request, body } of its latest append request */
 const latestRequest = new Map();
 
@@ -202,7 +203,6 @@ process.on("SIGHUP", () => {
   };
   if (dir)
     writeFileSync(`${dir}/${process.pid}.json`, JSON.stringify({ records: [...records.values()], loop }));
-  records = new Map();
   loopDelay.disable();
   loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
