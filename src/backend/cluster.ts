@@ -37,6 +37,7 @@ export interface ClusterAddress {
 const CLUSTER_RETRY_DELAY_MS = 200;
 const CLUSTER_MAX_REDIRECTIONS = 1_000;
 const DEFAULT_LEASE_MS = 10_000;
+const SLOTS_REFRESH_MS = 5_000;
 
 export type ClusterMetrics = Pick<Metrics, "redisErrors"> &
   Partial<Pick<Metrics, "redisClusterEvents" | "setShardConnectionsProbe">>;
@@ -108,6 +109,9 @@ export async function createClusterBackend({
     retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
     retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
     maxRedirections: CLUSTER_MAX_REDIRECTIONS,
+    // The slot map is also asked for on a schedule (ioredis asks only after MOVED or a lost node by
+    // default): a failover or a resharding is noticed, and shard channels moved, without traffic.
+    slotsRefreshInterval: SLOTS_REFRESH_MS,
     // A node's connection is not retried by itself (ioredis's way in a cluster): a closed one ends, its
     // commands are routed again after a slot refresh, to the replica that took over if there was a failover.
     redisOptions: {

@@ -228,7 +228,11 @@ describe("loadConfig: limits and hardening", () => {
     expect(loadConfig({}).redisCluster).toBeUndefined();
     expect(loadConfig({ REDIS_CLUSTER_NODES: "r:7000" }).redisCluster?.tls).toBe(false);
     expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000,nope" }).message).toContain('REDIS_CLUSTER_NODES: "nope"');
-    for (const other of [{ REDIS_URL: "redis://r" }, { REDIS_SENTINELS: "s:26379" }]) {
+    const others: Array<Record<string, string>> = [
+      { REDIS_URL: "redis://r" },
+      { REDIS_SENTINELS: "s:26379" },
+    ];
+    for (const other of others) {
       expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000", ...other }).message).toContain(
         "REDIS_CLUSTER_NODES: set one",
       );
