@@ -17,7 +17,12 @@ const DRIVER = path.join(import.meta.dirname, "python", "openai_door.py");
 interface Seen {
   version: string;
   models: string[];
-  chat_stream: { session_id: string | null; text: string; finish_reason: string | null; usage: number | null };
+  chat_stream: {
+    session_id: string | null;
+    text: string;
+    finish_reason: string | null;
+    usage: number | null;
+  };
   chat_whole: { text: string; object: string };
   responses: {
     types: string[];
