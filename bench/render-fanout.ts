@@ -332,6 +332,7 @@ export function idleSection(rows: Map<string, ResultLine>): string {
     `read ${after} s after the last connection opened with no forced GC, above the same process before any connection (idle, compacted,`,
     "as V8 leaves an idle process): what an operator pays, the figure judged. Beside it, as in the earlier runs: after a plain",
     "full GC, after a full GC that compacts every page, and **live** (compacted, less the young generation's one-time growth).",
+    'Per-connection figures in KiB (1,024 bytes), earlier runs\' "KB" included.',
     "",
     "| target | opened | connect time s (conn/s) | VmRSS before → after MB | **RSS KiB per connection** (anonymous) | plain GC | compacted | young-generation growth | live | JS heap | idle CPU |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
