@@ -25,6 +25,7 @@ import { waitUntil } from "./helpers/process.js";
 import { setupSuite } from "./helpers/setup.js";
 import {
   deliveryProblems,
+  readStoredSession,
   readStoredSessions,
   type StoredSession,
   storyProblems,
@@ -43,7 +44,8 @@ const RUNS = 100;
 const TOKENS = 200;
 /** 200 tokens 25 ms apart: 5 s per run, long enough to stream across the failover. */
 const TOKEN_DELAY_MS = 25;
-const CLIENT_TIMEOUT_MS = 120_000;
+const CLIENT_TIMEOUT_MS = 60_000;
+const TEST_TIMEOUT_MS = 240_000;
 const UPSTREAM_TEXT = burstTokens(TOKENS).join("");
 
 const tokenText = (events: ReadonlyArray<{ type: string; data: unknown }>) =>
@@ -54,6 +56,8 @@ const tokenText = (events: ReadonlyArray<{ type: string; data: unknown }>) =>
 
 interface Outcome {
   stored: Map<string, StoredSession>;
+  /** Without WAIT: what kept readers or stored reads from finishing (nothing, with WAIT: it fails). */
+  unfinished: string[];
   clients: ResilientMuxClient[];
   ids: string[];
   oldPrimary: number;
@@ -86,6 +90,7 @@ describe("e2e: a Sentinel failover under load (3 gateway processes, a primary wi
 
   /** The whole scenario, with `waitReplicas` replicas confirming every append (0: off). */
   async function failoverUnderLoad(waitReplicas: number, tag: string): Promise<Outcome> {
+    const unfinished: string[] = [];
     sentinel = await startSentinelSet({ replicas: 2 });
     const { REDIS_URL: _unused, ...shared } = e2eGatewayEnv("", randomPrefix());
     instances = await createInstances(["gw-a", "gw-b", "gw-c"], {
@@ -119,15 +124,35 @@ describe("e2e: a Sentinel failover under load (3 gateway processes, a primary wi
     const oldPrimary = await sentinel.killPrimary();
     const newPrimary = await sentinel.waitForFailover(oldPrimary, 60_000);
     await finishAll(clients, running).catch((error: Error) => {
-      throw new Error(`${error.message}\n${failureContext()}`);
+      if (waitReplicas > 0) throw new Error(`${error.message}\n${failureContext()}`);
+      unfinished.push(`readers: ${error.message}`);
     });
-    const stored = await readStoredSessions(instances[0]!.url, ids);
-    return { stored, clients, ids, oldPrimary, newPrimary };
+    if (waitReplicas > 0) {
+      const stored = await readStoredSessions(instances[0]!.url, ids);
+      return { stored, unfinished, clients, ids, oldPrimary, newPrimary };
+    }
+    // Without WAIT a session may have lost its end: each is read on its own, and what fails is reported.
+    const stored = new Map<string, StoredSession>();
+    let failures = 0;
+    for (const id of ids) {
+      // After 3 failed reads the instance is taken for stuck: the rest are reported unread at once.
+      if (failures >= 3) {
+        unfinished.push(`stored ${id}: not read (3 reads failed before it)`);
+        continue;
+      }
+      try {
+        stored.set(id, await readStoredSession(instances[0]!.url, id));
+      } catch (error) {
+        failures++;
+        unfinished.push(`stored ${id}: ${(error as Error).message.slice(0, 300)}`);
+      }
+    }
+    return { stored, unfinished, clients, ids, oldPrimary, newPrimary };
   }
 
   /** What readers saw that the store does not hold now, and runs whose story is not the upstream's. */
-  function lossReport({ stored, clients, ids }: Outcome): string[] {
-    const problems = [...storyProblems(stored), ...deliveryProblems(clients, stored)];
+  function lossReport({ stored, clients, ids, unfinished }: Outcome): string[] {
+    const problems = [...unfinished, ...storyProblems(stored), ...deliveryProblems(clients, stored)];
     for (const id of ids) {
       const session = stored.get(id);
       if (session && tokenText(session.events) !== UPSTREAM_TEXT) {
@@ -146,46 +171,58 @@ describe("e2e: a Sentinel failover under load (3 gateway processes, a primary wi
     return problems;
   }
 
-  it("with REDIS_WAIT_REPLICAS=1: every reader ends with exactly the upstream's text, every run with one terminal event", async () => {
-    stack.assertReady();
-    const outcome = await failoverUnderLoad(1, "wait");
-    expect(outcome.newPrimary).not.toBe(outcome.oldPrimary);
-    expect(lossReport(outcome), failureContext()).toEqual([]);
-    for (const id of outcome.ids) {
-      const session = outcome.stored.get(id)!;
-      expect(
-        session.events.filter((event) => ["done", "error", "cancelled"].includes(event.type)),
-        id,
-      ).toHaveLength(1);
-      expect(terminalOf(session)?.type, id).toBe("done");
-    }
-    // The open streams stayed open through the failover (none had to reconnect).
-    for (const client of outcome.clients) expect(client.connections.length, client.describe()).toBe(1);
-    // Every instance saw the failover on its connections and counted it.
-    for (const instance of instances) {
-      const metrics = await fetch(`${instance.url}/metrics`).then((res) => res.text());
-      expect(metrics, instance.name).toMatch(/sse_redis_failovers_total\{connection="command"\} [1-9]/);
-      expect(metrics, instance.name).toMatch(/sse_redis_wait_seconds_count\{outcome="confirmed"\} [1-9]/);
-    }
-  });
+  it(
+    "with REDIS_WAIT_REPLICAS=1: every reader ends with exactly the upstream's text, every run with one terminal event",
+    async () => {
+      stack.assertReady();
+      const outcome = await failoverUnderLoad(1, "wait");
+      expect(outcome.newPrimary).not.toBe(outcome.oldPrimary);
+      expect(lossReport(outcome), failureContext()).toEqual([]);
+      for (const id of outcome.ids) {
+        const session = outcome.stored.get(id)!;
+        expect(
+          session.events.filter((event) => ["done", "error", "cancelled"].includes(event.type)),
+          id,
+        ).toHaveLength(1);
+        expect(terminalOf(session)?.type, id).toBe("done");
+      }
+      // The open streams stayed open through the failover (none had to reconnect).
+      for (const client of outcome.clients) expect(client.connections.length, client.describe()).toBe(1);
+      // Every instance saw the failover on its connections and counted it.
+      for (const instance of instances) {
+        const metrics = await fetch(`${instance.url}/metrics`).then((res) => res.text());
+        expect(metrics, instance.name).toMatch(/sse_redis_failovers_total\{connection="command"\} [1-9]/);
+        expect(metrics, instance.name).toMatch(/sse_redis_wait_seconds_count\{outcome="confirmed"\} [1-9]/);
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
 
-  it("without WAIT: the same failover, and what was lost (if anything) is reported", async () => {
-    stack.assertReady();
-    const outcome = await failoverUnderLoad(0, "async");
-    const problems = lossReport(outcome);
-    const terminals = outcome.ids.map((id) => terminalOf(outcome.stored.get(id)!)?.type ?? "none");
-    const byType = terminals.reduce<Record<string, number>>((counts, type) => {
-      counts[type] = (counts[type] ?? 0) + 1;
-      return counts;
-    }, {});
-    console.log(
-      `[sentinel failover without WAIT] primary ${outcome.oldPrimary} → ${outcome.newPrimary}; ` +
-        `terminal events: ${JSON.stringify(byType)}; ` +
-        (problems.length === 0
-          ? "nothing was lost"
-          : `${problems.length} problems (what asynchronous replication lost):\n  ${problems.slice(0, 30).join("\n  ")}`),
-    );
-    // Not a failure either way: what is lost depends on the replication lag at the kill.
-    expect(outcome.ids.length).toBe(RUNS);
-  });
+  it(
+    "without WAIT: the same failover, and what was lost (if anything) is reported",
+    async () => {
+      stack.assertReady();
+      const outcome = await failoverUnderLoad(0, "async");
+      const problems = lossReport(outcome);
+      const terminals = outcome.ids.map((id) => {
+        const session = outcome.stored.get(id);
+        return session ? (terminalOf(session)?.type ?? "none") : "unread";
+      });
+      const byType = terminals.reduce<Record<string, number>>((counts, type) => {
+        counts[type] = (counts[type] ?? 0) + 1;
+        return counts;
+      }, {});
+      console.log(
+        `[sentinel failover without WAIT] primary ${outcome.oldPrimary} → ${outcome.newPrimary}; ` +
+          `terminal events: ${JSON.stringify(byType)}; ` +
+          (problems.length === 0
+            ? "nothing was lost"
+            : `${problems.length} problems (what asynchronous replication lost):\n  ${problems.slice(0, 30).join("\n  ")}`),
+      );
+      if (outcome.unfinished.length > 0) console.log(failureContext());
+      // Not a failure either way: what is lost depends on the replication lag at the kill.
+      expect(outcome.ids.length).toBe(RUNS);
+    },
+    TEST_TIMEOUT_MS,
+  );
 });
