@@ -41,6 +41,13 @@ interface Shard {
   redis: Redis;
   channels: Set<string>;
   wasReady: boolean;
+  /**
+   * Settles when the shard is dropped (its node serves no slot now). A command queued on its
+   * connection while it reconnected would never settle (ioredis leaves the offline queue of a
+   * connection disconnected while reconnecting as it is): a subscribe waiting there moves on.
+   */
+  dropped: Promise<void>;
+  drop(): void;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -97,15 +104,28 @@ export function createShardedPubSub({
     const known = shards.get(address);
     if (known) return known;
     const [host, port] = splitAddress(address);
-    const shard: Shard = { address, redis: openSubscriber(host, port), channels: new Set(), wasReady: false };
+    let drop = () => {};
+    const dropped = new Promise<void>((resolve) => {
+      drop = resolve;
+    });
+    const shard: Shard = {
+      address,
+      redis: openSubscriber(host, port),
+      channels: new Set(),
+      wasReady: false,
+      dropped,
+      drop,
+    };
     shard.redis.on("smessage", (channel: string, message: string) => router.dispatch(channel, message));
     shard.redis.on("ready", () => {
       onShardState?.(address, true);
       if (shard.wasReady && shard.channels.size > 0) {
         // Its connection came back (autoResubscribe is off: the channels are this module's to place).
-        for (const group of bySlot(shard.channels)) shard.redis.ssubscribe(...group).catch(() => {});
+        // Readers re-read once the channels are subscribed again: what is appended after their read
+        // then comes as a notice.
+        const groups = bySlot(shard.channels).map((group) => shard.redis.ssubscribe(...group));
         onResubscribe?.("reconnected", address, shard.channels.size);
-        resync();
+        void Promise.allSettled(groups).then(resync);
       }
       shard.wasReady = true;
     });
@@ -144,8 +164,14 @@ export function createShardedPubSub({
       placed.set(channel, shard);
       shard.channels.add(channel);
       try {
-        await shard.redis.ssubscribe(channel);
-        return;
+        const subscribing = shard.redis.ssubscribe(channel);
+        subscribing.catch(() => {}); // settled below, or moot once the shard is dropped
+        const outcome = await Promise.race([
+          subscribing.then(() => "subscribed" as const),
+          shard.dropped.then(() => "dropped" as const),
+        ]);
+        if (outcome === "subscribed") return;
+        if (closed) throw new Error("pub/sub closed");
       } catch (error) {
         if (!isPlacementError(error) || attempt >= PLACE_ATTEMPTS || closed) throw error;
         cluster.refreshSlotsCache();
@@ -165,16 +191,13 @@ export function createShardedPubSub({
       list.push(channel);
       moved.set(shard, list);
     }
+    const placing: Array<Promise<void>> = [];
     for (const [from, channels] of moved) {
       for (const channel of channels) from.channels.delete(channel);
       if (from.redis.status === "ready") {
         for (const group of bySlot(channels)) from.redis.sunsubscribe(...group).catch(() => {});
       }
-      for (const channel of channels) {
-        place(channel).catch(() => {
-          // Still unplaced after every attempt: the next slot change or reconnect tries again.
-        });
-      }
+      for (const channel of channels) placing.push(replace(channel));
       onResubscribe?.("moved", from.address, channels.length);
     }
     // One subscriber per primary: open the missing ones, close those of nodes that serve no slot now.
@@ -184,9 +207,28 @@ export function createShardedPubSub({
     for (const [address, shard] of shards) {
       if (primaries.has(address) || shard.channels.size > 0) continue;
       shards.delete(address);
+      shard.drop();
       shard.redis.disconnect();
     }
-    if (moved.size > 0) resync();
+    // Readers re-read once the moved channels are subscribed on their new shard, not before: an
+    // append between their read and the subscription would otherwise be missed for good.
+    if (placing.length > 0) void Promise.allSettled(placing).then(resync);
+  }
+
+  /**
+   * Places a moved channel; settles after the first attempt. While it fails it is tried again later,
+   * and a late success resyncs (notices were lost meanwhile).
+   */
+  function replace(channel: string, failures = 0): Promise<void> {
+    return place(channel).then(
+      () => {
+        if (failures > 0) resync();
+      },
+      () => {
+        if (closed || !router.has(channel)) return;
+        setTimeout(() => void replace(channel, failures + 1), PLACE_RETRY_MS * 4).unref();
+      },
+    );
   }
 
   /** While a subscriber is down, ask for the slot map often: its shard may be failing over. */
@@ -258,7 +300,10 @@ export function createShardedPubSub({
       closed = true;
       cluster.off("refresh", rebalance);
       if (downTimer) clearInterval(downTimer);
-      for (const shard of shards.values()) shard.redis.disconnect();
+      for (const shard of shards.values()) {
+        shard.drop();
+        shard.redis.disconnect();
+      }
       shards.clear();
     },
   };

@@ -400,6 +400,11 @@ describe("e2e: gateway processes on a 3-shard Redis Cluster", () => {
     const victimPort = Number(victim.slice(victim.lastIndexOf(":") + 1));
     await cluster!.kill(victimPort);
     const killedAt = Date.now();
+    // A reader that arrives while the shard is down: its subscriptions wait for the new primary.
+    const late = makeClients(b.url, victimIds, 1, victimIds.length, victimIds.length, "failover-late");
+    clients.push(...late);
+    readers.push(...late);
+    running.push(...startReading(late, CLIENT_TIMEOUT_MS));
     // Meanwhile /readyz names the shard that is down, and stays 200: the other shards serve on.
     const readyzSeen = new Set<string>();
     let polling = true;
@@ -447,7 +452,9 @@ describe("e2e: gateway processes on a 3-shard Redis Cluster", () => {
     expect(count("slots_moved"), metrics).toBeGreaterThanOrEqual(1);
     expect(count("channels_moved"), metrics).toBeGreaterThanOrEqual(1);
 
-    await finishAll(clients, running);
+    await finishAll(clients, running).catch((error: Error) => {
+      throw new Error(`${error.message}\n${context()}`);
+    });
     // The promoted replica had no scripts cached (they are not replicated): the first EVALSHA there met
     // NOSCRIPT and ioredis loaded it on that node.
     const promoted = await cluster!.primaryOf(keys.events(victimIds[0]!));
