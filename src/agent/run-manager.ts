@@ -398,8 +398,11 @@ export class RunManager {
         data: { code: "upstream_error", message: "the model stream failed" },
       };
     }
-    clearInterval(lease);
+    // The lease is held until the writer has written everything: a run whose model is done may still
+    // be waiting for its writes (an outage, or replicas confirming them late, REDIS_WAIT_REPLICAS), and
+    // must not look crashed to another instance's sweeper meanwhile.
     await writer.finish(terminal);
+    clearInterval(lease);
     if (!writer.isStopped) {
       await store.releaseLease(id).catch(() => {});
       metrics.runsEnded.inc({

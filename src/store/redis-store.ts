@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { detached } from "../detached.js";
 import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
+import { createPendingAnnouncements } from "./pending-announcements.js";
 import type { PubSub } from "./pubsub.js";
 import type { RedisClient } from "./redis-client.js";
 import type { ReplicaWait } from "./replica-wait.js";
@@ -61,6 +62,7 @@ export function createRedisStore({
   // On the command connection: the appender stays free for appends and WAITs (a WAIT holds it).
   const confirmScript = replicaWait ? script<number>(redis, "confirm-1") : null;
   const readUpToConfirmed = replicaWait ? "1" : "0";
+  const unannounced = replicaWait ? createPendingAnnouncements(replicaWait) : null;
   const readScript = script<[string | null, string, string | null, string | null]>(redis, "read-5");
 
   async function appendTo(
@@ -108,18 +110,27 @@ export function createRedisStore({
     const reply = await appendScript(...args);
     const outcome = parseAppendReply(reply);
     if (replicaWait && (outcome.kind === "appended" || outcome.kind === "duplicate")) {
-      await replicaWait.confirm();
       // A replayed batch is announced again: its first try may have failed before its notice went out
       // (a notice heard twice delivers nothing the second time).
-      if (outcome.kind === "appended" && outcome.ids.length > 0) {
-        await confirmScript!(
-          keys.meta(sessionId),
-          outcome.ids[outcome.ids.length - 1]!,
-          keys.notices(sessionId),
-          noticeOf(reply, events, args),
-          publishCommand,
-        );
+      const announce =
+        outcome.kind === "appended" && outcome.ids.length > 0
+          ? () =>
+              confirmScript!(
+                keys.meta(sessionId),
+                outcome.ids[outcome.ids.length - 1]!,
+                keys.notices(sessionId),
+                noticeOf(reply, events, args),
+                publishCommand,
+              )
+          : null;
+      try {
+        await replicaWait.confirm();
+      } catch (error) {
+        // Stored, not confirmed: the caller is told; the batch is announced once a later WAIT confirms it.
+        if (announce) unannounced!.add(sessionId, announce);
+        throw error;
       }
+      if (announce) await announce();
     }
     return outcome;
   }
@@ -220,6 +231,7 @@ export function createRedisStore({
     },
 
     async close() {
+      unannounced?.close();
       await pubsub.close();
     },
   };
