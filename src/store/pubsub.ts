@@ -41,6 +41,11 @@ export class ChannelRouter {
     return this.handlers.has(channel);
   }
 
+  /** Every channel with a handler. */
+  channels(): string[] {
+    return [...this.handlers.keys()];
+  }
+
   /**
    * Calls the handlers subscribed when the message arrived that are still subscribed when their turn
    * comes. Not a plain loop over the set: its iterator would also visit a handler that another one

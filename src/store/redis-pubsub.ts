@@ -13,9 +13,22 @@ export function createRedisPubSub(subscriber: Redis, publisher: Redis): PubSub {
 
   subscriber.on("message", (channel: string, message: string) => router.dispatch(channel, message));
   subscriber.on("ready", () => {
-    // ioredis re-subscribes by itself; what it cannot restore is the messages published meanwhile.
-    if (wasReady) for (const callback of reconnectCallbacks) callback();
-    wasReady = true;
+    if (!wasReady) {
+      wasReady = true;
+      return;
+    }
+    // What the link cannot restore is the messages published while it was down: the callbacks re-read
+    // the store. They run once the channels are subscribed again (ioredis re-subscribes only after
+    // "ready" is emitted), so that whatever is appended after their read arrives as a message. A failed
+    // SUBSCRIBE means the link dropped again: its next "ready" tries again.
+    const channels = router.channels();
+    const subscribed = channels.length > 0 ? subscriber.subscribe(...channels) : Promise.resolve();
+    subscribed.then(
+      () => {
+        for (const callback of reconnectCallbacks) callback();
+      },
+      () => {},
+    );
   });
 
   return {

@@ -39,4 +39,28 @@ describe("redis pub/sub link", () => {
     await publisher.publish(`${allowed}:one`, "hello");
     await expect.poll(() => received).toEqual(["hello"]);
   });
+
+  it("after a reconnect, tells its readers to re-read only once the channels are subscribed again", async () => {
+    const own = new Redis(inject("redisUrl"));
+    const command = new Redis(inject("redisUrl"));
+    try {
+      const id = await own.client("ID");
+      const pubsub = createRedisPubSub(own, command);
+      const channel = `${randomPrefix()}reconnect`;
+      const received: string[] = [];
+      await pubsub.subscribe(channel, (message) => received.push(message));
+      let reReads = 0;
+      pubsub.onReconnect(() => {
+        reReads++;
+        // What a reader's re-read races against: an append published the moment it reads.
+        void command.publish(channel, "appended after the re-read");
+      });
+      await admin.call("CLIENT", "KILL", "ID", String(id));
+      await expect.poll(() => reReads, { timeout: 10_000 }).toBe(1);
+      await expect.poll(() => received).toEqual(["appended after the re-read"]);
+    } finally {
+      own.disconnect();
+      command.disconnect();
+    }
+  });
 });
