@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { EndLine, Line, ResultLine, Results, RunLine } from "./lib/context.js";
 import { readings, section, summaryRows } from "./render-sections.js";
+import { topologiesSection } from "./render-topologies.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
@@ -222,6 +223,7 @@ export function render(lines: Line[], runId?: string): string {
     const text = section(name, results.get(name));
     if (text) out.push(text, readings(name, results), "");
   }
+  out.push(topologiesSection(results.get("topologies")), "");
   out.push(notes(), history(lines));
   return `${out
     .join("\n")

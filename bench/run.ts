@@ -6,7 +6,7 @@
  *   --quick                 every scenario at tiny sizes (~1 min; CI): exits non-zero only on a
  *                           contract violation (loss, duplicates, reordering, gaps) or a crash
  *   --only a,b              scenarios: fanout,fanout-staggered,stages,dashboard,idle,replay,agent,cursor,
- *                           redis-cost,compaction,wait
+ *                           redis-cost,compaction,wait,topologies
  *   --targets a,b           gateway,raw-node,nchan (default all three)
  *   --workers N             load-generator threads (default: one per core, at least 2, at most 4: one
  *                           thread saturates before the raw-node baseline does)
@@ -40,6 +40,7 @@ import { idleScenario } from "./scenarios/idle.js";
 import { redisCostScenario } from "./scenarios/redis-cost.js";
 import { replayScenario } from "./scenarios/replay.js";
 import { stagesScenario } from "./scenarios/stages.js";
+import { topologiesScenario } from "./scenarios/topologies.js";
 import { waitScenario } from "./scenarios/wait.js";
 import { REPO_ROOT, TARGET_NAMES, type TargetName } from "./targets/index.js";
 
@@ -55,6 +56,7 @@ const SCENARIOS: readonly Scenario[] = [
   redisCostScenario,
   compactionScenario,
   waitScenario,
+  topologiesScenario,
 ];
 /** Connections of the full idle scenario: each process (server, load generator) needs a descriptor per connection. */
 const FULL_OPEN_FILES = 5_000;
