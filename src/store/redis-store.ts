@@ -5,8 +5,8 @@ import { createNotifier } from "./notices.js";
 import { createPendingAnnouncements } from "./pending-announcements.js";
 import type { PubSub } from "./pubsub.js";
 import type { RedisClient } from "./redis-client.js";
-import type { ReplicaWait } from "./replica-wait.js";
-import { script } from "./scripts.js";
+import type { DurableWrites } from "./replica-wait.js";
+import { type ScriptCall, script } from "./scripts.js";
 import {
   isLifecycleFeed,
   lifecycleAppendFor,
@@ -39,11 +39,12 @@ export interface RedisStoreDeps {
    */
   publishCommand?: "PUBLISH" | "SPUBLISH";
   /**
-   * Durable acknowledgements (REDIS_WAIT_REPLICAS): appends are written on its connection, and an
-   * append resolves, and its notice is published, only once the replicas confirm it; reads go no
-   * further than what they confirmed. Without it an append is acknowledged once the primary holds it.
+   * Durable acknowledgements (REDIS_WAIT_REPLICAS): appends are written through it (on one Redis, its
+   * own connection; on a cluster, the connection of the primary owning the session), and an append
+   * resolves, and its notice is published, only once the replicas confirm it; reads go no further
+   * than what they confirmed. Without it an append is acknowledged once the primary holds it.
    */
-  replicaWait?: ReplicaWait;
+  replicaWait?: DurableWrites;
   keys: KeyScheme;
   retention: RetentionOptions;
   clock?: () => number;
@@ -58,11 +59,14 @@ export function createRedisStore({
   replicaWait,
   clock = Date.now,
 }: RedisStoreDeps): StreamStore {
-  const appendScript = script<unknown[]>(replicaWait?.connection ?? redis, "append-8");
+  const appendScript = script<unknown[]>(redis, "append-8");
+  // With durable acknowledgements: on the connection `replicaWait` picks (defined once per connection).
+  const appendOn = (connection: RedisClient): ScriptCall<unknown[]> => script(connection, "append-8");
+  const heldOn = (connection: RedisClient): ScriptCall<number> => script(connection, "held-3");
   // On the command connection: the appender stays free for appends and WAITs (a WAIT holds it).
   const confirmScript = replicaWait ? script<number>(redis, "confirm-1") : null;
   const readUpToConfirmed = replicaWait ? "1" : "0";
-  const unannounced = replicaWait ? createPendingAnnouncements(replicaWait) : null;
+  const unannounced = replicaWait ? createPendingAnnouncements() : null;
   const readScript = script<[string | null, string, string | null, string | null]>(redis, "read-5");
 
   async function appendTo(
@@ -107,9 +111,13 @@ export function createRedisStore({
       replicaWait ? "" : publishCommand,
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
-    const reply = await appendScript(...args);
+    if (!replicaWait) return parseAppendReply(await appendScript(...args));
+    const written = await replicaWait.send(keys.meta(sessionId), (connection) =>
+      appendOn(connection)(...args),
+    );
+    const reply = written.reply;
     const outcome = parseAppendReply(reply);
-    if (replicaWait && (outcome.kind === "appended" || outcome.kind === "duplicate")) {
+    if (outcome.kind === "appended" || outcome.kind === "duplicate") {
       // A replayed batch is announced again: its first try may have failed before its notice went out
       // (a notice heard twice delivers nothing the second time).
       const announce =
@@ -123,11 +131,21 @@ export function createRedisStore({
                 publishCommand,
               )
           : null;
+      const newest = outcome.kind === "appended" ? outcome.ids[outcome.ids.length - 1] : undefined;
       try {
-        await replicaWait.confirm();
+        // A batch answered from its request record was written earlier, maybe through another
+        // connection (another instance, the primary before a failover), which this connection's WAIT
+        // does not cover: its primary proves it holds the batch, and the WAIT follows that proof.
+        if (outcome.kind === "appended" && outcome.replayed && newest !== undefined) {
+          if (!(await confirmHeld(sessionId, newest))) await written.confirm();
+        } else {
+          await written.confirm();
+        }
       } catch (error) {
         // Stored, not confirmed: the caller is told; the batch is announced once a later WAIT confirms it.
-        if (announce) unannounced!.add(sessionId, announce);
+        if (announce && newest !== undefined) {
+          unannounced!.add(sessionId, announce, () => confirmHeld(sessionId, newest));
+        }
         throw error;
       }
       if (announce) await announce();
@@ -136,19 +154,30 @@ export function createRedisStore({
   }
 
   /**
+   * Confirms a batch again, away from its append: `held-3.lua` proves the session's primary (now) holds
+   * its newest event and writes, and a WAIT after that write, on the same connection, proves it on the
+   * replicas. False when that primary does not hold it (lost in a failover: never to be announced);
+   * rejects when the replicas do not confirm in time.
+   */
+  async function confirmHeld(sessionId: string, newest: string): Promise<boolean> {
+    const written = await replicaWait!.send(keys.meta(sessionId), (connection) =>
+      heldOn(connection)(keys.events(sessionId), keys.snapshot(sessionId), keys.meta(sessionId), newest),
+    );
+    if (written.reply !== 1) return false;
+    await written.confirm();
+    return true;
+  }
+
+  /**
    * A read held back by the confirmed position: events after it are usually a batch whose WAIT is
    * still in flight, but may be one whose confirmation was lost (a failover right after it, an
    * instance that died between its WAIT and its announcement), which nothing would ever confirm again
-   * and a reader would wait for forever. So the position is confirmed anew: a write on the appender
-   * connection, sent after the read that saw `last`, then a WAIT after it, prove every write up to
-   * `last` on the replicas. False (the read stands) when they do not confirm in time.
+   * and a reader would wait for forever. So the position is confirmed anew up to `last`, the position
+   * the read saw (confirmHeld). False (the read stands) when that fails.
    */
   async function confirmUpTo(sessionId: string, last: string): Promise<boolean> {
-    const wait = replicaWait!;
     try {
-      // An empty notice: a write that reaches the replicas, and that every listener ignores.
-      await wait.connection.publish(keys.notices(sessionId), "");
-      await wait.confirm();
+      if (!(await confirmHeld(sessionId, last))) return false;
       await confirmScript!(keys.meta(sessionId), last, keys.notices(sessionId), "", publishCommand);
       return true;
     } catch {

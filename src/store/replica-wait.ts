@@ -6,6 +6,9 @@
  * reply arrives was sent after that append (a connection's replies come in the order Redis ran its
  * commands), so it covers it; otherwise a new one is sent. Under load one WAIT confirms every append
  * queued behind the previous one.
+ *
+ * On a Redis Cluster the same holds per primary (`src/backend/cluster-wait.ts`): a write is sent on the
+ * connection of the primary owning its key, and its confirmation is a WAIT on that same connection.
  */
 import type { Redis } from "ioredis";
 
@@ -31,8 +34,28 @@ export interface ReplicaWaitOptions {
   observe?(seconds: number, confirmed: boolean, acknowledged: number): void;
 }
 
-export interface ReplicaWait {
+/** A write's reply, and the confirmation that covers it. */
+export interface Written<T> {
+  readonly reply: T;
+  /**
+   * Resolves when `replicas` replicas hold the write (and everything its primary applied before it);
+   * rejects with UnconfirmedAppendError when fewer confirm within the timeout (on a cluster, also when
+   * the write's connection is lost: its WAIT cannot be sent anywhere else).
+   */
+  confirm(): Promise<void>;
+}
+
+/** Where durable writes go, and how they are confirmed. */
+export interface DurableWrites {
   readonly replicas: number;
+  /**
+   * Sends `write` on the connection of the primary owning `key` (one Redis: the appender connection)
+   * and returns its reply with the WAIT that covers it: the same connection's.
+   */
+  send<T>(key: string, write: (connection: Redis) => Promise<T>): Promise<Written<T>>;
+}
+
+export interface ReplicaWait extends DurableWrites {
   readonly connection: Redis;
   /**
    * Call once an append's reply has arrived: resolves when `replicas` replicas hold it (and everything
@@ -66,12 +89,17 @@ export function createReplicaWait({
     return pending;
   }
 
+  async function confirm(): Promise<void> {
+    const acknowledged = await (inFlight ?? send());
+    if (acknowledged < replicas) throw new UnconfirmedAppendError(replicas, acknowledged);
+  }
+
   return {
     replicas,
     connection,
-    async confirm() {
-      const acknowledged = await (inFlight ?? send());
-      if (acknowledged < replicas) throw new UnconfirmedAppendError(replicas, acknowledged);
+    confirm,
+    async send(_key, write) {
+      return { reply: await write(connection), confirm };
     },
   };
 }
