@@ -46,7 +46,8 @@ const schema = z.object({
   REDIS_PASSWORD: optionalText,
   /**
    * Durable acknowledgements: an append is acknowledged, and its notice published, only once this many
-   * replicas confirm they hold it (Redis WAIT). 0: off (acknowledged once the primary holds it).
+   * replicas confirm they hold it (Redis WAIT; on a Redis Cluster, replicas of the primary owning the
+   * session). 0: off (acknowledged once the primary holds it).
    */
   REDIS_WAIT_REPLICAS: integer(0, 0),
   /** How long one append waits for the replicas' confirmation before it is answered 503 (kept, unconfirmed). */
@@ -293,9 +294,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (clusterText && (sentinelsText || text("REDIS_URL"))) {
     problems.push("REDIS_CLUSTER_NODES: set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES");
   }
-  if (parsed.success && parsed.data.REDIS_WAIT_REPLICAS > 0 && !sentinelsText && !text("REDIS_URL")) {
+  if (
+    parsed.success &&
+    parsed.data.REDIS_WAIT_REPLICAS > 0 &&
+    !sentinelsText &&
+    !text("REDIS_URL") &&
+    !clusterText
+  ) {
     problems.push(
-      "REDIS_WAIT_REPLICAS: needs one Redis with replicas (REDIS_URL or REDIS_SENTINELS; not REDIS_CLUSTER_NODES)",
+      "REDIS_WAIT_REPLICAS: needs Redis with replicas (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES)",
     );
   }
   if (!parsed.success || problems.length > 0) {

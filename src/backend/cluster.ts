@@ -3,7 +3,8 @@
  * an ioredis `Cluster`, which sends each command and script to the primary owning its slot, and
  * pub/sub over sharded channels with one subscriber connection per primary (`cluster-pubsub.ts`).
  * Per instance, whatever the number of clients and sessions: two connections per primary (commands,
- * subscriber). Where each shared key lives, and what it costs, is in docs/scaling.md.
+ * subscriber), three with durable acknowledgements (appends and their WAITs, `cluster-wait.ts`). Where
+ * each shared key lives, and what it costs, is in docs/scaling.md.
  */
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
@@ -14,7 +15,8 @@ import { createKeyScheme } from "../store/keys.js";
 import { createRedisStore } from "../store/redis-store.js";
 import type { StreamStore } from "../store/types.js";
 import { createShardedPubSub } from "./cluster-pubsub.js";
-import { REDIS_CONNECTION_OPTIONS } from "./redis.js";
+import { createClusterWrites } from "./cluster-wait.js";
+import { type DurableAppendOptions, REDIS_CONNECTION_OPTIONS } from "./redis.js";
 import { keySlot } from "./slots.js";
 import type { Backend, BackendOptions, ConnectionState } from "./types.js";
 
@@ -41,7 +43,7 @@ const SLOTS_REFRESH_MS = 5_000;
 const REPEAT_LOG_MS = 10_000;
 
 export type ClusterMetrics = Pick<Metrics, "redisErrors"> &
-  Partial<Pick<Metrics, "redisClusterEvents" | "setShardConnectionsProbe">>;
+  Partial<Pick<Metrics, "redisClusterEvents" | "setShardConnectionsProbe" | "redisWaitSeconds">>;
 
 export interface ClusterBackendOptions extends BackendOptions {
   cluster: ClusterAddress;
@@ -52,34 +54,48 @@ export interface ClusterBackendOptions extends BackendOptions {
    * interrupted because their renewals could not land during the failover.
    */
   leaseMs?: number;
-  /** Names the connections in CLIENT LIST: `<instanceId>:command` and `<instanceId>:subscriber`. */
+  /** Names the connections in CLIENT LIST: `<instanceId>:command`, `:subscriber` (and `:appender`). */
   instanceId: string;
   logger: Logger;
   metrics?: ClusterMetrics;
+  /**
+   * Durable acknowledgements (REDIS_WAIT_REPLICAS): appends, and the WAIT confirming them, on a third
+   * connection per primary; off without it (or with 0 replicas).
+   */
+  durable?: DurableAppendOptions | undefined;
 }
 
-/** A primary's connections (command, subscriber) and whether each is up: what /readyz lists per shard. */
-function shardConnections(cluster: Cluster, subscribers: ReadonlyArray<{ address: string; status: string }>) {
+const primaryConnections = (cluster: Cluster) =>
+  new Map(cluster.nodes("master").map((node) => [`${node.options.host}:${node.options.port}`, node]));
+
+/**
+ * A primary's connections (command, subscriber, and appender with durable acknowledgements) and whether
+ * each is up: what /readyz lists per shard.
+ */
+function shardConnections(
+  cluster: Cluster,
+  subscribers: ReadonlyArray<{ address: string; status: string }>,
+  appender: Cluster | null,
+) {
   const primaries = new Set<string>();
   for (const owners of cluster.slots) if (owners?.[0]) primaries.add(owners[0]);
-  const commands = new Map<string, Redis>();
-  for (const node of cluster.nodes("master")) commands.set(`${node.options.host}:${node.options.port}`, node);
+  const commands = primaryConnections(cluster);
+  const appenders = appender ? primaryConnections(appender) : null;
   const states: ConnectionState[] = [];
   const counts = new Map<string, number>();
   for (const address of [...primaries].sort()) {
-    const command = commands.get(address);
     const subscriber = subscribers.find((candidate) => candidate.address === address);
-    const commandStatus = command?.status ?? "none";
-    const subscriberStatus = subscriber?.status ?? "none";
-    states.push({ name: `command ${address}`, ready: commandStatus === "ready", status: commandStatus });
-    states.push({
-      name: `subscriber ${address}`,
-      ready: subscriberStatus === "ready",
-      status: subscriberStatus,
-    });
-    counts.set(address, (commandStatus === "ready" ? 1 : 0) + (subscriberStatus === "ready" ? 1 : 0));
+    const roles: Array<[string, string]> = [
+      ["command", commands.get(address)?.status ?? "none"],
+      ["subscriber", subscriber?.status ?? "none"],
+    ];
+    if (appenders) roles.push(["appender", appenders.get(address)?.status ?? "none"]);
+    for (const [role, status] of roles) {
+      states.push({ name: `${role} ${address}`, ready: status === "ready", status });
+    }
+    counts.set(address, roles.filter(([, status]) => status === "ready").length);
   }
-  return { states, counts };
+  return { states, counts, perShard: appenders ? 3 : 2 };
 }
 
 export async function createClusterBackend({
@@ -92,6 +108,7 @@ export async function createClusterBackend({
   subscriptionLimits,
   leaseMs = DEFAULT_LEASE_MS,
   clock = Date.now,
+  durable,
 }: ClusterBackendOptions): Promise<Backend> {
   /** When each primary was last lost, back after being lost, or given slots: see `leaseMs`. */
   const disturbedAt = new Map<string, number>();
@@ -138,7 +155,7 @@ export async function createClusterBackend({
     lastLogged.set(key, now);
     return false;
   };
-  const countError = (connection: "command" | "subscriber", error: Error, node?: string) => {
+  const countError = (connection: "command" | "subscriber" | "appender", error: Error, node?: string) => {
     metrics?.redisErrors.inc({ connection });
     if (repeated(`${connection} ${node} ${error.message}`)) return;
     logger.warn({ err: { message: error.message }, node }, `redis cluster ${connection} connection error`);
@@ -181,10 +198,45 @@ export async function createClusterBackend({
     }
     // Each primary's command connection is opened now, not at its first command: readiness and the
     // per-shard connection count then say the same on every instance.
-    for (const node of cluster.nodes("master")) {
-      if (node.status === "wait") node.connect().catch(() => {});
-    }
+    connectPrimaries(cluster);
   });
+
+  // Durable acknowledgements: a cluster client of its own, whose node connections carry only appends and
+  // their WAITs (a WAIT holds its connection until the replicas answer), routed by cluster-wait.ts.
+  const appender =
+    durable && durable.replicas > 0
+      ? new Cluster(
+          address.nodes.map((node) => ({ host: node.host, port: node.port })),
+          {
+            ...clusterOptions,
+            redisOptions: { ...clusterOptions.redisOptions, connectionName: `${instanceId}:appender` },
+          },
+        )
+      : null;
+  if (appender) {
+    appender.on("error", (error: Error) => countError("appender", error));
+    appender.on("node error", (error: Error, node: string) => countError("appender", error, node));
+    appender.on("refresh", () => connectPrimaries(appender));
+  }
+  const replicaWait =
+    appender && durable
+      ? createClusterWrites({
+          cluster: appender,
+          replicas: durable.replicas,
+          timeoutMs: durable.timeoutMs,
+          retryDelayMs: CLUSTER_RETRY_DELAY_MS,
+          maxTries: CLUSTER_MAX_REDIRECTIONS,
+          observe(node, seconds, confirmed, acknowledged) {
+            metrics?.redisWaitSeconds?.observe({ outcome: confirmed ? "confirmed" : "short" }, seconds);
+            if (!confirmed && !repeated(`wait ${node}`)) {
+              logger.warn(
+                { node, replicas: durable.replicas, acknowledged, waitedMs: Math.round(seconds * 1000) },
+                "redis WAIT: fewer replicas than REDIS_WAIT_REPLICAS confirmed; appends are answered 503 and kept",
+              );
+            }
+          },
+        })
+      : undefined;
 
   const pubsub = createShardedPubSub({
     cluster,
@@ -212,7 +264,7 @@ export async function createClusterBackend({
   });
 
   // An unreachable cluster at start-up is an outage like any other: /readyz says 503 until it answers.
-  await cluster.connect().catch((error: unknown) => {
+  await Promise.all([cluster.connect(), appender?.connect()]).catch((error: unknown) => {
     logger.warn(
       { err: { message: String(error) } },
       "the Redis Cluster is not reachable yet; retrying in the background",
@@ -240,6 +292,7 @@ export async function createClusterBackend({
     retention,
     clock,
     publishCommand: "SPUBLISH",
+    ...(replicaWait ? { replicaWait } : {}),
   });
   const store: StreamStore = {
     ...redisStore,
@@ -250,7 +303,7 @@ export async function createClusterBackend({
     },
   };
   const requestRecords = { requestRecordTtlSeconds: retention.requestRecordTtlSeconds };
-  const connections = () => shardConnections(cluster, pubsub.subscribers());
+  const connections = () => shardConnections(cluster, pubsub.subscribers(), appender);
   metrics?.setShardConnectionsProbe?.(() => connections().counts);
 
   return {
@@ -263,19 +316,27 @@ export async function createClusterBackend({
     // same shard down for every instance, so taking them all out would stop the other shards' traffic
     // too. Its requests wait for it (reads within STORE_TIMEOUT_MS); the body names it meanwhile.
     readiness() {
-      const { states, counts } = connections();
+      const { states, counts, perShard } = connections();
       const whole: ConnectionState = {
         name: "cluster",
         ready: cluster.status === "ready",
         status: cluster.status,
       };
-      const anyShardUp = [...counts.values()].some((up) => up === 2);
+      const anyShardUp = [...counts.values()].some((up) => up === perShard);
       return { ready: whole.ready && anyShardUp, connections: [whole, ...states] };
     },
     async close() {
       // The store closes the pub/sub (its subscribers); then the cluster's connections.
       await store.close();
       cluster.disconnect();
+      appender?.disconnect();
     },
   };
+}
+
+/** Opens each primary's connection now, not at its first command (see the refresh handler). */
+function connectPrimaries(cluster: Cluster): void {
+  for (const node of cluster.nodes("master")) {
+    if (node.status === "wait") node.connect().catch(() => {});
+  }
 }

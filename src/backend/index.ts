@@ -53,7 +53,7 @@ export interface BackendDeps {
 /**
  * The backend the config asks for: a Redis Cluster when `REDIS_CLUSTER_NODES` is set, Redis when
  * `REDIS_URL` is, the primary the Sentinels name when `REDIS_SENTINELS` is (with durable
- * acknowledgements when `REDIS_WAIT_REPLICAS` > 0, on either), memory otherwise. The caller closes it.
+ * acknowledgements when `REDIS_WAIT_REPLICAS` > 0, on any of the three), memory otherwise. The caller closes it.
  */
 export async function createBackend(config: Readonly<Config>, deps: BackendDeps): Promise<Backend> {
   const options = backendOptionsFrom(config);
@@ -64,6 +64,7 @@ export async function createBackend(config: Readonly<Config>, deps: BackendDeps)
       ...deps,
       cluster: config.redisCluster,
       leaseMs: config.leaseMs,
+      durable,
     });
   }
   if (config.redisSentinel) {

@@ -153,6 +153,25 @@ export const clusterBackend: BackendKind = {
 };
 
 /**
+ * The same cluster with durable acknowledgements: appends go to the primary owning the session on a
+ * connection of their own, each confirmed by a WAIT 1 on it (its replica), notices after it.
+ */
+export const clusterWaitBackend: BackendKind = {
+  name: "redis-cluster-wait",
+  async build(options = {}) {
+    const { keyPrefix, keys, backendOptions } = common(options);
+    const backend = await createClusterBackend({
+      ...backendOptions,
+      cluster: { nodes: clusterSeeds(inject("redisClusterNodes")) },
+      instanceId: "contract",
+      logger: pino({ level: "silent" }),
+      durable: { replicas: 1, timeoutMs: 5_000 },
+    });
+    return { backend, keyPrefix, keys, elapse: sleep, close: () => backend.close() };
+  },
+};
+
+/**
  * One Redis behind Sentinels (a primary and a replica), with durable acknowledgements: appends wait
  * for the replica (WAIT 1), notices go out after it, and reads stop at what it confirmed.
  */
@@ -190,5 +209,6 @@ export const BACKENDS: readonly BackendKind[] = [
   memoryBackend,
   redisBackend,
   clusterBackend,
+  clusterWaitBackend,
   sentinelBackend,
 ];

@@ -9,9 +9,11 @@
  *    of a killed instance with `interrupted`;
  *  - with 300 clients, every node counts the same connections (CLIENT LIST) as with 1;
  *  - a shard's primary is SIGKILLed while readers read and runs stream: its replica takes over,
- *    every reader ends and every run has one terminal event. Without durable acknowledgements (not
- *    available on a cluster: REDIS_WAIT_REPLICAS needs REDIS_URL or REDIS_SENTINELS), what was lost,
- *    if anything, is reported in the test output, not as a failure.
+ *    every reader ends and every run has one terminal event. Without durable acknowledgements what
+ *    was lost, if anything, is reported in the test output, not as a failure;
+ *  - on a second cluster, with REDIS_WAIT_REPLICAS=1: an append is answered once its shard's replica
+ *    holds it (503 and unseen while that replica is stopped, delivered once it is back), and in the
+ *    same failover every reader ends with exactly the upstream's text: a loss fails the test.
  */
 
 import { createHash } from "node:crypto";
@@ -20,7 +22,7 @@ import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSimulatedProvider } from "../../src/agent/simulated-provider.js";
 import { createClusterBackend } from "../../src/backend/cluster.js";
-import { createKeyScheme } from "../../src/store/keys.js";
+import { createKeyScheme, type KeyScheme } from "../../src/store/keys.js";
 import { clusterSeeds } from "../contract/backends.js";
 import { DEFAULT_RETENTION } from "../contract/stream-store.contract.js";
 import {
@@ -33,7 +35,7 @@ import {
   type SseConnection,
   type SseEvent,
 } from "../helpers/index.js";
-import { type RedisClusterHandle, startRedisCluster } from "../helpers/redis-cluster.js";
+import { type ClusterNode, type RedisClusterHandle, startRedisCluster } from "../helpers/redis-cluster.js";
 import {
   createInstances,
   e2eGatewayEnv,
@@ -370,150 +372,307 @@ describe("e2e: gateway processes on a 3-shard Redis Cluster", () => {
 
   it("a shard's primary SIGKILLed mid-stream: its replica takes over, readers end, each run has one terminal event", async () => {
     suite.assertReady();
-    const [a, b, c] = instances as [GatewayInstance, GatewayInstance, GatewayInstance];
-    const tokens = 240; // 6 s at the e2e pace (40 tokens/s): the failover happens mid-stream
-    const runs = await startRuns([a, b, c], 100, tokens, "failover");
-    const ids = runs.map((run) => run.id);
-    const clients = [
-      ...makeClients(a.url, ids, 4, 26, 32, "failover-a"),
-      ...makeClients(b.url, ids, 4, 26, 32, "failover-b"),
-      ...makeClients(c.url, ids, 4, 26, 32, "failover-c"),
-    ];
-    readers.push(...clients);
-    expect(coverage(clients, ids)).toEqual([]);
-    const running = startReading(clients, CLIENT_TIMEOUT_MS);
-    await waitUntil(
-      () =>
-        ids.every((id) =>
-          clients.some((client) => client.sessions.includes(id) && client.eventsOf(id).length >= 10),
-        ),
-      60_000,
-      () => `not every run is streaming:\n${context()}`,
-    );
-    // The primary that owns the most of these sessions.
-    const owners = new Map<string, string[]>();
-    for (const id of ids) {
-      const owner = await cluster!.primaryOf(keys.events(id));
-      owners.set(owner, [...(owners.get(owner) ?? []), id]);
-    }
-    const [victim, victimIds] = [...owners.entries()].sort((x, y) => y[1].length - x[1].length)[0]!;
-    const victimPort = Number(victim.slice(victim.lastIndexOf(":") + 1));
-    await cluster!.kill(victimPort);
-    const killedAt = Date.now();
-    // A reader that arrives while the shard is down: its subscriptions wait for the new primary.
-    const late = makeClients(b.url, victimIds, 1, victimIds.length, victimIds.length, "failover-late");
-    clients.push(...late);
-    readers.push(...late);
-    running.push(...startReading(late, CLIENT_TIMEOUT_MS));
-    // Meanwhile /readyz names the shard that is down, and stays 200: the other shards serve on.
-    const readyzSeen = new Set<string>();
-    let polling = true;
-    const poll = (async () => {
-      while (polling) {
-        const ready = await getJson(`${a.url}/readyz`).catch(() => undefined);
-        if (ready) {
-          const connections = (ready.body.connections ?? {}) as Record<string, string>;
-          readyzSeen.add(`${ready.status} subscriber=${connections[`subscriber ${victim}`] ?? "-"}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    })();
-    await waitUntil(
-      async () => !(await cluster!.primaries()).includes(victim),
-      60_000,
-      () => `no replica took over from ${victim}`,
-    );
-    const failoverMs = Date.now() - killedAt;
-    // Every shard whole again, on the new primary: the dead one is no longer listed.
-    await waitUntil(
-      async () => {
-        const ready = await getJson(`${a.url}/readyz`);
-        const connections = Object.entries((ready.body.connections ?? {}) as Record<string, string>);
-        return (
-          ready.status === 200 &&
-          connections.length === 7 &&
-          connections.every(([name, status]) => status === "ready" && !name.endsWith(` ${victim}`))
-        );
-      },
-      30_000,
-      () => `a has not every shard back\n${context()}`,
-    );
-    polling = false;
-    await poll;
-    expect(
-      [...readyzSeen].some((seen) => /^200 subscriber=(reconnecting|connecting|close|end)$/.test(seen)),
-      [...readyzSeen].join(", "),
-    ).toBe(true);
-    const metrics = (await getJson(`${a.url}/metrics`)).text;
-    const count = (event: string) =>
-      Number(
-        new RegExp(`sse_redis_cluster_events_total\\{event="${event}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0,
-      );
-    expect(count("slots_moved"), metrics).toBeGreaterThanOrEqual(1);
-    expect(count("channels_moved"), metrics).toBeGreaterThanOrEqual(1);
-
-    await finishAll(clients, running).catch((error: Error) => {
-      throw new Error(`${error.message}\n${context()}`);
-    });
-    // The promoted replica had no scripts cached (they are not replicated): the first EVALSHA there met
-    // NOSCRIPT and ioredis loaded it on that node.
-    const promoted = await cluster!.primaryOf(keys.events(victimIds[0]!));
-    const promotedNode = cluster!.connect(Number(promoted.slice(promoted.lastIndexOf(":") + 1)));
-    try {
-      const appendSha = createHash("sha1")
-        .update(readFileSync(new URL("../../src/store/lua/append-8.lua", import.meta.url)))
-        .digest("hex");
-      expect(await promotedNode.script("EXISTS", appendSha)).toEqual([1]);
-    } finally {
-      promotedNode.disconnect();
-    }
-    const stored = await readStoredSessions(a.url, ids);
-    // Invariants, with or without durable acknowledgements: one terminal event per run, nothing after it.
-    expect(storyProblems(stored), context()).toEqual([]);
-
-    // What was lost (or changed) for readers and against the upstream's text: reported, not failed.
-    const losses: string[] = [];
-    const plain = (events: ReadonlyArray<{ type: string; data: unknown }>) =>
-      JSON.stringify(events.map((event) => [event.type, event.data]));
-    for (const client of clients) {
-      for (const id of client.sessions) {
-        const got = client.eventsOf(id);
-        const want = stored.get(id)!.events;
-        if (plain(got) !== plain(want)) {
-          losses.push(
-            `${client.name}/${id}: received ${got.length} events (${textOf(got).length} chars), stored ${want.length} (${textOf(want).length} chars)`,
-          );
-        }
-      }
-    }
-    const terminals: Record<string, number> = {};
-    for (const session of stored.values()) {
-      const terminal = terminalOf(session)!;
-      const label =
-        terminal.type === "error" ? `error:${(terminal.data as { code?: string }).code}` : terminal.type;
-      terminals[label] = (terminals[label] ?? 0) + 1;
-    }
-    // startRuns prompts every run alike: `e2e failover [tokens=N]`.
-    const expected = await upstreamText(promptOf("failover", tokens));
-    for (const [id, session] of stored) {
-      if (terminalOf(session)?.type === "done" && textOf(session.events) !== expected) {
-        losses.push(
-          `${id}: stored text differs from the upstream's (${textOf(session.events).length} vs ${expected.length} chars)`,
-        );
-      }
-    }
-    const reconnects = clients.reduce((sum, client) => sum + client.reconnects, 0);
-    console.log(
-      [
-        `failover of ${victim} (owning ${victimIds.length} of ${ids.length} sessions): a replica took over ${failoverMs} ms after SIGKILL; /readyz of a: ${[...readyzSeen].join(", ")}`,
-        `terminal events: ${JSON.stringify(terminals)}; reader reconnects: ${reconnects}`,
-        losses.length === 0
-          ? "nothing lost: every reader has the stored events, and every done run the upstream's exact text"
-          : `lost without REDIS_WAIT_REPLICAS (not available on a cluster):\n  ${losses.join("\n  ")}`,
-      ].join("\n"),
-    );
-    // Every run ended once, with done: the runs on the failed shard held their tokens meanwhile, and
-    // the sweeper left their leases alone until the shard had been back a lease period.
-    expect(terminals, context()).toEqual({ done: ids.length });
+    await failoverUnderLoad({ cluster: cluster!, instances, keys, readers, context }, 0);
   });
 });
+
+/** The replica of the primary at `primary` (a running node whose ROLE names it). */
+async function replicaOf(cluster: RedisClusterHandle, primary: string): Promise<ClusterNode> {
+  for (const node of cluster.nodes.filter((candidate) => candidate.running)) {
+    const redis = cluster.connect(node.port);
+    try {
+      const role = (await redis.call("ROLE")) as unknown[];
+      if (role[0] === "slave" && `${String(role[1])}:${String(role[2])}` === primary) return node;
+    } finally {
+      redis.disconnect();
+    }
+  }
+  throw new Error(`no replica of ${primary}`);
+}
+
+describe("e2e: gateway processes on a 3-shard Redis Cluster with REDIS_WAIT_REPLICAS=1", () => {
+  let cluster: RedisClusterHandle | undefined;
+  let instances: GatewayInstance[] = [];
+  const keyPrefix = randomPrefix();
+  const keys = createKeyScheme(keyPrefix);
+  const open: SseConnection[] = [];
+  const readers: ResilientMuxClient[] = [];
+
+  const suite = setupSuite(async () => {
+    cluster = await startRedisCluster();
+    const { REDIS_URL: _unused, ...env } = e2eGatewayEnv("", keyPrefix);
+    instances = await createInstances(["d", "e", "f"], {
+      ...env,
+      REDIS_CLUSTER_NODES: cluster.seeds,
+      REDIS_WAIT_REPLICAS: "1",
+    });
+    await ensureRunning(instances);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const connection of open) connection.close();
+    for (const reader of readers) reader.close();
+    await Promise.all(instances.map((instance) => instance.stop()));
+    await cluster?.stop();
+  }, 60_000);
+
+  const context = () => logTails(instances);
+
+  it("an append is answered once its shard's replica holds it; with that replica stopped, 503 and unseen until it is back", async () => {
+    suite.assertReady();
+    const [d, e] = instances as [GatewayInstance, GatewayInstance];
+    // Three connections per primary: command, subscriber, and the appender (appends and their WAITs).
+    const ready = await getJson(`${d.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const primaries = await cluster!.primaries();
+    expect(Object.keys(ready.body.connections as object).sort()).toEqual(
+      [
+        "cluster",
+        ...primaries.flatMap((address) => [
+          `command ${address}`,
+          `subscriber ${address}`,
+          `appender ${address}`,
+        ]),
+      ].sort(),
+    );
+
+    const id = `durable-${Date.now().toString(36)}`;
+    const append = (content: string, key?: string) =>
+      postJson(
+        `${d.url}/api/v1/sessions/${id}/events`,
+        { events: [{ type: "token", data: { content } }] },
+        key ? { "idempotency-key": key } : {},
+      );
+    const replica = await replicaOf(cluster!, await cluster!.primaryOf(keys.events(id)));
+    const first = await append("before");
+    expect(first.status, first.text).toBe(202);
+    // Acknowledged means the shard's replica holds it.
+    const onReplica = cluster!.connect(replica.port);
+    try {
+      // A cluster replica answers reads of its primary's slots only after READONLY.
+      await onReplica.call("READONLY");
+      expect(await onReplica.xlen(keys.events(id))).toBe(1);
+    } finally {
+      onReplica.disconnect();
+    }
+    const live = await openSse(`${e.url}/api/v1/sessions/${id}/stream`);
+    open.push(live);
+    await live.waitFor((events) => events.some((event) => event.data.includes('"before"')));
+
+    process.kill(replica.pid, "SIGSTOP");
+    let refused: Awaited<ReturnType<typeof append>>;
+    try {
+      refused = await append("held", "order-1");
+      // Kept on the primary, not shown: a new reader stops at what the replica confirmed, and no
+      // notice went out to the live one.
+      const fresh = await openSse(`${e.url}/api/v1/sessions/${id}/stream`);
+      open.push(fresh);
+      await fresh.waitFor((events) => events.some((event) => event.data.includes('"before"')));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (const stream of [live, fresh]) {
+        expect(stream.events.some((event) => event.data.includes('"held"'))).toBe(false);
+      }
+    } finally {
+      process.kill(replica.pid, "SIGCONT");
+    }
+    expect(refused.status, refused.text).toBe(503);
+    expect(refused.body.error.message).toContain("REDIS_WAIT_REPLICAS");
+    // The replica is back: the kept batch is announced without a retry, and read once.
+    await live.waitFor((events) => events.some((event) => event.data.includes('"held"')), 30_000);
+    let retry = await append("held", "order-1");
+    for (let attempt = 0; retry.status === 503 && attempt < 50; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      retry = await append("held", "order-1");
+    }
+    expect(retry.status, retry.text).toBe(202);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    const contents = live.events
+      .filter((event) => event.event === "token")
+      .map((event) => (JSON.parse(event.data) as { content: string }).content);
+    expect(contents, context()).toEqual(["before", "held"]);
+    // The next test needs every replica in sync (a failover needs one).
+    await cluster!.waitHealthy();
+  });
+
+  it("a shard's primary SIGKILLed mid-stream: nothing acknowledged is lost; every reader ends with the upstream's text", async () => {
+    suite.assertReady();
+    await failoverUnderLoad({ cluster: cluster!, instances, keys, readers, context }, 1);
+  });
+});
+
+interface ClusterStack {
+  cluster: RedisClusterHandle;
+  instances: GatewayInstance[];
+  keys: KeyScheme;
+  readers: ResilientMuxClient[];
+  context(): string;
+}
+
+/**
+ * 100 runs on 3 instances, 12 readers plus one arriving mid-failover; the primary owning the most of
+ * the sessions is SIGKILLed mid-stream. Always: every reader ends, every run has one terminal event
+ * (done). Without WAIT (`waitReplicas` 0) what was lost is reported in the output; with it, a loss
+ * fails the test.
+ */
+async function failoverUnderLoad(stack: ClusterStack, waitReplicas: number): Promise<void> {
+  const perShard = waitReplicas > 0 ? 3 : 2;
+  const { cluster, instances, keys, readers, context } = stack;
+  const [a, b, c] = instances as [GatewayInstance, GatewayInstance, GatewayInstance];
+  const tokens = 240; // 6 s at the e2e pace (40 tokens/s): the failover happens mid-stream
+  const tag = waitReplicas > 0 ? "failover-wait" : "failover";
+  const runs = await startRuns([a, b, c], 100, tokens, tag);
+  const ids = runs.map((run) => run.id);
+  const clients = [
+    ...makeClients(a.url, ids, 4, 26, 32, `${tag}-a`),
+    ...makeClients(b.url, ids, 4, 26, 32, `${tag}-b`),
+    ...makeClients(c.url, ids, 4, 26, 32, `${tag}-c`),
+  ];
+  readers.push(...clients);
+  expect(coverage(clients, ids)).toEqual([]);
+  const running = startReading(clients, CLIENT_TIMEOUT_MS);
+  await waitUntil(
+    () =>
+      ids.every((id) =>
+        clients.some((client) => client.sessions.includes(id) && client.eventsOf(id).length >= 10),
+      ),
+    60_000,
+    () => `not every run is streaming:\n${context()}`,
+  );
+  // The primary that owns the most of these sessions.
+  const owners = new Map<string, string[]>();
+  for (const id of ids) {
+    const owner = await cluster.primaryOf(keys.events(id));
+    owners.set(owner, [...(owners.get(owner) ?? []), id]);
+  }
+  const [victim, victimIds] = [...owners.entries()].sort((x, y) => y[1].length - x[1].length)[0]!;
+  const victimPort = Number(victim.slice(victim.lastIndexOf(":") + 1));
+  await cluster.kill(victimPort);
+  const killedAt = Date.now();
+  // A reader that arrives while the shard is down: its subscriptions wait for the new primary.
+  const late = makeClients(b.url, victimIds, 1, victimIds.length, victimIds.length, `${tag}-late`);
+  clients.push(...late);
+  readers.push(...late);
+  running.push(...startReading(late, CLIENT_TIMEOUT_MS));
+  // Meanwhile /readyz names the shard that is down, and stays 200: the other shards serve on.
+  const readyzSeen = new Set<string>();
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      const ready = await getJson(`${a.url}/readyz`).catch(() => undefined);
+      if (ready) {
+        const connections = (ready.body.connections ?? {}) as Record<string, string>;
+        readyzSeen.add(`${ready.status} subscriber=${connections[`subscriber ${victim}`] ?? "-"}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  await waitUntil(
+    async () => !(await cluster.primaries()).includes(victim),
+    60_000,
+    () => `no replica took over from ${victim}`,
+  );
+  const failoverMs = Date.now() - killedAt;
+  // With WAIT 1 the new primary's appends need a replica: the killed node comes back as one (until it
+  // has synced, they are answered unconfirmed and retried; what was shown meanwhile must all survive).
+  if (waitReplicas > 0) await cluster.start(victimPort);
+  // Every shard whole again, on the new primary: the dead one is no longer listed.
+  await waitUntil(
+    async () => {
+      const ready = await getJson(`${a.url}/readyz`);
+      const connections = Object.entries((ready.body.connections ?? {}) as Record<string, string>);
+      return (
+        ready.status === 200 &&
+        connections.length === 1 + 3 * perShard &&
+        connections.every(([name, status]) => status === "ready" && !name.endsWith(` ${victim}`))
+      );
+    },
+    30_000,
+    () => `a has not every shard back\n${context()}`,
+  );
+  polling = false;
+  await poll;
+  expect(
+    [...readyzSeen].some((seen) => /^200 subscriber=(reconnecting|connecting|close|end)$/.test(seen)),
+    [...readyzSeen].join(", "),
+  ).toBe(true);
+  const metrics = (await getJson(`${a.url}/metrics`)).text;
+  const count = (event: string) =>
+    Number(new RegExp(`sse_redis_cluster_events_total\\{event="${event}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+  expect(count("slots_moved"), metrics).toBeGreaterThanOrEqual(1);
+  expect(count("channels_moved"), metrics).toBeGreaterThanOrEqual(1);
+
+  await finishAll(clients, running).catch((error: Error) => {
+    throw new Error(`${error.message}\n${context()}`);
+  });
+  // The promoted replica had no scripts cached (they are not replicated): the first EVALSHA there met
+  // NOSCRIPT and ioredis loaded it on that node.
+  const promoted = await cluster.primaryOf(keys.events(victimIds[0]!));
+  const promotedNode = cluster.connect(Number(promoted.slice(promoted.lastIndexOf(":") + 1)));
+  try {
+    const appendSha = createHash("sha1")
+      .update(readFileSync(new URL("../../src/store/lua/append-8.lua", import.meta.url)))
+      .digest("hex");
+    expect(await promotedNode.script("EXISTS", appendSha)).toEqual([1]);
+  } finally {
+    promotedNode.disconnect();
+  }
+  const stored = await readStoredSessions(a.url, ids);
+  // Invariants, with or without durable acknowledgements: one terminal event per run, nothing after it.
+  expect(storyProblems(stored), context()).toEqual([]);
+
+  // What was lost (or changed) for readers and against the upstream's text: reported, not failed.
+  const losses: string[] = [];
+  const plain = (events: ReadonlyArray<{ type: string; data: unknown }>) =>
+    JSON.stringify(events.map((event) => [event.type, event.data]));
+  for (const client of clients) {
+    for (const id of client.sessions) {
+      const got = client.eventsOf(id);
+      const want = stored.get(id)!.events;
+      if (plain(got) !== plain(want)) {
+        losses.push(
+          `${client.name}/${id}: received ${got.length} events (${textOf(got).length} chars), stored ${want.length} (${textOf(want).length} chars)`,
+        );
+      }
+    }
+  }
+  const terminals: Record<string, number> = {};
+  for (const session of stored.values()) {
+    const terminal = terminalOf(session)!;
+    const label =
+      terminal.type === "error" ? `error:${(terminal.data as { code?: string }).code}` : terminal.type;
+    terminals[label] = (terminals[label] ?? 0) + 1;
+  }
+  // startRuns prompts every run alike: `e2e <tag> [tokens=N]`.
+  const expected = await upstreamText(promptOf(tag, tokens));
+  for (const [id, session] of stored) {
+    if (terminalOf(session)?.type === "done" && textOf(session.events) !== expected) {
+      losses.push(
+        `${id}: stored text differs from the upstream's (${textOf(session.events).length} vs ${expected.length} chars)`,
+      );
+    }
+  }
+  const reconnects = clients.reduce((sum, client) => sum + client.reconnects, 0);
+  console.log(
+    [
+      `failover of ${victim} (owning ${victimIds.length} of ${ids.length} sessions): a replica took over ${failoverMs} ms after SIGKILL; /readyz of a: ${[...readyzSeen].join(", ")}`,
+      `terminal events: ${JSON.stringify(terminals)}; reader reconnects: ${reconnects}`,
+      losses.length === 0
+        ? "nothing lost: every reader has the stored events, and every done run the upstream's exact text"
+        : `lost with REDIS_WAIT_REPLICAS=${waitReplicas}:\n  ${losses.join("\n  ")}`,
+    ].join("\n"),
+  );
+  // With durable acknowledgements nothing any reader saw or any producer was told was stored is lost:
+  // every reader has exactly the stored events, and every run the upstream's exact text.
+  if (waitReplicas > 0) {
+    expect(losses, context()).toEqual([]);
+    for (const client of clients) {
+      for (const id of client.sessions)
+        expect(textOf(client.eventsOf(id)), `${client.name}/${id}`).toBe(expected);
+    }
+    const metricsText = (await getJson(`${a.url}/metrics`)).text;
+    expect(metricsText).toMatch(/sse_redis_wait_seconds_count\{outcome="confirmed"\} [1-9]/);
+  }
+  // Every run ended once, with done: the runs on the failed shard held their tokens meanwhile, and
+  // the sweeper left their leases alone until the shard had been back a lease period.
+  expect(terminals, context()).toEqual({ done: ids.length });
+}

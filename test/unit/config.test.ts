@@ -207,7 +207,7 @@ describe("loadConfig: limits and hardening", () => {
     expect(errorOf({ REDIS_WAIT_REPLICAS: "1" }).message).toContain("REDIS_WAIT_REPLICAS");
   });
 
-  it("reads a Redis Cluster's nodes, credentials and TLS; refuses it mixed with another topology or WAIT", () => {
+  it("reads a Redis Cluster's nodes, credentials, TLS and durable acknowledgements; refuses it mixed with another topology", () => {
     const config = loadConfig({
       REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-b:7001,[::1]:7002",
       REDIS_USERNAME: "gateway",
@@ -237,8 +237,16 @@ describe("loadConfig: limits and hardening", () => {
         "REDIS_CLUSTER_NODES: set one",
       );
     }
-    expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000", REDIS_WAIT_REPLICAS: "1" }).message).toContain(
-      "not REDIS_CLUSTER_NODES",
+    // Durable acknowledgements on a cluster: WAIT on the primary owning each session.
+    const durable = loadConfig({
+      REDIS_CLUSTER_NODES: "r:7000",
+      REDIS_WAIT_REPLICAS: "1",
+      REDIS_WAIT_TIMEOUT_MS: "500",
+    });
+    expect(durable.redisCluster?.nodes).toEqual([{ host: "r", port: 7000 }]);
+    expect(durable.redisWait).toEqual({ replicas: 1, timeoutMs: 500 });
+    expect(errorOf({ REDIS_CLUSTER_NODES: "r:7000", REDIS_WAIT_REPLICAS: "-1" }).message).toContain(
+      "REDIS_WAIT_REPLICAS",
     );
   });
 
