@@ -134,6 +134,36 @@ export function topologiesSection(rows: Rows): string {
     }
   }
 
+  // What one more append per second adds: the slope between the two highest rates, which leaves out
+  // what every rate pays alike (idle work, and the per-wakeup cost that batching spreads at higher rates).
+  if (rates.length >= 2) {
+    const [mid, high] = [rates.at(-2)!, rates.at(-1)!];
+    out.push(
+      "",
+      `Marginal cost: the CPU one more append per second adds, from ${mid} to ${high} appends/s (the slope: CPU % at ${high} less CPU % at ${mid}, over the appends per second added, per round). The per-append figures above fall as the rate rises (at a higher rate Redis answers more commands per wakeup); the slope is what the next appends cost.`,
+      "",
+      `| topology | primaries together, µs per append/s | replicas together | primaries' CPU % at ${high}/s |`,
+      "| --- | --- | --- | --- |",
+    );
+    const cpuOf = (s: TopologyStep, role: string) =>
+      s.nodes.filter((n) => n.role === role).reduce((sum, n) => sum + n.cpuPercent, 0);
+    const rateOf = (s: TopologyStep) =>
+      s.nodes.filter((n) => n.role === "primary").reduce((sum, n) => sum + n.appends, 0) / s.spanSeconds;
+    for (const topology of topologies) {
+      const lows = plain(topology, mid);
+      const highs = plain(topology, high);
+      const slope = (role: string) =>
+        highs.map((h) => {
+          const l = lows.find((x) => x.round === h.round);
+          if (!l || !h.nodes.some((n) => n.role === role)) return null;
+          return (((cpuOf(h, role) - cpuOf(l, role)) / 100) * 1e6) / (rateOf(h) - rateOf(l));
+        });
+      out.push(
+        `| ${topology} | ${rounds(slope("primary"))} | ${rounds(slope("replica"))} | ${rounds(highs.map((h) => cpuOf(h, "primary")))} |`,
+      );
+    }
+  }
+
   const extra = steps.filter((s) => s.extraInstances > 0);
   if (extra.length > 0) {
     const count = extra[0]!.extraInstances;
