@@ -140,10 +140,10 @@ export function topologiesSection(rows: Rows): string {
     const [mid, high] = [rates.at(-2)!, rates.at(-1)!];
     out.push(
       "",
-      `Marginal cost: the CPU one more append per second adds, from ${mid} to ${high} appends/s (the slope: CPU % at ${high} less CPU % at ${mid}, over the appends per second added, per round). The per-append figures above fall as the rate rises (at a higher rate Redis answers more commands per wakeup); the slope is what the next appends cost.`,
+      `Marginal cost: the CPU one more append per second adds, from ${mid} to ${high} appends/s (the slope: CPU % at ${high} less CPU % at ${mid}, over the appends per second added, per round), and the least-squares slope over all ${rates.length} rates. The per-append figures above fall as the rate rises (at a higher rate Redis answers more commands per wakeup); the slope is what the next appends cost.`,
       "",
-      `| topology | primaries together, µs per append/s | replicas together | primaries' CPU % at ${high}/s |`,
-      "| --- | --- | --- | --- |",
+      `| topology | primaries together, µs per append/s, ${mid} → ${high} | over all rates | replicas together, ${mid} → ${high} | over all rates | primaries' CPU % at ${high}/s |`,
+      "| --- | --- | --- | --- | --- | --- |",
     );
     const cpuOf = (s: TopologyStep, role: string) =>
       s.nodes.filter((n) => n.role === role).reduce((sum, n) => sum + n.cpuPercent, 0);
@@ -158,8 +158,21 @@ export function topologiesSection(rows: Rows): string {
           if (!l || !h.nodes.some((n) => n.role === role)) return null;
           return (((cpuOf(h, role) - cpuOf(l, role)) / 100) * 1e6) / (rateOf(h) - rateOf(l));
         });
+      const leastSquares = (role: string) =>
+        highs.map((h) => {
+          const points = rates
+            .map((rate) => plain(topology, rate).find((x) => x.round === h.round))
+            .filter((x): x is TopologyStep => x?.nodes.some((n) => n.role === role) === true)
+            .map((x) => [rateOf(x), cpuOf(x, role)] as const);
+          if (points.length < 2) return null;
+          const mx = points.reduce((sum, [x]) => sum + x, 0) / points.length;
+          const my = points.reduce((sum, [, y]) => sum + y, 0) / points.length;
+          const cov = points.reduce((sum, [x, y]) => sum + (x - mx) * (y - my), 0);
+          const vx = points.reduce((sum, [x]) => sum + (x - mx) ** 2, 0);
+          return vx > 0 ? ((cov / vx) * 1e6) / 100 : null;
+        });
       out.push(
-        `| ${topology} | ${rounds(slope("primary"))} | ${rounds(slope("replica"))} | ${rounds(highs.map((h) => cpuOf(h, "primary")))} |`,
+        `| ${topology} | ${rounds(slope("primary"))} | ${rounds(leastSquares("primary"))} | ${rounds(slope("replica"))} | ${rounds(leastSquares("replica"))} | ${rounds(highs.map((h) => cpuOf(h, "primary")))} |`,
       );
     }
   }
