@@ -63,6 +63,12 @@ export function createRedisStore({
   // With durable acknowledgements: on the connection `replicaWait` picks (defined once per connection).
   const appendOn = (connection: RedisClient): ScriptCall<unknown[]> => script(connection, "append-8");
   const heldOn = (connection: RedisClient): ScriptCall<number> => script(connection, "held-3");
+  // Defined up front on one Redis's appender, which auto-pipelines: ioredis's pipeline for the current
+  // tick, if made before a command was defined, lacks it, and the call crashes the process.
+  if (replicaWait?.connection) {
+    appendOn(replicaWait.connection);
+    heldOn(replicaWait.connection);
+  }
   // On the command connection: the appender stays free for appends and WAITs (a WAIT holds it).
   const confirmScript = replicaWait ? script<number>(redis, "confirm-1") : null;
   const readUpToConfirmed = replicaWait ? "1" : "0";

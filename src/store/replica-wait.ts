@@ -48,6 +48,8 @@ export interface Written<T> {
 /** Where durable writes go, and how they are confirmed. */
 export interface DurableWrites {
   readonly replicas: number;
+  /** The one connection every write goes on, when there is one (one Redis). */
+  readonly connection?: Redis;
   /**
    * Sends `write` on the connection of the primary owning `key` (one Redis: the appender connection)
    * and returns its reply with the WAIT that covers it: the same connection's.
