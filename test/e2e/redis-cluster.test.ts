@@ -669,8 +669,17 @@ async function failoverUnderLoad(stack: ClusterStack, waitReplicas: number): Pro
       for (const id of client.sessions)
         expect(textOf(client.eventsOf(id)), `${client.name}/${id}`).toBe(expected);
     }
-    const metricsText = (await getJson(`${a.url}/metrics`)).text;
-    expect(metricsText).toMatch(/sse_redis_wait_seconds_count\{outcome="confirmed"\} [1-9]/);
+    const waits: string[] = [];
+    for (const instance of instances) {
+      const metricsText = (await getJson(`${instance.url}/metrics`)).text;
+      expect(metricsText).toMatch(/sse_redis_wait_seconds_count\{outcome="confirmed"\} [1-9]/);
+      const countOf = (outcome: string) =>
+        new RegExp(`sse_redis_wait_seconds_count\\{outcome="${outcome}"\\} (\\d+)`).exec(metricsText)?.[1] ??
+        "0";
+      waits.push(`${instance.name}: ${countOf("confirmed")} confirmed, ${countOf("short")} short`);
+    }
+    // WAITs answered with too few replicas: their appends were answered unconfirmed and sent again.
+    console.log(`WAITs per instance: ${waits.join("; ")}`);
   }
   // Every run ended once, with done: the runs on the failed shard held their tokens meanwhile, and
   // the sweeper left their leases alone until the shard had been back a lease period.
