@@ -45,9 +45,14 @@ export async function startDoorRun(
     if (stream.status === "fulfilled") await stream.value.release();
     throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
   }
+  // The stream's notices are subscribed to while the session is created.
+  const releaseWatch = context.hub.prewatch(run.value.id!);
   let readerJoined: () => void = () => {};
   const readerReady = new Promise<void>((resolve) => {
-    readerJoined = resolve;
+    readerJoined = () => {
+      resolve();
+      releaseWatch();
+    };
   });
   try {
     const outcome = await context.runs.start({ ...request, ...run.value, readerReady });

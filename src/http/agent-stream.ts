@@ -34,9 +34,14 @@ export async function serveAgentStream(
   // waits for the session to exist: from then on every instance finds it. The run's events wait in
   // turn for this stream's reader to join the hub, so its first batch is handed over to it locally.
   const id = run.value.id!;
+  // The stream's notices are subscribed to while the session is created.
+  const releaseWatch = context.hub.prewatch(id);
   let readerJoined: () => void = () => {};
   const readerReady = new Promise<void>((resolve) => {
-    readerJoined = resolve;
+    readerJoined = () => {
+      resolve();
+      releaseWatch();
+    };
   });
   let opened = false;
   try {

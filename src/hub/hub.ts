@@ -46,6 +46,23 @@ export class Hub {
     }
   }
 
+  /**
+   * Subscribes to a new session's notices before its first reader joins: a run's stream does so while
+   * the session is created, so its reader's join then waits for no round trip. The returned call (once)
+   * drops the subscription unless a reader holds it by then.
+   */
+  prewatch(sessionId: string): () => void {
+    this.notifier.watch(sessionId).catch(() => {
+      // Refused: the reader's own join asks again, and reports it.
+    });
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (!this.readers.has(sessionId)) this.notifier.unwatch(sessionId);
+    };
+  }
+
   leave(reader: Reader): void {
     const set = this.readers.get(reader.sessionId);
     if (!set?.delete(reader)) return;
