@@ -14,6 +14,7 @@ import {
   createMemoryBackend,
   createRedisBackend,
 } from "../../src/backend/index.js";
+import { parseHostPorts } from "../../src/config.js";
 import type { SubscriptionLimits } from "../../src/mux/subscriptions.js";
 import { createKeyScheme, type KeyScheme } from "../../src/store/keys.js";
 import type { RetentionOptions } from "../../src/store/session-fields.js";
@@ -122,12 +123,12 @@ export const redisBackend: BackendKind<RedisTestBackend> = {
   },
 };
 
-/** `127.0.0.1:7000,127.0.0.1:7001` → the seed nodes. */
+/** `127.0.0.1:7000,127.0.0.1:7001` → the seed nodes, read as the gateway reads REDIS_CLUSTER_NODES. */
 export function clusterSeeds(nodes: string): Array<{ host: string; port: number }> {
-  return nodes.split(",").map((entry) => {
-    const colon = entry.lastIndexOf(":");
-    return { host: entry.slice(0, colon), port: Number(entry.slice(colon + 1)) };
-  });
+  const problems: string[] = [];
+  const seeds = parseHostPorts("seeds", nodes, problems);
+  if (problems.length > 0) throw new Error(problems.join("; "));
+  return seeds;
 }
 
 /** A Redis Cluster (3 primaries, a replica each): keys and channels spread over the shards by their slot. */
