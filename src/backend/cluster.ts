@@ -292,6 +292,11 @@ export async function createClusterBackend({
     retention,
     clock,
     publishCommand: "SPUBLISH",
+    onLateFailure: (error, sessionId) =>
+      logger.warn(
+        { err: { message: String(error) }, sessionId },
+        "the lifecycle feed did not take a session's creation",
+      ),
     ...(replicaWait ? { replicaWait } : {}),
   });
   const store: StreamStore = {

@@ -175,6 +175,11 @@ export async function createRedisBackend({
     keys,
     retention,
     clock,
+    onLateFailure: (error, sessionId) =>
+      logger.warn(
+        { err: { message: String(error) }, sessionId },
+        "the lifecycle feed did not take a session's creation",
+      ),
     ...(replicaWait ? { replicaWait } : {}),
   });
   const requestRecords = { requestRecordTtlSeconds: retention.requestRecordTtlSeconds };

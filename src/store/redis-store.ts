@@ -48,6 +48,8 @@ export interface RedisStoreDeps {
   keys: KeyScheme;
   retention: RetentionOptions;
   clock?: () => number;
+  /** Told of a write nobody waits for that failed: a creation's announcement on the lifecycle feed. */
+  onLateFailure?: (error: unknown, sessionId: string) => void;
 }
 
 export function createRedisStore({
@@ -58,6 +60,7 @@ export function createRedisStore({
   publishCommand = "PUBLISH",
   replicaWait,
   clock = Date.now,
+  onLateFailure = () => {},
 }: RedisStoreDeps): StreamStore {
   const appendScript = script<unknown[]>(redis, "append-8");
   // With durable acknowledgements: on the connection `replicaWait` picks (defined once per connection).
@@ -191,13 +194,41 @@ export function createRedisStore({
     }
   }
 
+  /**
+   * Writes a creation or an end to the lifecycle feeds. A separate step: the feeds live in other
+   * Cluster slots than the session's keys. Each feed's append is sent before this returns, so it is
+   * ordered ahead of any later command of this instance.
+   */
+  async function announceLifecycle(
+    sessionId: string,
+    events: readonly EventInput[],
+    options: AppendOptions | undefined,
+    outcome: AppendOutcome,
+  ): Promise<void> {
+    const lifecycle = lifecycleAppendFor(sessionId, events, options, outcome);
+    if (!lifecycle || outcome.kind !== "appended") return;
+    await Promise.all(
+      lifecycleFeedsOf(outcome.owner).map((feed) =>
+        appendTo(feed, lifecycle.events, { requestId: lifecycle.requestId }),
+      ),
+    );
+  }
+
   const store: StreamStore = {
     kind: "redis",
     notifier: createNotifier(pubsub, keys),
     isReady: () => redis.status === "ready",
 
     async createSession(session: NewSession) {
-      const outcome = await store.append(session.id, [], { createIfMissing: session });
+      const creation = { createIfMissing: session };
+      const outcome = await appendTo(session.id, [], creation);
+      const announced = announceLifecycle(session.id, [], creation, outcome);
+      // The announcement is already sent, ahead of any later command of this instance, so a reader
+      // told of the session finds it on the feed. Only durable acknowledgements wait for it: there,
+      // a feed entry is readable once confirmed. Elsewhere the session exists now, and a run's head
+      // need not wait one more round trip for the feed.
+      if (replicaWait) await announced;
+      else announced.catch((error: unknown) => onLateFailure(error, session.id));
       return outcome.kind === "appended" && outcome.created;
     },
 
@@ -208,13 +239,7 @@ export function createRedisStore({
 
     async append(sessionId, events, options) {
       const outcome = await appendTo(sessionId, events, options);
-      const lifecycle = lifecycleAppendFor(sessionId, events, options, outcome);
-      // A separate step: the feeds live in other Cluster slots than the session's keys.
-      if (lifecycle && outcome.kind === "appended") {
-        for (const feed of lifecycleFeedsOf(outcome.owner)) {
-          await appendTo(feed, lifecycle.events, { requestId: lifecycle.requestId });
-        }
-      }
+      await announceLifecycle(sessionId, events, options, outcome);
       return outcome;
     },
 

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { comparePositions } from "../../src/store/positions.js";
-import type { RetentionOptions } from "../../src/store/session-fields.js";
+import { ownerFeedId, type RetentionOptions } from "../../src/store/session-fields.js";
 import {
   type AppendNotice,
   type EventInput,
@@ -547,6 +547,17 @@ export function runStreamStoreContract(name: string, makeStore: MakeStore): void
         expect(
           again.events.filter((e) => e.type === "created" && JSON.parse(e.data).id === session.id),
         ).toHaveLength(1);
+      });
+
+      it("a creation is on the shared and the owner's lifecycle feeds once createSession resolves", async () => {
+        const session = newSession(uniqueId("life-now"), { owner: "feed-owner" });
+        expect(await store.createSession(session)).toBe(true);
+        for (const feed of [LIFECYCLE_FEED, ownerFeedId("feed-owner")]) {
+          const entries = (await store.read(feed, null, 100_000)).events;
+          expect(entries.some((e) => e.type === "created" && JSON.parse(e.data).id === session.id)).toBe(
+            true,
+          );
+        }
       });
 
       it("the lifecycle feed is announced like any stream", async () => {
