@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { Logger } from "pino";
-import { errors } from "../errors.js";
+import { errors, isExpectedOutage, toAppError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
 import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
@@ -48,7 +48,19 @@ export interface RunManagerOptions {
   leaseMs: number;
   cancelGraceMs: number;
   runBufferMaxEvents: number;
+  /**
+   * How long a run whose buffer is full waits for a store that takes none of its events (Redis
+   * unreachable, refusing its appends, or holding them) before it ends with `store_unavailable`.
+   * Default `DEFAULT_RUN_STORE_OUTAGE_MS`.
+   */
+  runStoreOutageMs?: number;
 }
+
+/**
+ * 3 s: a Redis restart or a dropped connection (reconnected within a second) costs a fast run nothing;
+ * a longer outage is bounded by the run's buffer, as with a slow model, plus this.
+ */
+export const DEFAULT_RUN_STORE_OUTAGE_MS = 3_000;
 
 export interface RunManagerDeps {
   store: StreamStore;
@@ -297,13 +309,22 @@ export class RunManager {
     const { id, model, provider, messages, options } = run;
     const log = logger.child({ sessionId: id });
     let overflowed = false;
+    const maxStoreWaitMs = this.options.runStoreOutageMs ?? DEFAULT_RUN_STORE_OUTAGE_MS;
     const writer = new RunWriter(store, id, `${this.options.instanceId}.${id}`, {
       ready,
       maxBufferedEvents: this.options.runBufferMaxEvents,
       retryDelayMs: 200,
+      maxStoreWaitMs,
+      clock: this.clock,
       onOverflow: () => {
         overflowed = true;
         entry.abort.abort();
+      },
+      onStoreWait: (deadline) => {
+        log.warn(
+          { waitMs: Math.max(0, deadline - this.clock()), maxStoreWaitMs },
+          "the store is unavailable and the run's buffer is full: the run waits for it",
+        );
       },
       onEndedElsewhere: () => entry.abort.abort(),
       onAppended: (events, outcome) => {
@@ -409,7 +430,11 @@ export class RunManager {
         status: terminal.type === "error" ? String(terminal.data.code) : terminal.type,
       });
     }
-    log.info({ status: terminal.type, tokens, outputs }, "run ended");
+    // fullBufferWaits: how often the run slowed its reading of the model for the store (backpressure).
+    log.info(
+      { status: terminal.type, tokens, outputs, fullBufferWaits: writer.fullBufferWaits },
+      "run ended",
+    );
   }
 
   /** The terminal event for a run that was stopped or failed, or null when it completed normally. */
@@ -432,7 +457,14 @@ export class RunManager {
       return { type: "cancelled", data: { reason: entry.cancelReason ?? "requested" } };
     if (error instanceof UpstreamError)
       return { type: "error", data: { code: error.code, message: error.message } };
-    if (error) this.deps.logger.warn({ err: error, sessionId: id }, "run failed");
+    if (error) {
+      // An unreachable store is an expected outage: its message, without a stack (as the error writer).
+      const appError = toAppError(error, () => this.deps.store.isReady());
+      const err = isExpectedOutage(appError)
+        ? { code: appError.code, message: error instanceof Error ? error.message : appError.message }
+        : error;
+      this.deps.logger.warn({ err, sessionId: id }, "run failed");
+    }
     return null;
   }
 }

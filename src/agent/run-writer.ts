@@ -4,10 +4,12 @@
  * pipelined without waiting for the previous reply, and each carries the writer's sequence number so
  * a batch re-sent after a lost reply or an outage lands exactly once and in order.
  *
- * At most `maxBufferedEvents` events wait here (queued or unacknowledged). A buffer that fills while
- * the store answers is backpressure: `push` returns a promise, and the run reads its model on once it
- * resolves (room again). Only an unavailable store (not ready, or its appends failing) with a full
- * buffer overflows it: the run is told to stop and only its terminal event is still queued.
+ * At most `maxBufferedEvents` events wait here (queued or unacknowledged). A buffer that fills is
+ * backpressure: `push` returns a promise, and the run reads its model on once it resolves (room again).
+ * The store going away does not end that wait at once: a full buffer waits out an outage (a restart, a
+ * dropped connection, a failover) as a buffer with room does. Only a store that has taken none of the
+ * run's events for `maxStoreWaitMs` while the buffer is full overflows it: the run is told to stop and
+ * only its terminal event is still queued.
  */
 import type { AppendOutcome, EventInput, StreamStore } from "../store/types.js";
 
@@ -16,12 +18,25 @@ type Appended = Extract<AppendOutcome, { kind: "appended" }>;
 export interface RunWriterOptions {
   /** Nothing is sent before this resolves; false (the session was not created) stops the writer. */
   ready?: Promise<boolean>;
-  /** Full: the run waits for room while the store answers, and overflows while it does not. */
+  /** Full: the run waits for room (see `maxStoreWaitMs`). */
   maxBufferedEvents: number;
   /** Between re-sends after a failed append; also how often a run waiting for room checks the store. */
   retryDelayMs: number;
-  /** The buffer overflowed (full while the store was unavailable): the run must stop and end with `store_unavailable`. */
+  /**
+   * How long a full buffer waits for a store that takes none of the run's events (unreachable, its
+   * appends failing, or held), counted from its last acknowledgement (or from the first send after the
+   * writer had nothing in flight). Past it the buffer overflows.
+   */
+  maxStoreWaitMs: number;
+  /** Milliseconds; default Date.now. */
+  clock?: () => number;
+  /** The buffer overflowed (full, the store gone for `maxStoreWaitMs`): the run must stop and end with `store_unavailable`. */
   onOverflow(): void;
+  /**
+   * The buffer is full and the store unavailable (not ready, or its appends failing): the run waits for
+   * it, until `deadline` (the clock's time) at the latest. Once per wait.
+   */
+  onStoreWait?(deadline: number): void;
   /** The session was ended by someone else (forced cancel, crash sweeper): the run must stop. */
   onEndedElsewhere(): void;
   /** A batch landed (not called for a re-sent batch found already applied). */
@@ -37,8 +52,10 @@ interface Batch {
 interface RoomWaiter {
   promise: Promise<void>;
   resolve(): void;
-  /** Checks the store while the run waits: the wait must not outlast the store. */
+  /** Checks the store while the run waits: the wait must not outlast `maxStoreWaitMs` of an outage. */
   watchdog: NodeJS.Timeout;
+  /** `onStoreWait` was called for this wait. */
+  reported: boolean;
 }
 
 export class RunWriter {
@@ -56,6 +73,10 @@ export class RunWriter {
   private overflowed = false;
   private idleWaiters: Array<() => void> = [];
   private ready: boolean;
+  private readonly clock: () => number;
+  /** When the store last acknowledged a batch, or was handed one with nothing of ours in flight. */
+  private lastProgressAt: number;
+  private waits = 0;
 
   constructor(
     private readonly store: StreamStore,
@@ -63,6 +84,8 @@ export class RunWriter {
     private readonly writerId: string,
     private readonly options: RunWriterOptions,
   ) {
+    this.clock = options.clock ?? Date.now;
+    this.lastProgressAt = this.clock();
     this.ready = options.ready === undefined;
     options.ready?.then(
       (created) => {
@@ -79,6 +102,11 @@ export class RunWriter {
 
   get bufferedEvents(): number {
     return this.buffered;
+  }
+
+  /** How many times the buffer filled and the run waited for room (backpressure, or an outage). */
+  get fullBufferWaits(): number {
+    return this.waits;
   }
 
   /** True once the session was ended elsewhere: nothing more will be written. */
@@ -140,6 +168,8 @@ export class RunWriter {
     }
     const batch: Batch = { seq: this.nextSeq++, events: this.queued };
     this.queued = [];
+    // The store owed us nothing until now: it is not late with this batch yet.
+    if (this.unacknowledged.length === 0) this.lastProgressAt = this.clock();
     this.unacknowledged.push(batch);
     if (!this.resending) this.send(batch);
   }
@@ -161,6 +191,7 @@ export class RunWriter {
       case "appended":
       case "duplicate": {
         this.failing = false;
+        this.lastProgressAt = this.clock();
         // A batch re-sent while its first send was still in flight is acknowledged twice: count it once.
         const index = this.unacknowledged.indexOf(batch);
         if (index >= 0) {
@@ -200,38 +231,45 @@ export class RunWriter {
     this.options.onOverflow();
   }
 
-  /** Whether a full buffer may be waited out: the store is connected and its appends succeed. */
-  private storeAvailable(): boolean {
-    return this.store.isReady() && !this.failing;
-  }
-
   private appendFailed(): void {
     this.failing = true;
-    // A run waiting for room would wait for nothing.
-    if (this.roomWaiter !== null) this.overflow();
+    // A run waiting for room hears of it at the watchdog's next check (and overflows only past the bound).
   }
 
   /**
-   * The full buffer's one promise. An available store drains it (its appends are in flight or about to
-   * be), so the run waits; an unavailable one may never, so the buffer overflows, now or as soon as the
-   * watchdog or a failed append sees the store go.
+   * The full buffer's one promise. It resolves when an acknowledgement makes room, or when the store
+   * has taken nothing for `maxStoreWaitMs` (overflow): a store that is unavailable for less than that,
+   * however full the buffer, loses the run nothing.
    */
-  private waitForRoom(): Promise<void> | undefined {
-    if (!this.storeAvailable()) {
-      this.overflow();
-      return undefined;
-    }
+  private waitForRoom(): Promise<void> {
     if (this.roomWaiter === null) {
+      this.waits++;
       let resolve: () => void = () => {};
       const promise = new Promise<void>((settle) => {
         resolve = settle;
       });
-      const watchdog = setInterval(() => {
-        if (!this.storeAvailable()) this.overflow();
-      }, this.options.retryDelayMs);
-      this.roomWaiter = { promise, resolve, watchdog };
+      const watchdog = setInterval(() => this.checkStore(), this.options.retryDelayMs);
+      this.roomWaiter = { promise, resolve, watchdog, reported: false };
+      // A store already gone for the whole bound (the buffer filled slowly) overflows it now.
+      this.checkStore();
+      return promise;
     }
     return this.roomWaiter.promise;
+  }
+
+  /** The watchdog of a run waiting for room: past the bound, the buffer overflows. */
+  private checkStore(): void {
+    const waiter = this.roomWaiter;
+    if (waiter === null) return;
+    const deadline = this.lastProgressAt + this.options.maxStoreWaitMs;
+    if (this.clock() >= deadline) {
+      this.overflow();
+      return;
+    }
+    if (!waiter.reported && (this.failing || !this.store.isReady())) {
+      waiter.reported = true;
+      this.options.onStoreWait?.(deadline);
+    }
   }
 
   private endWaitForRoom(): void {

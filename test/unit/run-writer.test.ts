@@ -1,12 +1,17 @@
 import { Redis } from "ioredis";
+import { pino } from "pino";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { RunManager } from "../../src/agent/run-manager.js";
 import { RunWriter } from "../../src/agent/run-writer.js";
+import type { ModelProvider } from "../../src/agent/types.js";
+import { createMetrics } from "../../src/metrics.js";
 import { createKeyScheme } from "../../src/store/keys.js";
+import type { PubSub } from "../../src/store/pubsub.js";
 import { createRedisPubSub } from "../../src/store/redis-pubsub.js";
 import { createRedisStore } from "../../src/store/redis-store.js";
 import type { StreamStore } from "../../src/store/types.js";
 import { DEFAULT_RETENTION } from "../contract/stream-store.contract.js";
-import { randomPrefix, startRedis } from "../helpers/index.js";
+import { logLines, type RedisServerHandle, randomPrefix, startRedis } from "../helpers/index.js";
 import { testMemoryStore as memoryStore } from "../helpers/memory-store.js";
 
 const session = (id: string) => ({ id, model: null, metadata: {}, owner: null, createdAt: Date.now() });
@@ -17,6 +22,7 @@ function writerFor(store: ReturnType<typeof memoryStore>, id: string, ready?: Pr
   const writer = new RunWriter(store, id, `w.${id}`, {
     maxBufferedEvents: 100,
     retryDelayMs: 10,
+    maxStoreWaitMs: 60_000,
     onOverflow: () => stops.push("overflow"),
     onEndedElsewhere: () => stops.push("ended elsewhere"),
     ...(ready ? { ready } : {}),
@@ -82,6 +88,7 @@ describe("RunWriter", () => {
     const writer = new RunWriter(recording, "burst", "w.burst", {
       maxBufferedEvents: 100,
       retryDelayMs: 10,
+      maxStoreWaitMs: 60_000,
       onOverflow: () => {},
       onEndedElsewhere: () => {},
     });
@@ -127,6 +134,7 @@ describe("RunWriter", () => {
     const stalled = new RunWriter(stuck, "w", "w.stuck", {
       maxBufferedEvents: 100,
       retryDelayMs: 10,
+      maxStoreWaitMs: 60_000,
       onOverflow: () => {},
       onEndedElsewhere: () => {},
     });
@@ -145,7 +153,7 @@ afterEach(async () => {
  * A Redis store on its own connections, as the gateway makes them: commands wait through an outage
  * (`maxRetriesPerRequest: null`) and the client reconnects quickly.
  */
-async function redisStore(url: string): Promise<StreamStore> {
+async function redisBackend(url: string): Promise<{ store: StreamStore; pubsub: PubSub }> {
   const options = {
     lazyConnect: true,
     maxRetriesPerRequest: null,
@@ -157,9 +165,10 @@ async function redisStore(url: string): Promise<StreamStore> {
   command.on("error", () => {});
   subscriber.on("error", () => {});
   await Promise.all([command.connect(), subscriber.connect()]);
+  const pubsub = createRedisPubSub(subscriber, command);
   const store = createRedisStore({
     redis: command,
-    pubsub: createRedisPubSub(subscriber, command),
+    pubsub,
     keys: createKeyScheme(randomPrefix()),
     retention: DEFAULT_RETENTION,
   });
@@ -168,20 +177,50 @@ async function redisStore(url: string): Promise<StreamStore> {
     command.disconnect();
     subscriber.disconnect();
   });
-  return store;
+  return { store, pubsub };
+}
+
+const redisStore = async (url: string) => (await redisBackend(url)).store;
+
+/** A redis-server of the test's own, kept on disk (a restart keeps the sessions), and a client to steer it. */
+async function ownRedis(): Promise<{ redis: RedisServerHandle; admin: Redis }> {
+  const redis = await startRedis({ persistent: true });
+  cleanups.push(() => redis.dispose());
+  const admin = new Redis(redis.url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: null,
+    retryStrategy: () => 20,
+  });
+  admin.on("error", () => {});
+  await admin.connect();
+  cleanups.push(() => admin.disconnect());
+  return { redis, admin };
 }
 
 const BUFFER = 8;
 
-function boundedWriter(store: StreamStore, id: string) {
-  const stops: string[] = [];
+/** `what` records, in order, the writer's overflow, its waits for an unavailable store, and a stop. */
+function boundedWriter(
+  store: StreamStore,
+  id: string,
+  {
+    maxStoreWaitMs = 60_000,
+    onStoreWait = () => {},
+  }: { maxStoreWaitMs?: number; onStoreWait?: () => void } = {},
+) {
+  const what: string[] = [];
   const writer = new RunWriter(store, id, `w.${id}`, {
     maxBufferedEvents: BUFFER,
     retryDelayMs: 10,
-    onOverflow: () => stops.push("overflow"),
-    onEndedElsewhere: () => stops.push("ended elsewhere"),
+    maxStoreWaitMs,
+    onOverflow: () => what.push("overflow"),
+    onStoreWait: () => {
+      what.push("store wait");
+      onStoreWait();
+    },
+    onEndedElsewhere: () => what.push("ended elsewhere"),
   });
-  return { writer, stops };
+  return { writer, what };
 }
 
 const STORES: Record<string, () => Promise<StreamStore>> = {
@@ -193,7 +232,7 @@ describe.each(Object.keys(STORES))("RunWriter backpressure over the %s store", (
   it("a buffer that fills while the store answers makes the run wait for room, never overflow", async () => {
     const store = await STORES[kind]!();
     await store.createSession(session("fast"));
-    const { writer, stops } = boundedWriter(store, "fast");
+    const { writer, what } = boundedWriter(store, "fast");
     const total = 20 * BUFFER;
     let waits = 0;
     // As fast as a run can push: nothing but the writer's own promises ever lets the store answer.
@@ -213,78 +252,272 @@ describe.each(Object.keys(STORES))("RunWriter backpressure over the %s store", (
       type: "done",
       data: { session_id: "fast", total_tokens: total, finish_reason: "stop" },
     });
-    expect(stops).toEqual([]);
+    expect(what).toEqual([]);
     expect(waits).toBeGreaterThan(0);
+    expect(writer.fullBufferWaits).toBe(waits);
     const { events } = await store.read("fast", null, total + 10);
     const contents = events.filter((event) => event.type === "token").map((event) => event.data);
     expect(contents).toEqual(Array.from({ length: total }, (_, i) => JSON.stringify({ content: `t${i} ` })));
     expect(events.at(-1)?.type).toBe("done");
     expect((await store.getSession("fast"))?.status).toBe("done");
   });
+});
 
-  it("a buffer that fills while the store is not ready overflows at once", async () => {
-    const real = await STORES[kind]!();
-    await real.createSession(session("down"));
-    const down: StreamStore = { ...real, isReady: () => false, append: () => new Promise(() => {}) };
-    const { writer, stops } = boundedWriter(down, "down");
-    for (let i = 0; i < BUFFER - 1; i++) expect(writer.push(token("x"))).toBeUndefined();
-    expect(stops).toEqual([]);
-    expect(writer.push(token("x"))).toBeUndefined();
-    expect(stops).toEqual(["overflow"]);
-    expect(writer.push(token("ignored"))).toBeUndefined();
-    expect(writer.bufferedEvents).toBe(BUFFER);
+/** Pushes `total` tokens as fast as a run does, awaiting room when told; `onFull` runs at each wait. */
+async function pushAll(
+  writer: RunWriter,
+  total: number,
+  onFull: (i: number) => Promise<void> | void = () => {},
+): Promise<void> {
+  for (let i = 0; i < total; i++) {
+    const room = writer.push(token(`t${i} `));
+    if (room === undefined) continue;
+    await onFull(i);
+    await room;
+  }
+}
+
+const tokensOf = (events: Array<{ type: string; data: string }>) =>
+  events
+    .filter((event) => event.type === "token")
+    .map((event) => (JSON.parse(event.data) as { content: string }).content);
+
+describe("RunWriter through a Redis outage", () => {
+  it("a full buffer waits out a Redis restart shorter than the bound: every event lands once, in order", async () => {
+    const { redis } = await ownRedis();
+    const store = await redisStore(redis.url);
+    await store.createSession(session("restart"));
+    // Redis comes back only once the run waits on its full buffer for the store (the writer says so).
+    const { writer, what } = boundedWriter(store, "restart", { onStoreWait: () => void redis.start() });
+    const total = 30 * BUFFER;
+    let stopped = false;
+    await pushAll(writer, total, async (i) => {
+      // Mid-run, while the run is held by backpressure: Redis goes away (its data stays on disk).
+      if (!stopped && i > 10 * BUFFER) {
+        stopped = true;
+        await redis.stop();
+      }
+    });
+    await writer.finish({
+      type: "done",
+      data: { session_id: "restart", total_tokens: total, finish_reason: "stop" },
+    });
+    expect(stopped).toBe(true);
+    expect(what).toEqual(["store wait"]);
+    const { events } = await store.read("restart", null, total + 10);
+    expect(tokensOf(events)).toEqual(Array.from({ length: total }, (_, i) => `t${i} `));
+    expect(events.at(-1)?.type).toBe("done");
   });
 
-  it("appends that fail while the run waits for room end the wait with an overflow", async () => {
-    const real = await STORES[kind]!();
-    await real.createSession(session("failing"));
-    let failAppends: (error: Error) => void = () => {};
-    const failing = new Promise<never>((_, reject) => {
-      failAppends = reject;
+  it("a full buffer waits while Redis holds its writes (CLIENT PAUSE WRITE), and goes on once it lets them through", async () => {
+    const PAUSE_MS = 300;
+    const { redis, admin } = await ownRedis();
+    const store = await redisStore(redis.url);
+    await store.createSession(session("held"));
+    // Many watchdog checks (every 10 ms) fit in the pause: any of them could end the run, none may.
+    const { writer, what } = boundedWriter(store, "held");
+    const total = 10 * BUFFER;
+    let pausedAt: number | null = null;
+    await pushAll(writer, total, async (i) => {
+      if (pausedAt !== null || i < 2 * BUFFER) return;
+      pausedAt = Date.now();
+      // Redis answers, and holds every write for PAUSE_MS: the run's appends wait in it, its buffer full.
+      await admin.call("CLIENT", "PAUSE", String(PAUSE_MS), "WRITE");
     });
-    failing.catch(() => {});
-    const { writer, stops } = boundedWriter({ ...real, append: () => failing }, "failing");
+    await writer.finish({
+      type: "done",
+      data: { session_id: "held", total_tokens: total, finish_reason: "stop" },
+    });
+    expect(pausedAt).not.toBeNull();
+    // The last appends were sent after the pause began: they cannot have landed before it ended.
+    expect(Date.now() - (pausedAt ?? 0)).toBeGreaterThanOrEqual(PAUSE_MS);
+    expect(what).toEqual([]);
+    const { events } = await store.read("held", null, total + 10);
+    expect(tokensOf(events)).toEqual(Array.from({ length: total }, (_, i) => `t${i} `));
+  });
+
+  it("a Redis away for longer than the bound overflows the full buffer, no sooner; what it held is written once Redis returns", async () => {
+    const BOUND_MS = 400;
+    const { redis } = await ownRedis();
+    const store = await redisStore(redis.url);
+    await store.createSession(session("gone"));
+    const { writer, what } = boundedWriter(store, "gone", { maxStoreWaitMs: BOUND_MS });
+    await redis.stop();
+    const pushedAt = Date.now();
     let room: Promise<void> | undefined;
-    for (let i = 0; i < BUFFER; i++) room = writer.push(token("x"));
-    expect(room).toBeInstanceOf(Promise);
-    expect(stops).toEqual([]);
-    failAppends(new Error("ERR the store refuses"));
+    for (let i = 0; room === undefined; i++) room = writer.push(token(`t${i} `));
     await room;
-    expect(stops).toEqual(["overflow"]);
+    // The bound is counted from the first append the store did not take.
+    expect(Date.now() - pushedAt).toBeGreaterThanOrEqual(BOUND_MS);
+    expect(what).toEqual(["store wait", "overflow"]);
+    expect(writer.push(token("after the overflow"))).toBeUndefined();
+    expect(writer.bufferedEvents).toBe(BUFFER);
+
+    await redis.start();
+    await writer.finish({ type: "error", data: { code: "store_unavailable", message: "cut short" } });
+    const { events } = await store.read("gone", null, 100);
+    expect(tokensOf(events)).toEqual(Array.from({ length: BUFFER }, (_, i) => `t${i} `));
+    expect(events.at(-1)?.type).toBe("error");
+  });
+
+  it("appends refused by Redis (out of memory) are waited out within the bound, and overflow past it", async () => {
+    const { redis, admin } = await ownRedis();
+    const store = await redisStore(redis.url);
+    await store.createSession(session("refused"));
+    await store.createSession(session("refused-long"));
+    // Every write refused with an error (`OOM command not allowed…`): the store answers, and takes nothing.
+    await admin.call("CONFIG", "SET", "maxmemory", "1");
+    const { writer, what } = boundedWriter(store, "refused", {
+      onStoreWait: () => void admin.call("CONFIG", "SET", "maxmemory", "0"),
+    });
+    await pushAll(writer, 4 * BUFFER);
+    await writer.finish({
+      type: "done",
+      data: { session_id: "refused", total_tokens: 0, finish_reason: "stop" },
+    });
+    expect(what).toEqual(["store wait"]);
+    expect(tokensOf((await store.read("refused", null, 100)).events)).toHaveLength(4 * BUFFER);
+
+    await admin.call("CONFIG", "SET", "maxmemory", "1");
+    const long = boundedWriter(store, "refused-long", { maxStoreWaitMs: 300 });
+    await pushAll(long.writer, 4 * BUFFER);
+    expect(long.what).toEqual(["store wait", "overflow"]);
+    await admin.call("CONFIG", "SET", "maxmemory", "0");
+    await long.writer.finish({ type: "error", data: { code: "store_unavailable", message: "cut short" } });
+    const { events } = await store.read("refused-long", null, 100);
+    expect(tokensOf(events)).toHaveLength(BUFFER);
+    expect(events.at(-1)?.type).toBe("error");
   });
 });
 
-describe("RunWriter backpressure over a Redis that goes away", () => {
-  it("waits while Redis holds its appends, and overflows once Redis is gone", async () => {
-    const redis = await startRedis();
-    cleanups.push(() => redis.dispose());
-    const store = await redisStore(redis.url);
-    await store.createSession(session("held"));
-    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-    admin.on("error", () => {});
-    await admin.connect();
-    cleanups.push(() => admin.disconnect());
+/**
+ * A model that streams `total` tokens as fast as it is read (a burst), and calls `at(i)` before its
+ * i-th token: what the test does to Redis mid-run. Its `aborted` resolves when the run stops reading it.
+ */
+function burstModel(
+  total: number,
+  at: (i: number) => Promise<void> | void,
+): ModelProvider & { aborted: Promise<void> } {
+  let markAborted: () => void = () => {};
+  const aborted = new Promise<void>((resolve) => {
+    markAborted = resolve;
+  });
+  return {
+    name: "openai",
+    aborted,
+    async *stream({ signal }) {
+      signal.addEventListener("abort", () => markAborted(), { once: true });
+      for (let i = 0; i < total; i++) {
+        await at(i);
+        yield { kind: "token", content: `t${i} ` };
+      }
+      yield { kind: "finish", reason: "stop" };
+    },
+  };
+}
 
-    // Redis answers, but holds every write: the run's appends are in flight, its buffer full.
-    await admin.call("CLIENT", "PAUSE", "60000", "WRITE");
-    const { writer, stops } = boundedWriter(store, "held");
-    let room: Promise<void> | undefined;
-    for (let i = 0; i < BUFFER; i++) room = writer.push(token("x"));
-    expect(room).toBeInstanceOf(Promise);
-    let waitEnded = false;
-    void room?.then(() => {
-      waitEnded = true;
+/** Resolves once a log line with this message has been written. */
+async function logged(lines: Array<Record<string, unknown>>, msg: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const line = lines.find((candidate) => candidate.msg === msg);
+    if (line) return line;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const STORE_WAIT_LOG = "the store is unavailable and the run's buffer is full: the run waits for it";
+const RUN_BUFFER = 16;
+const RUN_TOKENS = 2_000;
+
+/** A RunManager as the gateway makes one, on the test's own Redis, reading `model`. */
+async function runManager(redisUrl: string, model: ModelProvider, runStoreOutageMs: number) {
+  const { store, pubsub } = await redisBackend(redisUrl);
+  const { sink, lines } = logLines();
+  const runs = new RunManager(
+    {
+      store,
+      pubsub,
+      controlChannel: `${randomPrefix()}control`,
+      providers: { openai: model, simulated: model },
+      metrics: createMetrics({ defaultMetrics: false }),
+      logger: pino({ level: "info" }, sink),
+    },
+    {
+      instanceId: "i1",
+      defaultModel: "gpt-test",
+      leaseMs: 10_000,
+      cancelGraceMs: 1_000,
+      runBufferMaxEvents: RUN_BUFFER,
+      runStoreOutageMs,
+    },
+  );
+  await runs.init();
+  cleanups.push(() => runs.stop());
+  return { runs, store, lines };
+}
+
+describe("a fast run through a Redis outage", () => {
+  it("Redis restarted while the run waits on its full buffer: the run ends done, its text exact", async () => {
+    const { redis } = await ownRedis();
+    let stoppedAt = -1;
+    const model = burstModel(RUN_TOKENS, async (i) => {
+      if (i !== RUN_TOKENS / 4) return;
+      stoppedAt = i;
+      await redis.stop();
     });
-    // Several of the watchdog's checks later, the connected store still holds the run, unharmed.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(store.isReady()).toBe(true);
-    expect(waitEnded).toBe(false);
-    expect(stops).toEqual([]);
+    const { runs, store, lines } = await runManager(redis.url, model, 60_000);
+    const started = await runs.start({ messages: [{ role: "user", content: "go" }], freshId: true });
+    if (started.kind !== "started") throw new Error("the run did not start");
+    // Redis comes back once the run says it waits for it with a full buffer (not at once: the wait is
+    // what is under test).
+    const waiting = await logged(lines, STORE_WAIT_LOG);
+    await redis.start();
+    expect(await runs.waitForRuns(60_000)).toBe(true);
 
-    // Redis goes away with the appends: the wait must not outlast it.
-    await redis.stop();
-    await room;
-    expect(stops).toEqual(["overflow"]);
-    expect(store.isReady()).toBe(false);
+    expect(stoppedAt).toBe(RUN_TOKENS / 4);
+    expect(waiting.sessionId).toBe(started.session.id);
+    const { events } = await store.read(started.session.id, null, RUN_TOKENS + 10);
+    expect(tokensOf(events).join("")).toBe(Array.from({ length: RUN_TOKENS }, (_, i) => `t${i} `).join(""));
+    expect(
+      events.filter((event) => ["done", "error", "cancelled"].includes(event.type)).map((e) => e.type),
+    ).toEqual(["done"]);
+    expect(events.at(-1)?.type).toBe("done");
+    const ended = await logged(lines, "run ended");
+    expect(ended).toMatchObject({ status: "done", tokens: RUN_TOKENS });
+    expect(ended.fullBufferWaits).toBeGreaterThan(0);
+  });
+
+  it("Redis away for longer than RUN_STORE_OUTAGE_MS: the run ends error store_unavailable, its text a prefix", async () => {
+    const OUTAGE_BOUND_MS = 500;
+    const { redis } = await ownRedis();
+    let stoppedAt = 0;
+    const model = burstModel(RUN_TOKENS, async (i) => {
+      if (i !== RUN_TOKENS / 4) return;
+      await redis.stop();
+      stoppedAt = Date.now();
+    });
+    const { runs, store, lines } = await runManager(redis.url, model, OUTAGE_BOUND_MS);
+    const started = await runs.start({ messages: [{ role: "user", content: "go" }], freshId: true });
+    if (started.kind !== "started") throw new Error("the run did not start");
+    // The run gives up on its own (it stops reading the model); Redis returns only then, so that its
+    // terminal event can be written.
+    await model.aborted;
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(OUTAGE_BOUND_MS);
+    await redis.start();
+    expect(await runs.waitForRuns(60_000)).toBe(true);
+
+    await logged(lines, STORE_WAIT_LOG);
+    const { events } = await store.read(started.session.id, null, RUN_TOKENS + 10);
+    const terminals = events.filter((event) => ["done", "error", "cancelled"].includes(event.type));
+    expect(terminals.map((event) => `${event.type} ${event.data}`)).toEqual([
+      expect.stringMatching(/^error \{"code":"store_unavailable"/),
+    ]);
+    expect(events.at(-1)?.type).toBe("error");
+    const text = tokensOf(events).join("");
+    const upstream = Array.from({ length: RUN_TOKENS }, (_, i) => `t${i} `).join("");
+    expect(text.length).toBeGreaterThan(0);
+    expect(text.length).toBeLessThan(upstream.length);
+    expect(upstream.startsWith(text)).toBe(true);
+    expect(await logged(lines, "run ended")).toMatchObject({ status: "error" });
   });
 });
