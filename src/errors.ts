@@ -87,6 +87,17 @@ export function isExpectedOutage(error: AppError): boolean {
   return error.status === 503 && (error.code === "unavailable" || error.code === "draining");
 }
 
+/**
+ * What the log says of an error outside a request's own answer (a stream that failed after it opened,
+ * a retried read, a run): an expected outage as its code and message, without a stack; anything else
+ * as is, with its stack.
+ */
+export function loggedError(error: unknown, storeReady: () => boolean): unknown {
+  const appError = toAppError(error, storeReady);
+  if (!isExpectedOutage(appError)) return error;
+  return { code: appError.code, message: error instanceof Error ? error.message : appError.message };
+}
+
 /** What a failed request's access log line says of an expected failure (code and message, no stack). */
 export interface FailureNote {
   code: string;
@@ -112,25 +123,20 @@ export interface ErrorWriter {
 export function createErrorWriter(logger: Logger, storeReady: () => boolean): ErrorWriter {
   return {
     send(res, error, headers = {}) {
-      const appError = toAppError(error, storeReady);
-      const expected = isExpectedOutage(appError);
-      const note: FailureNote = { code: appError.code, message: appError.message };
       if (res.headersSent) {
-        if (!(error instanceof AppError)) {
-          const requestId = headers["X-Request-Id"] ?? res.getHeader("X-Request-Id");
-          logger.warn(
-            { err: expected ? note : error, req: { id: requestId } },
-            "stream failed after it opened",
-          );
-        }
+        logStreamFailure(logger, res, error, storeReady, headers);
         res.end();
         return;
       }
+      const appError = toAppError(error, storeReady);
+      const expected = isExpectedOutage(appError);
+      const note: FailureNote = { code: appError.code, message: appError.message };
+      // Logged whether or not the body was read: an outage once, in the access log line; a fault here.
       if (expected) (res as { failure?: FailureNote }).failure = note;
+      else if (appError.status >= 500) logger.error({ err: error }, "request failed");
       // Refused before its body has all come (the token is checked first): the connection closes after
       // the answer (Connection: close), rather than wait for a body nobody reads and time out on it.
       if (hasUnreadBody(res.req)) res.shouldKeepAlive = false;
-      else if (appError.status >= 500) logger.error({ err: error }, "request failed");
       const body = JSON.stringify(errorBody(appError.code, appError.message));
       res.writeHead(appError.status, {
         ...headers,
@@ -141,6 +147,25 @@ export function createErrorWriter(logger: Logger, storeReady: () => boolean): Er
       res.end(body);
     },
   };
+}
+
+/**
+ * A stream whose head is out failed: logged once at warn (an AppError was the stream's own answer,
+ * already told; an expected outage without its stack).
+ */
+export function logStreamFailure(
+  logger: Logger,
+  res: ServerResponse,
+  error: unknown,
+  storeReady: () => boolean,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  if (error instanceof AppError) return;
+  const requestId = headers["X-Request-Id"] ?? res.getHeader("X-Request-Id");
+  logger.warn(
+    { err: loggedError(error, storeReady), req: { id: requestId } },
+    "stream failed after it opened",
+  );
 }
 
 function hasUnreadBody(req: IncomingMessage | undefined): boolean {

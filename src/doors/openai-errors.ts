@@ -6,7 +6,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { type ErrorWriter, isExpectedOutage, toAppError } from "../errors.js";
+import { type ErrorWriter, isExpectedOutage, logStreamFailure, toAppError } from "../errors.js";
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; code: string | null; param: string | null };
@@ -77,12 +77,12 @@ export function writeOpenAIError(
 export function createOpenAIErrorWriter(logger: Logger, storeReady: () => boolean): ErrorWriter {
   return {
     send(res, error, headers = {}) {
-      const appError = toAppError(error, storeReady);
       if (res.headersSent) {
-        if (!(appError === error)) logger.warn({ err: error }, "stream failed after it opened");
+        logStreamFailure(logger, res, error, storeReady, headers);
         res.end();
         return;
       }
+      const appError = toAppError(error, storeReady);
       if (isExpectedOutage(appError)) {
         (res as { failure?: { code: string; message: string } }).failure = {
           code: appError.code,

@@ -11,6 +11,7 @@
  * or held: most connections are live, and idle, for most of their life.
  */
 import type { Logger } from "pino";
+import { loggedError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import { comparePositions } from "../store/positions.js";
 import type { ReadResult, StoredEvent, StreamStore } from "../store/types.js";
@@ -61,6 +62,12 @@ interface PendingRead {
 }
 
 const ignore = (): void => {};
+
+/**
+ * Readers whose last read failed in an outage (logged once). Kept here, not in a catch-up: a reader
+ * waiting to retry is in none (its connection's catch-up is dropped once idle).
+ */
+const failingInOutage = new WeakSet<SessionReader>();
 
 export class CatchUp {
   /** Readers owed a turn: `behind`/`resuming` ones, and `reading` ones whose next batch is held. */
@@ -150,6 +157,7 @@ export class CatchUp {
       this.pump();
       return;
     }
+    failingInOutage.delete(reader);
     const { metrics } = this.deps;
     const { catchUpBatch, maxConcurrentReads } = this.options;
     const gap = read.checkGap ? result.gap : null;
@@ -189,11 +197,29 @@ export class CatchUp {
     const reader = read.reader;
     if (this.remove(read) && reader.state === "reading") {
       reader.readFailed(read.checkGap);
-      this.deps.logger.warn({ err: error, sessionId: reader.sessionId }, "catch-up read failed; retrying");
+      this.logFailure(reader, error);
       const owner = this.owner;
       setTimeout(() => owner.catchUp(reader), this.options.retryReadAfterMs).unref();
     }
     this.pump();
+  }
+
+  /**
+   * A fault is logged with its stack at every retry. An outage (the store unreachable or silent) is
+   * logged once, without a stack, when the reader's reads start failing; its retries until a read
+   * succeeds only at debug, or every reader would log once per retry for as long as the outage lasts.
+   */
+  private logFailure(reader: SessionReader, error: unknown): void {
+    const { logger, store } = this.deps;
+    const err = loggedError(error, () => store.isReady());
+    if (err === error) {
+      logger.warn({ err, sessionId: reader.sessionId }, "catch-up read failed; retrying");
+    } else if (failingInOutage.has(reader)) {
+      logger.debug({ err, sessionId: reader.sessionId }, "catch-up read failed again; retrying");
+    } else {
+      failingInOutage.add(reader);
+      logger.warn({ err, sessionId: reader.sessionId }, "catch-up read failed; retrying");
+    }
   }
 
   /** Sends a store read of the reader's next batch, in turn or held (read ahead). */
