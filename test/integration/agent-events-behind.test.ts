@@ -1,21 +1,22 @@
 /**
  * Readers that are behind, on another instance than the run: a compacted session's snapshot restores
  * reasoning and tool calls as well as text, and a catch-up that folds deltas (MERGE_TOKENS_WHEN_BEHIND)
- * folds reasoning like tokens but never tool-call deltas of different calls. Real SDK, real fixture.
+ * folds reasoning like tokens but never tool-call deltas of different calls; on a single-session and on
+ * a multiplexed connection alike. Real SDK, real fixture.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { reasoningSteps, type ScriptedCall, toolCallSteps } from "../fixtures/openai-scripts.js";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
 import {
-  collectUntilClosed,
-  postJson,
-  randomPrefix,
-  type SseEvent,
-  startTestGateway,
-  type TestGateway,
-} from "../helpers/index.js";
-
-type Json = Record<string, unknown>;
+  type AgentPair,
+  assemble,
+  expectFoldedDeltasOfOneCall,
+  type Json,
+  sessionFrames,
+  startAgentPair,
+  startRun,
+} from "../helpers/agent-pair.js";
+import { collectUntilClosed, type SseEvent, type TestGateway } from "../helpers/index.js";
 
 const REASONING = Array.from({ length: 30 }, (_, i) => (i % 7 === 0 ? ` step ${i} "é"\n` : ` r${i}`));
 const ANSWER = Array.from({ length: 30 }, (_, i) => (i % 11 === 0 ? ` 🎉${i}` : ` t${i}`));
@@ -31,84 +32,42 @@ const EXPECTED = {
   calls: CALLS.map((call, index) => ({ index, id: call.id, name: call.name, arguments: call.args.join("") })),
 };
 
-/** Folds what a reader received (snapshot first, if any) into reasoning, content and calls. */
-function assemble(events: SseEvent[]) {
-  let reasoning = "";
-  let content = "";
-  const calls = new Map<number, { index: number; id?: string; name?: string; arguments: string }>();
-  const callAt = (index: number) => {
-    const call = calls.get(index) ?? { index, arguments: "" };
-    calls.set(index, call);
-    return call;
-  };
-  for (const event of events) {
-    const data = JSON.parse(event.data) as Json;
-    switch (event.event) {
-      case "snapshot":
-        reasoning = data.reasoning as string;
-        content = data.content as string;
-        calls.clear();
-        for (const call of data.tool_calls as Array<Json>) Object.assign(callAt(call.index as number), call);
-        break;
-      case "reasoning":
-        reasoning += data.content as string;
-        break;
-      case "token":
-        content += data.content as string;
-        break;
-      case "tool_call_delta": {
-        const call = callAt(data.index as number);
-        if (typeof data.id === "string") call.id = data.id;
-        if (typeof data.name === "string") call.name = data.name;
-        call.arguments += data.arguments as string;
-        break;
-      }
-      case "tool_call":
-        Object.assign(callAt(data.index as number), data);
-        break;
-    }
-  }
-  return { reasoning, content, calls: [...calls.values()].sort((a, b) => a.index - b.index) };
-}
-
 let fixture: OpenAIFixture;
-const gateways: TestGateway[] = [];
+const pairs: AgentPair[] = [];
 beforeAll(async () => {
   fixture = await startOpenAIFixture();
 });
 afterEach(async () => {
-  for (const gateway of gateways.splice(0)) await gateway.close();
+  for (const started of pairs.splice(0)) await started.close();
 });
 afterAll(async () => {
   await fixture?.close();
 });
 
 async function pair(env: Record<string, string>) {
-  const options = {
-    redisUrl: inject("redisUrl"),
-    prefix: randomPrefix(),
-    env: { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fixture.url, DEFAULT_MODEL: "gpt-test", ...env },
-  };
-  const writer = await startTestGateway(options);
-  const reader = await startTestGateway(options);
-  gateways.push(writer, reader);
-  return { writer, reader };
+  const started = await startAgentPair(fixture, env);
+  pairs.push(started);
+  return started;
 }
 
-/** A run that reasons, answers and calls two tools; read in full once it has ended. */
-async function runAndReadLate(writer: TestGateway, reader: TestGateway): Promise<SseEvent[]> {
+/** Starts a run that reasons, answers and calls two tools; resolves once it has ended. */
+async function runToEnd(writer: TestGateway): Promise<string> {
   fixture.script({
     steps: [...reasoningSteps(REASONING, ANSWER), ...toolCallSteps(CALLS)],
     finishReason: "tool_calls",
   });
-  const created = await postJson(`${writer.url}/api/v1/sessions`, {
+  const id = await startRun(writer, {
     message: "go",
     tools: CALLS.map((call) => ({ type: "function", function: { name: call.name } })),
   });
-  expect(created.status, created.text).toBe(201);
-  const id = created.body.id as string;
   // The run's own stream on its instance ends with it; the late reader comes after.
   await collectUntilClosed(`${writer.url}/api/v1/sessions/${id}/stream`);
+  return id;
+}
+
+/** The run, read in full on the other instance once it has ended. */
+async function runAndReadLate(writer: TestGateway, reader: TestGateway): Promise<SseEvent[]> {
+  const id = await runToEnd(writer);
   return (await collectUntilClosed(`${reader.url}/api/v1/sessions/${id}/stream`)).events;
 }
 
@@ -131,18 +90,49 @@ describe("readers behind", () => {
     expect(assemble(events)).toEqual(EXPECTED);
     const reasoningFrames = events.filter((e) => e.event === "reasoning");
     expect(reasoningFrames.length).toBeLessThan(REASONING.length);
-    const deltas = events.filter((e) => e.event === "tool_call_delta").map((e) => JSON.parse(e.data) as Json);
+    const deltas = events.filter((e) => e.event === "tool_call_delta");
     const deltaCount = CALLS.reduce((sum, call) => sum + call.args.length + 1, 0);
     expect(deltas.length).toBeLessThan(deltaCount);
-    // Each folded frame is one call's: its arguments are a contiguous piece of that call's arguments.
-    for (const delta of deltas) {
-      const whole = EXPECTED.calls[delta.index as number]!.arguments;
-      expect(whole).toContain(delta.arguments as string);
-    }
-    // Frames keep the stream's order: no frame of call 0 after call 1 started.
-    const order = events.flatMap((e) =>
-      e.event === "tool_call_delta" || e.event === "tool_call" ? [(JSON.parse(e.data) as Json).index] : [],
+    expectFoldedDeltasOfOneCall(
+      events.map((e) => [e.event, e.data]),
+      EXPECTED,
     );
-    expect(order).toEqual([...order].sort());
+  });
+});
+
+describe("multiplexed readers behind", () => {
+  /** Two such runs, read late together on one multiplexed connection on the other instance. */
+  async function readLateTogether(env: Record<string, string>) {
+    const { writer, reader } = await pair(env);
+    const ids = [await runToEnd(writer), await runToEnd(writer)];
+    const mux = await collectUntilClosed(`${reader.url}/api/v1/stream?sessions=${ids.join(",")}`);
+    return { ids, events: mux.events };
+  }
+
+  it("each compacted session's snapshot restores reasoning and tool calls", async () => {
+    const { ids, events } = await readLateTogether({ MAX_EVENTS_PER_SESSION: "10" });
+    for (const id of ids) {
+      const frames = sessionFrames(events, id);
+      expect(frames[0]![0]).toBe("snapshot");
+      const snapshot = JSON.parse(frames[0]![1]) as Json;
+      expect(snapshot.reasoning).toBe(EXPECTED.reasoning);
+      expect((snapshot.folded as Json).reasoning).toBe(REASONING.length);
+      expect(frames.length).toBeLessThanOrEqual(11);
+      expect(assemble(events, id)).toEqual(EXPECTED);
+      expect(frames.at(-1)![0]).toBe("done");
+    }
+  });
+
+  it("a catch-up folds each session's reasoning runs and one call's deltas, never two calls' together", async () => {
+    const { ids, events } = await readLateTogether({ CATCH_UP_BATCH: "8" });
+    const deltaCount = CALLS.reduce((sum, call) => sum + call.args.length + 1, 0);
+    for (const id of ids) {
+      const frames = sessionFrames(events, id);
+      expect(assemble(events, id)).toEqual(EXPECTED);
+      expect(frames.filter(([type]) => type === "reasoning").length).toBeLessThan(REASONING.length);
+      expect(frames.filter(([type]) => type === "tool_call_delta").length).toBeLessThan(deltaCount);
+      expectFoldedDeltasOfOneCall(frames, EXPECTED);
+      expect(frames.at(-1)![0]).toBe("done");
+    }
   });
 });

@@ -1,11 +1,11 @@
 /**
  * Agent streams in full, through the REAL `openai` SDK against the fixture's real wire formats, on two
  * gateways sharing one Redis: a run started on one instance is read on the other, byte for byte
- * (tool-call deltas and calls, reasoning, refusals, usage details, the Responses API's events), and a
- * run's request reaches the upstream with every field as sent.
+ * (tool-call deltas and calls, reasoning, refusals, usage details, other choices left out), on a
+ * single-session and on a multiplexed stream alike, and a run's request reaches the upstream with every
+ * field as sent. The Responses API's side is agent-events-responses.test.ts.
  */
 import { EventSource } from "eventsource";
-import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import {
   connect,
@@ -14,56 +14,27 @@ import {
   type ToolCallData,
   type UsageData,
 } from "../../src/client/index.js";
-import { reasoningSteps, refusalSteps, responsesEvents, toolCallSteps } from "../fixtures/openai-scripts.js";
+import { reasoningSteps, refusalSteps, toolCallSteps } from "../fixtures/openai-scripts.js";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
+import {
+  type AgentPair,
+  frame,
+  histogramCounts,
+  type Json,
+  parseSse,
+  roundTrip,
+  sessionFrames,
+  startAgentPair,
+  startRun,
+  WEATHER,
+} from "../helpers/agent-pair.js";
 import {
   collectUntilClosed,
   postJson,
   randomPrefix,
-  type SseEvent,
   startTestGateway,
   type TestGateway,
 } from "../helpers/index.js";
-
-type Json = Record<string, unknown>;
-
-/** Two instances on one Redis (one key prefix), calling the fixture through the SDK. */
-async function startPair(fixture: OpenAIFixture, env: Record<string, string> = {}) {
-  const prefix = randomPrefix();
-  const options = {
-    redisUrl: inject("redisUrl"),
-    prefix,
-    env: { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fixture.url, DEFAULT_MODEL: "gpt-test", ...env },
-  };
-  const writer = await startTestGateway(options);
-  const reader = await startTestGateway(options);
-  return {
-    writer,
-    reader,
-    close: async () => {
-      await writer.close();
-      await reader.close();
-    },
-  };
-}
-
-/** Starts a run on `writer`, reads it whole on `reader`: [type, data as sent] after `start`. */
-async function roundTrip(
-  writer: TestGateway,
-  reader: TestGateway,
-  body: Json,
-): Promise<{ id: string; frames: Array<[string, string]>; events: SseEvent[] }> {
-  const created = await postJson(`${writer.url}/api/v1/sessions`, body);
-  expect(created.status, created.text).toBe(201);
-  const id = created.body.id as string;
-  const stream = await collectUntilClosed(`${reader.url}/api/v1/sessions/${id}/stream`);
-  const events = stream.events;
-  expect(events[0]?.event).toBe("start");
-  expect(JSON.parse(events[0]!.data)).toMatchObject({ model: body.model ?? "gpt-test" });
-  return { id, frames: events.slice(1).map((e) => [e.event, e.data]), events };
-}
-
-const frame = (type: string, data: Json): [string, string] => [type, JSON.stringify(data)];
 
 const USAGE = {
   prompt_tokens: 40,
@@ -79,21 +50,12 @@ const USAGE_EVENT = {
   reasoning_tokens: 12,
   cached_tokens: 32,
 };
-const WEATHER = {
-  type: "function",
-  function: {
-    name: "get_weather",
-    description: "Current weather in a city",
-    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
-  },
-};
-
 describe("Chat Completions upstream, read on another instance", () => {
   let fixture: OpenAIFixture;
-  let pair: Awaited<ReturnType<typeof startPair>>;
+  let pair: AgentPair;
   beforeAll(async () => {
     fixture = await startOpenAIFixture();
-    pair = await startPair(fixture);
+    pair = await startAgentPair(fixture);
   });
   afterAll(async () => {
     await pair?.close();
@@ -198,6 +160,77 @@ describe("Chat Completions upstream, read on another instance", () => {
       ...parts.map((content) => frame("refusal", { content })),
       frame("usage", { prompt_tokens: 9, completion_tokens: 9, total_tokens: 18 }),
       frame("done", { session_id: id, total_tokens: 18, finish_reason: "stop" }),
+    ]);
+  });
+
+  it("n > 1 as OpenAI streams it: only choice 0 reaches the session, done has choice 0's finish reason", async () => {
+    // Each choice streams in its own chunks and finishes in its own chunk, after its last delta; the
+    // gateway never asks for n > 1, but an upstream that sends it anyway must not mix the choices.
+    const cases = [
+      {
+        choices: [
+          { tokens: ["Yes", ", from", " choice 0."] },
+          { tokens: ["No", " — choice 1", " goes on", " longer."], finishReason: "length" },
+        ],
+        finish: "stop",
+      },
+      {
+        choices: [
+          { tokens: ["Choice 0", " is", " the long", " one."], finishReason: "length" },
+          { tokens: ["Short."], finishReason: "stop" },
+        ],
+        finish: "length",
+      },
+    ];
+    for (const { choices, finish } of cases) {
+      fixture.script({ choices, usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 } });
+      const { id, frames } = await roundTrip(pair.writer, pair.reader, { message: "two answers" });
+      expect(frames).toEqual([
+        ...choices[0]!.tokens.map((content) => frame("token", { content })),
+        frame("usage", { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 }),
+        frame("done", { session_id: id, total_tokens: 14, finish_reason: finish }),
+      ]);
+    }
+  });
+
+  it("a multiplexed stream carries each session's events byte for byte as a single-session stream", async () => {
+    const calls = [
+      { id: "call_m1", name: "get_weather", args: ['{"city":', '"Paris 🌧"}'] },
+      { id: "call_m2", name: "get_weather", args: ['{"city":"Oslo"}'] },
+    ];
+    fixture.script({
+      steps: [
+        ...reasoningSteps(["Two", ' cities, "quoted"', "\n\nLook up é🎉"], ["Checking", "\r\n", " both."]),
+        ...toolCallSteps(calls).map((step, i) =>
+          // The first call's opening chunk goes on from the answer: no second role.
+          i === 0 && "delta" in step ? { delta: { tool_calls: step.delta.tool_calls } } : step,
+        ),
+      ],
+      finishReason: "tool_calls",
+      usage: USAGE,
+    });
+    fixture.script({ steps: refusalSteps(["No,", " not that."]) });
+    const first = await startRun(pair.writer, { message: "Paris and Oslo?", tools: [WEATHER] });
+    const second = await startRun(pair.writer, { message: "something bad" });
+    const mux = await collectUntilClosed(`${pair.reader.url}/api/v1/stream?sessions=${first},${second}`);
+    for (const id of [first, second]) {
+      const single = await collectUntilClosed(`${pair.reader.url}/api/v1/sessions/${id}/stream`);
+      const frames = sessionFrames(mux.events, id);
+      expect(frames).toEqual(single.events.map((e) => [e.event, e.data]));
+      expect(frames.at(-1)![0]).toBe("done");
+      // Every session event carries the connection's cursor.
+      expect(mux.events.filter((e) => e.event.startsWith(`${id}:`)).every((e) => e.id)).toBe(true);
+    }
+    const types = sessionFrames(mux.events, first).map(([type]) => type);
+    for (const type of ["reasoning", "token", "tool_call_delta", "tool_call", "usage"]) {
+      expect(types).toContain(type);
+    }
+    expect(sessionFrames(mux.events, second).map(([type]) => type)).toEqual([
+      "start",
+      "refusal",
+      "refusal",
+      "usage",
+      "done",
     ]);
   });
 
@@ -358,101 +391,6 @@ describe("Chat Completions upstream, read on another instance", () => {
   });
 });
 
-describe("Responses API upstream (OPENAI_API=responses), read on another instance", () => {
-  let fixture: OpenAIFixture;
-  let pair: Awaited<ReturnType<typeof startPair>>;
-  beforeAll(async () => {
-    fixture = await startOpenAIFixture();
-    pair = await startPair(fixture, { OPENAI_API: "responses" });
-  });
-  afterAll(async () => {
-    await pair?.close();
-    await fixture?.close();
-  });
-
-  it("reasoning summaries and function calls map onto the same session events", async () => {
-    fixture.script({
-      events: responsesEvents({
-        reasoning: [["**Weather**", "\n\nLook it up."]],
-        calls: [{ id: "call_X", name: "get_weather", args: ['{"city"', ':"Kyiv"}'] }],
-        usage: {
-          input_tokens: 50,
-          output_tokens: 30,
-          total_tokens: 80,
-          input_tokens_details: { cached_tokens: 0 },
-          output_tokens_details: { reasoning_tokens: 20 },
-        },
-      }),
-    });
-    const before = fixture.requests.length;
-    const { id, frames } = await roundTrip(pair.writer, pair.reader, {
-      message: "Kyiv?",
-      tools: [WEATHER],
-      reasoning_effort: "medium",
-      max_completion_tokens: 500,
-    });
-    expect(frames).toEqual([
-      frame("reasoning", { content: "**Weather**" }),
-      frame("reasoning", { content: "\n\nLook it up." }),
-      frame("tool_call_delta", { index: 0, id: "call_X", name: "get_weather", arguments: "" }),
-      frame("tool_call_delta", { index: 0, arguments: '{"city"' }),
-      frame("tool_call_delta", { index: 0, arguments: ':"Kyiv"}' }),
-      frame("tool_call", { index: 0, id: "call_X", name: "get_weather", arguments: '{"city":"Kyiv"}' }),
-      frame("usage", {
-        prompt_tokens: 50,
-        completion_tokens: 30,
-        total_tokens: 80,
-        reasoning_tokens: 20,
-        cached_tokens: 0,
-      }),
-      frame("done", { session_id: id, total_tokens: 80, finish_reason: "tool_calls" }),
-    ]);
-    const sent = fixture.requests[before]!;
-    expect(sent.path).toBe("/v1/responses");
-    expect(sent.body).toMatchObject({
-      input: [{ role: "user", content: "Kyiv?" }],
-      tools: [{ type: "function", name: "get_weather", parameters: WEATHER.function.parameters }],
-      reasoning: { effort: "medium" },
-      max_output_tokens: 500,
-      stream: true,
-    });
-  });
-
-  it("text and a refusal, as on the chat path", async () => {
-    fixture.script({ events: responsesEvents({ text: ["Hi", " there"] }) });
-    const text = await roundTrip(pair.writer, pair.reader, { message: "hi" });
-    expect(text.frames).toEqual([
-      frame("token", { content: "Hi" }),
-      frame("token", { content: " there" }),
-      frame("done", { session_id: text.id, total_tokens: 2, finish_reason: "stop" }),
-    ]);
-    fixture.script({ events: responsesEvents({ refusal: ["No."] }) });
-    const refused = await roundTrip(pair.writer, pair.reader, { message: "bad" });
-    expect(refused.frames.map(([type]) => type)).toEqual(["refusal", "done"]);
-  });
-
-  it("a failed response ends with the chat path's safe code", async () => {
-    fixture.script({ events: responsesEvents({ text: ["par"], end: "failed" }) });
-    const { frames } = await roundTrip(pair.writer, pair.reader, { message: "x" });
-    expect(frames.at(-1)).toEqual(
-      frame("error", { code: "upstream_unavailable", message: "The model provider is unavailable." }),
-    );
-  });
-
-  it("seed and stop, which the Responses API has no place for, are 400 and start nothing", async () => {
-    const before = fixture.requests.length;
-    for (const [field, value] of [
-      ["seed", 1],
-      ["stop", "END"],
-    ] as const) {
-      const res = await postJson(`${pair.writer.url}/api/v1/sessions`, { message: "x", [field]: value });
-      expect(res.status, res.text).toBe(400);
-      expect(res.body.error.message).toMatch(new RegExp(`^body\\.${field}: the Responses API`));
-    }
-    expect(fixture.requests.length).toBe(before);
-  });
-});
-
 describe("the simulated model (no API key), read on another instance", () => {
   let writer: TestGateway;
   let reader: TestGateway;
@@ -562,21 +500,52 @@ describe("/client.js typed handlers, against real gateways", () => {
     expect(args).toBe(calls[0]!.arguments);
     expect(usage?.reasoning_tokens).toBe(12);
   });
+
+  it("onRefusal gets each refusal delta, onUsage the usage with cached_tokens (OpenAI upstream)", async () => {
+    const fixture = await startOpenAIFixture();
+    const pair = await startAgentPair(fixture);
+    try {
+      const parts = ["I'm sorry,", " but I can't", " help with that 🙅."];
+      fixture.script({ steps: refusalSteps(parts), usage: USAGE });
+      const { id } = await startSession({ message: "something bad" }, { baseUrl: pair.writer.url });
+      const refusals: Array<[string, string]> = [];
+      const tokens: string[] = [];
+      let usage: UsageData | undefined;
+      let finished: (data: { finish_reason: string; total_tokens: number }) => void = () => {};
+      const done = new Promise<{ finish_reason: string; total_tokens: number }>((resolve) => {
+        finished = resolve;
+      });
+      const connection = connect({
+        sessions: [id],
+        baseUrl: pair.reader.url,
+        EventSource,
+        handlers: {
+          onRefusal: (content, sessionId) => {
+            refusals.push([content, sessionId]);
+          },
+          onToken: (content) => {
+            tokens.push(content);
+          },
+          onUsage: (data) => {
+            usage = data;
+          },
+          onDone: (data) => finished(data),
+        },
+      });
+      let end: { finish_reason: string; total_tokens: number };
+      try {
+        end = await done;
+      } finally {
+        connection.close();
+      }
+      expect(refusals).toEqual(parts.map((content) => [content, id]));
+      expect(tokens).toEqual([]);
+      expect(usage).toEqual(USAGE_EVENT);
+      expect(usage?.cached_tokens).toBe(32);
+      expect(end).toMatchObject({ finish_reason: "stop", total_tokens: 58 });
+    } finally {
+      await pair.close();
+      await fixture.close();
+    }
+  });
 });
-
-/** The counts of the two time-to-first histograms in an instance's /metrics. */
-async function histogramCounts(gateway: TestGateway): Promise<{ firstOutput: number; firstAnswer: number }> {
-  const text = await (await fetch(`${gateway.url}/metrics`)).text();
-  const count = (name: string) => Number(new RegExp(`^${name}_count (\\d+)$`, "m").exec(text)?.[1] ?? "NaN");
-  return {
-    firstOutput: count("sse_run_time_to_first_token_seconds"),
-    firstAnswer: count("sse_run_time_to_first_answer_token_seconds"),
-  };
-}
-
-function parseSse(text: string): Array<[string, string]> {
-  const frames: Array<[string, string]> = [];
-  const parser = createParser({ onEvent: (event) => frames.push([event.event ?? "message", event.data]) });
-  parser.feed(text);
-  return frames;
-}

@@ -144,11 +144,66 @@ describe("the Responses API upstream", () => {
     ]);
   });
 
-  it("ends an incomplete response (max_output_tokens) with finish_reason length", async () => {
-    fixture.script({ events: responsesEvents({ text: ["cut"], end: "incomplete", usage }) });
-    const { chunks } = await run(provider());
-    expect(chunks.at(-1)).toEqual({ kind: "finish", reason: "length" });
+  it("maps raw reasoning text (response.reasoning_text.delta) like summaries, parts apart by a blank line", async () => {
+    fixture.script({
+      events: responsesEvents({
+        reasoningText: [
+          ["The user", ' wants "x".'],
+          ["é🎉", "\n"],
+        ],
+        text: ["Hi"],
+      }),
+    });
+    const { chunks, error } = await run(provider());
+    expect(error).toBeUndefined();
+    expect(chunks).toEqual([
+      { kind: "reasoning", content: "The user" },
+      { kind: "reasoning", content: ' wants "x".' },
+      { kind: "reasoning", content: "\n\né🎉" },
+      { kind: "reasoning", content: "\n" },
+      { kind: "token", content: "Hi" },
+      { kind: "finish", reason: "stop" },
+    ]);
   });
+
+  it("a summary and raw reasoning text of one item follow each other as separate parts", async () => {
+    fixture.script({ events: responsesEvents({ reasoning: [["Sum", "mary"]], reasoningText: [["Raw"]] }) });
+    const { chunks } = await run(provider());
+    expect(chunks).toEqual([
+      { kind: "reasoning", content: "Sum" },
+      { kind: "reasoning", content: "mary" },
+      { kind: "reasoning", content: "\n\nRaw" },
+      { kind: "finish", reason: "stop" },
+    ]);
+  });
+
+  it.each([
+    ["max_output_tokens", "length"],
+    ["content_filter", "content_filter"],
+  ] as const)(
+    "ends an incomplete response (%s) with finish_reason %s, after its usage",
+    async (reason, finish) => {
+      fixture.script({
+        events: responsesEvents({ text: ["cut"], end: "incomplete", incompleteReason: reason, usage }),
+      });
+      const { chunks, error } = await run(provider());
+      expect(error).toBeUndefined();
+      expect(chunks).toEqual([
+        { kind: "token", content: "cut" },
+        {
+          kind: "usage",
+          usage: {
+            prompt_tokens: 120,
+            completion_tokens: 80,
+            total_tokens: 200,
+            reasoning_tokens: 48,
+            cached_tokens: 64,
+          },
+        },
+        { kind: "finish", reason: finish },
+      ]);
+    },
+  );
 
   it.each([
     ["failed", "upstream_unavailable"],
