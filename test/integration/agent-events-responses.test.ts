@@ -16,6 +16,7 @@ import {
   type Json,
   parseSse,
   roundTrip,
+  sessionFrames,
   startAgentPair,
   startRun,
   WEATHER,
@@ -399,6 +400,39 @@ describe("Responses API upstream (OPENAI_API=responses), read on another instanc
       stream: true,
       store: false,
     });
+  });
+
+  it("a multiplexed stream carries the run's events byte for byte as a single-session stream", async () => {
+    fixture.script({
+      events: responsesEvents({
+        reasoning: [["Two", ' cities "quoted"'], ["é🎉"]],
+        text: ["Checking", "\r\n", " both."],
+        calls: [
+          { id: "call_m1", name: "get_weather", args: ['{"city":', '"Paris"}'] },
+          { id: "call_m2", name: "get_weather", args: ['{"city":"Oslo"}'] },
+        ],
+        usage: USAGE,
+      }),
+    });
+    const id = await startRun(pair.writer, { message: "Paris and Oslo?", tools: [WEATHER] });
+    const mux = await collectUntilClosed(`${pair.reader.url}/api/v1/stream?sessions=${id}`);
+    const single = await collectUntilClosed(`${pair.reader.url}/api/v1/sessions/${id}/stream`);
+    const frames = sessionFrames(mux.events, id);
+    expect(frames).toEqual(single.events.map((e) => [e.event, e.data]));
+    expect(frames.slice(1, 6)).toEqual([
+      frame("reasoning", { content: "Two" }),
+      frame("reasoning", { content: ' cities "quoted"' }),
+      frame("reasoning", { content: "\n\né🎉" }),
+      frame("token", { content: "Checking" }),
+      frame("token", { content: "\r\n" }),
+    ]);
+    expect(frames.map(([type]) => type).slice(6)).toEqual([
+      "token",
+      ...["tool_call_delta", "tool_call_delta", "tool_call_delta", "tool_call"],
+      ...["tool_call_delta", "tool_call_delta", "tool_call"],
+      "usage",
+      "done",
+    ]);
   });
 
   it("time to first token counts a tool call; time to first answer token waits for a token", async () => {

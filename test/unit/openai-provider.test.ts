@@ -340,6 +340,33 @@ describe("openai provider", () => {
     expect(tokens).toEqual(["one", " two"]);
   });
 
+  it.each([
+    [
+      "choice 1 finishes last",
+      [{ tokens: ["A", "B"] }, { tokens: ["x", "y", "z"], finishReason: "length" }],
+      "stop",
+    ],
+    [
+      "choice 1 finishes first",
+      [{ tokens: ["A", "B"], finishReason: "length" }, { tokens: ["x"] }],
+      "length",
+    ],
+  ])(
+    "n > 1 with a finish chunk per choice (%s): choice 0's tokens and finish reason only",
+    async (_what, choices, finish) => {
+      const usage = { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 };
+      fixture.script({ choices, usage });
+      const { chunks, error } = await run(provider());
+      expect(error).toBeUndefined();
+      expect(chunks).toEqual([
+        { kind: "token", content: "A" },
+        { kind: "token", content: "B" },
+        { kind: "usage", usage },
+        { kind: "finish", reason: finish },
+      ]);
+    },
+  );
+
   it("handles a fast, large stream", async () => {
     const many = Array.from({ length: 5000 }, (_, i) => ` t${i}`);
     fixture.script({ tokens: many, delayMs: 0 });
