@@ -1,9 +1,11 @@
 /**
  * docker-compose.yml's profiles, checked without a Docker engine: each one is valid for docker-compose
  * (`config -q`), adds the services it promises beside the default stack, and hands its gateways the
- * settings that point them at its Redis topology.
+ * settings that point them at its Redis topology; and prometheus.yml scrapes every gateway service.
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -18,6 +20,34 @@ function compose(...args: string[]): string {
     throw new Error(`docker-compose is not installed (.ci/run installs it): ${run.error.message}`);
   expect(run.status, run.stderr).toBe(0);
   return run.stdout;
+}
+
+/**
+ * The services whose image is the gateway's, across every profile, read from `docker-compose config`
+ * (services at 2 spaces, their `image:` at 4).
+ */
+function gatewayServices(): string[] {
+  const found: string[] = [];
+  let service = "";
+  const config = compose("--profile", "sentinel", "--profile", "cluster", "--profile", "tls", "config");
+  for (const line of config.split("\n")) {
+    const name = /^ {2}([\w.-]+):$/.exec(line)?.[1];
+    if (name) service = name;
+    if (line === "    image: sse-gateway:latest") found.push(service);
+  }
+  return found.sort();
+}
+
+/** The names of prometheus.yml's gateway job's DNS discovery (a YAML block list under `names:`). */
+function scrapedNames(): string[] {
+  const text = readFileSync(join(REPO_ROOT, "prometheus.yml"), "utf8");
+  const block = /^\s*-\s*names:\s*\n((?:\s+-\s+\S+\s*\n)+)/m.exec(text)?.[1];
+  if (!block) throw new Error("prometheus.yml: no dns_sd_configs names block list");
+  return block
+    .split("\n")
+    .map((line) => /^\s+-\s+["']?([\w.-]+)/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined)
+    .sort();
 }
 
 /**
@@ -86,5 +116,11 @@ describe("docker-compose.yml profiles", () => {
     expect(config).toContain("condition: service_completed_successfully");
     // The default stack is untouched by either profile.
     expect(servicesOf("tls")).toEqual(["nginx-tls"]);
+  });
+
+  it("Prometheus scrapes every gateway service, those of the profiles too", () => {
+    const gateways = gatewayServices();
+    expect(gateways).toEqual(expect.arrayContaining(["gateway", "gateway-sentinel-a", "gateway-cluster-a"]));
+    expect(scrapedNames(), "prometheus.yml dns_sd_configs names").toEqual(gateways);
   });
 });
