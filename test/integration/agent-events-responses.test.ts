@@ -243,6 +243,60 @@ describe("Responses API upstream (OPENAI_API=responses), read on another instanc
     });
   });
 
+  it("maps the other shapes of tool_choice, response_format and tools as the Responses API names them", async () => {
+    const cases: Array<[Json, Json]> = [
+      [
+        {
+          tools: [WEATHER, { type: "function", function: { name: "now" } }],
+          tool_choice: {
+            type: "allowed_tools",
+            allowed_tools: { mode: "required", tools: [{ type: "function", function: { name: "now" } }] },
+          },
+          response_format: { type: "json_object" },
+          temperature: null,
+          top_p: null,
+        },
+        {
+          tools: [WEATHER_TOOL, { type: "function", name: "now", parameters: null, strict: false }],
+          tool_choice: {
+            type: "allowed_tools",
+            mode: "required",
+            tools: [{ type: "function", name: "now" }],
+          },
+          text: { format: { type: "json_object" } },
+          temperature: null,
+          top_p: null,
+        },
+      ],
+      [
+        {
+          tools: [WEATHER],
+          tool_choice: "none",
+          response_format: { type: "text" },
+          reasoning_effort: "high",
+        },
+        {
+          tools: [WEATHER_TOOL],
+          tool_choice: "none",
+          text: { format: { type: "text" } },
+          reasoning: { effort: "high" },
+        },
+      ],
+    ];
+    for (const [fields, mapped] of cases) {
+      fixture.script({ events: responsesEvents({ text: ["ok"] }) });
+      const before = fixture.requests.length;
+      await roundTrip(pair.writer, pair.reader, { message: "x", ...fields });
+      expect(fixture.requests[before]!.body).toEqual({
+        model: "gpt-test",
+        input: [{ role: "user", content: "x" }],
+        ...mapped,
+        stream: true,
+        store: false,
+      });
+    }
+  });
+
   it.each([
     ["an unknown field", { message: "x", foo: 1 }, "body.foo: unknown field"],
     ["n", { message: "x", n: 2 }, "body.n: unknown field"],

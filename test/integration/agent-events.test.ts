@@ -6,7 +6,7 @@
  * field as sent. The Responses API's side is agent-events-responses.test.ts.
  */
 import { EventSource } from "eventsource";
-import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   connect,
   type FunctionTool,
@@ -465,7 +465,10 @@ describe("/client.js typed handlers, against real gateways", () => {
     let args = "";
     const calls: ToolCallData[] = [];
     let usage: UsageData | undefined;
-    let finish = "";
+    let finished: (reason: string) => void = () => {};
+    const finish = new Promise<string>((resolve) => {
+      finished = resolve;
+    });
     const connection = connect({
       sessions: [id],
       baseUrl: reader.url,
@@ -484,12 +487,12 @@ describe("/client.js typed handlers, against real gateways", () => {
           usage = data;
         },
         onDone: (data) => {
-          finish = data.finish_reason;
+          finished(data.finish_reason);
         },
       },
     });
     try {
-      await vi.waitFor(() => expect(finish).toBe("tool_calls"), { timeout: 15_000 });
+      expect(await finish).toBe("tool_calls");
     } finally {
       connection.close();
     }
