@@ -199,6 +199,17 @@ describe("e2e: every dashboard panel and every alert against real Prometheus", (
     );
   }
 
+  /** Resolves once Prometheus holds a series for `selector`. */
+  async function scraped(selector: string): Promise<void> {
+    const prom = prometheus!;
+    await waitUntil(
+      async () => (await prom.query(selector)).length > 0,
+      15_000,
+      () => `Prometheus has no ${selector}\n${logTails(instances)}`,
+      250,
+    );
+  }
+
   /**
    * On the cluster gateway (durable acknowledgements; retention 10 events a session and 10 on the
    * lifecycle feed; catch-up batch 5): a run read live, with the lifecycle feed; the feed resumed from
@@ -219,6 +230,9 @@ describe("e2e: every dashboard panel and every alert against real Prometheus", (
     await reader.waitForEvent(`${runId}:done`, 20_000);
     const createdAt = (await reader.waitForEvent("@sessions:created", 10_000)).id;
     reader.close();
+    // The gateway exports a labelled series from its first use: rate() sees only what comes after a
+    // first scrape of it (the WAITs below; the second gap further down).
+    await scraped(`sse_redis_wait_seconds_count{outcome="confirmed", instance="${gateway.address}"}`);
 
     // A producer's session, in two appends: its first 4 events, then 31 more, which compaction folds
     // into a snapshot down to the last 10. Each session adds `created` and `ended` to the feed.
@@ -263,11 +277,15 @@ describe("e2e: every dashboard panel and every alert against real Prometheus", (
       });
       expect(produced.status, produced.text).toBe(202);
     }
-    const feed = await openSse(`${gateway.url}/api/v1/stream?sessions=${runId},@sessions`, {
-      lastEventId: createdAt,
-    });
-    streams.push(feed);
-    await feed.waitForEvent("@sessions:gap", 10_000);
+    for (const _ of [1, 2]) {
+      const feed = await openSse(`${gateway.url}/api/v1/stream?sessions=${runId},@sessions`, {
+        lastEventId: createdAt,
+      });
+      streams.push(feed);
+      await feed.waitForEvent("@sessions:gap", 10_000);
+      feed.close();
+      await scraped(`sse_gaps_total{reason="trimmed", instance="${gateway.address}"}`);
+    }
 
     const created = await postJson(`${gateway.url}/api/v1/subscriptions`, { sessions: [runId] });
     expect(created.status, created.text).toBe(201);
