@@ -1,11 +1,14 @@
 /** Sessions (Express): start runs, read status, cancel. Their streams and appends are hot routes (front.ts). */
+import { createHash } from "node:crypto";
 import { Router } from "express";
+import type { RunRequest } from "../agent/run-manager.js";
 import { principalOf, requireScope } from "../auth/middleware.js";
 import { assertMaySession, mayCancel, mayReadSession } from "../auth/policy.js";
 import { errors } from "../errors.js";
 import { admitRun } from "../limits/admission.js";
 import type { SessionInfo } from "../store/types.js";
 import { runRequest } from "./agent-stream.js";
+import { IDEMPOTENT_REPLAYED } from "./append.js";
 import type { AppContext } from "./context.js";
 import { assertAcceptingWork } from "./guards.js";
 import { createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
@@ -25,6 +28,38 @@ export function streamUrl(id: string): string {
   return `/api/v1/sessions/${id}/stream`;
 }
 
+/**
+ * The digest of a creation request: sha256 of its validated body as canonical JSON (object keys
+ * sorted at every level), so that a retry sent with its fields in another order is the same request.
+ */
+export function creationFingerprint(body: unknown): string {
+  return createHash("sha256").update(canonicalJson(body)).digest("base64url");
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value)
+      .filter(([, field]) => field !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, field]) => `${JSON.stringify(key)}:${canonicalJson(field)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The session is the one this request created before: the same caller (owner, or both anonymous) and
+ * the same body. A session created otherwise (an append, a gateway id) has no fingerprint: never a retry.
+ */
+function isRetryOf(existing: SessionInfo | null, owner: string | null, fingerprint: string | undefined) {
+  return (
+    existing !== null &&
+    fingerprint !== undefined &&
+    existing.fingerprint === fingerprint &&
+    existing.owner === owner
+  );
+}
+
 export function sessionsRouter(context: AppContext): Router {
   const router = Router();
   const { store, runs } = context;
@@ -38,12 +73,28 @@ export function sessionsRouter(context: AppContext): Router {
       const body = parseOrThrow(createSessionBody, req.body);
       assertAcceptingWork(context);
       const admitted = await admitRun(context, principalOf(res), req.ip, body.id);
-      const outcome = await runs.start({ ...runRequest(body), ...admitted });
+      // A caller's own id: the request's digest is stored with the session it creates, so that its
+      // retry (a lost answer) is answered as it was, and another request for the id is refused.
+      const fingerprint = body.id === undefined ? undefined : creationFingerprint(body);
+      const request: RunRequest & { fingerprint?: string } = {
+        ...runRequest(body),
+        ...admitted,
+        ...(fingerprint !== undefined ? { fingerprint } : {}),
+      };
+      const outcome = await runs.start(request);
+      let id: string;
       if (outcome.kind === "exists") {
         await admitted.slot?.release();
-        throw errors.conflict("session_exists", `session ${body.id} already exists`);
+        // Only here is the session read: a creation costs no more round trips than before.
+        const existing = await store.getSession(body.id!);
+        if (!isRetryOf(existing, admitted.owner ?? null, fingerprint)) {
+          throw errors.conflict("session_exists", `session ${body.id} already exists`);
+        }
+        res.setHeader(IDEMPOTENT_REPLAYED, "true");
+        id = body.id!;
+      } else {
+        id = outcome.session.id;
       }
-      const { id } = outcome.session;
       res
         .status(201)
         .location(`/api/v1/sessions/${id}`)

@@ -26,6 +26,7 @@ export function sessionCreationFields(session: NewSession): string[] {
   if (session.model !== null) fields.push("model", session.model);
   fields.push("metadata", JSON.stringify(session.metadata));
   if (session.owner !== null) fields.push("owner", session.owner);
+  if (session.fingerprint !== undefined) fields.push("fp", session.fingerprint);
   return fields;
 }
 
@@ -41,6 +42,7 @@ export function sessionFromHash(id: string, hash: Record<string, string>): Sessi
     owner: hash.owner ?? null,
     lastEventId: hash.last ?? null,
     terminalId: hash.terminal ?? null,
+    ...(hash.fp !== undefined ? { fingerprint: hash.fp } : {}),
   };
 }
 

@@ -29,6 +29,8 @@ export interface SessionInfo {
   lastEventId: string | null;
   /** Position of the terminal event, once the session has ended. */
   terminalId: string | null;
+  /** What the request that created it asked for (NewSession's), when it said; absent otherwise. */
+  fingerprint?: string;
 }
 
 export interface NewSession {
@@ -37,6 +39,11 @@ export interface NewSession {
   metadata: Record<string, unknown>;
   owner: string | null;
   createdAt: number;
+  /**
+   * A digest of the request that creates it (a caller's own id: POST /api/v1/sessions), kept with it, so
+   * that a retry of that request is told from another one asking for the same id.
+   */
+  fingerprint?: string;
 }
 
 /** Identifies a batch of one writer, so a batch re-sent after a lost reply is applied once. */
