@@ -7,6 +7,7 @@
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSimulatedProvider } from "../../src/agent/simulated-provider.js";
 import {
   getJson,
   logLines,
@@ -37,6 +38,22 @@ interface Entry {
   data: Record<string, unknown>;
 }
 
+/**
+ * The tokens the simulated model sends for a prompt (its text is seeded by the prompt): what a run of
+ * that prompt must have stored, in order, all of it if it ended `done`, a prefix of it otherwise.
+ */
+async function upstreamTokens(prompt: string): Promise<string[]> {
+  const model = createSimulatedProvider({ tokensPerSecond: 1_000_000, sleep: async () => {} });
+  const tokens: string[] = [];
+  const chunks = model.stream({
+    model: "simulated",
+    messages: [{ role: "user", content: prompt }],
+    signal: new AbortController().signal,
+  });
+  for await (const chunk of chunks) if (chunk.kind === "token") tokens.push(chunk.content);
+  return tokens;
+}
+
 /** A session's whole stored history, straight from Redis. */
 async function history(redis: Redis, prefix: string, sessionId: string): Promise<Entry[]> {
   const entries = await redis.xrange(`${prefix}s:{${sessionId}}:events`, "-", "+");
@@ -50,24 +67,28 @@ describe("exactly once through Redis restarts", () => {
   let redis: RedisServerHandle;
   let gateways: TestGateway[];
   let inspector: Redis;
-  const log = logLines<{
+  type LogLine = {
     level: number;
     msg: string;
     res?: { statusCode: number };
     err?: { stack?: string };
-  }>();
+    failure?: { code: string };
+  };
+  /** Both instances' logs. */
+  const logs = [logLines<LogLine>(), logLines<LogLine>()] as const;
 
   beforeAll(async () => {
     redis = await startRedis({ persistent: true });
     const first = await startTestGateway({
       redisUrl: redis.url,
       env: { SIMULATED_TOKENS_PER_SECOND: "200", LOG_LEVEL: "info" },
-      logDestination: log.sink,
+      logDestination: logs[0].sink,
     });
     const second = await startTestGateway({
       redisUrl: redis.url,
       prefix: first.prefix,
-      env: { SIMULATED_TOKENS_PER_SECOND: "200" },
+      env: { SIMULATED_TOKENS_PER_SECOND: "200", LOG_LEVEL: "info" },
+      logDestination: logs[1].sink,
     });
     gateways = [first, second];
     inspector = new Redis(redis.url, { maxRetriesPerRequest: null });
@@ -130,10 +151,13 @@ describe("exactly once through Redis restarts", () => {
 
     // Runs that stream through the restarts.
     const runIds: string[] = [];
+    const prompts = new Map<string, string>();
     for (let i = 0; i < RUNS; i++) {
-      const started = await postJson(`${gw.url}/api/v1/sessions`, { message: `run ${i} [tokens=600]` });
+      const prompt = `run ${i} [tokens=600]`;
+      const started = await postJson(`${gw.url}/api/v1/sessions`, { message: prompt });
       expect(started.status, started.text).toBe(201);
       runIds.push(started.body.id as string);
+      prompts.set(started.body.id as string, prompt);
     }
 
     for (let restart = 0; restart < RESTARTS; restart++) {
@@ -162,9 +186,12 @@ describe("exactly once through Redis restarts", () => {
       expect(terminals, `run ${id}`).toHaveLength(1);
       expect(events.at(-1)?.type).toBe(terminals[0]?.type);
       const contents = events.filter((e) => e.type === "token").map((e) => e.data.content as string);
-      // The simulated model's tokens carry no numbers, but a duplicate batch would show as a repeated run of ids.
-      expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
-      if (terminals[0]?.type === "done") expect(contents.length).toBe(600);
+      // The model's tokens, in order: a batch stored twice would repeat some, a lost one leave a gap, and
+      // either would shift the rest. A run cut short (error, interrupted) stored what came before the cut.
+      const sent = await upstreamTokens(prompts.get(id)!);
+      expect(sent).toHaveLength(600);
+      if (terminals[0]?.type === "done") expect(contents, `run ${id}`).toEqual(sent);
+      else expect(contents, `run ${id} (${terminals[0]?.type})`).toEqual(sent.slice(0, contents.length));
     }
 
     let duplicates = 0;
@@ -197,13 +224,18 @@ describe("exactly once through Redis restarts", () => {
       expect(about, `feed entries of ${id}`).toEqual(["created", "ended"]);
     }
 
-    // Refused during the outages: logged once each at warn, without a stack trace.
-    const refused = log.lines.filter((line) => line.res?.statusCode === 503);
+    // Refused during the outages, on either instance: logged once each, at warn, without a stack trace;
+    // an expected 503 is never a "request failed" (error, with a stack), whether its body was read or not.
+    const lines = [...logs[0].lines, ...logs[1].lines];
+    const refused = lines.filter((line) => line.res?.statusCode === 503);
     expect(refused.length).toBeGreaterThan(0);
     for (const line of refused) {
       expect(line.level, JSON.stringify(line)).toBe(40);
+      expect(["unavailable", "draining"], JSON.stringify(line)).toContain(line.failure?.code);
       expect(line.err?.stack ?? "", JSON.stringify(line)).toBe("");
     }
+    expect(lines.filter((line) => line.msg === "request failed")).toEqual([]);
+    expect(lines.filter((line) => line.level >= 50)).toEqual([]);
   }, 120_000);
 
   it("a producer's retry with the same Idempotency-Key, on another instance, answers the first 202 and writes nothing", async () => {
@@ -252,4 +284,52 @@ describe("exactly once through Redis restarts", () => {
     expect(elsewhere.headers.get("idempotent-replayed")).toBeNull();
     expect(await history(inspector, first.prefix, id)).toHaveLength(2);
   });
+  it("a producer's retry with the same Idempotency-Key, on the other instance after a Redis restart, is applied once", async () => {
+    const [first, second] = gateways as [TestGateway, TestGateway];
+    const ready = async (gateway: TestGateway) =>
+      waitUntil(async () => (await getJson(`${gateway.url}/readyz`)).status === 200, 15_000, "readiness");
+    const id = `restart_${Date.now().toString(36)}`;
+    const send = (gateway: TestGateway, content: string, key: string) =>
+      postJson(
+        `${gateway.url}/api/v1/sessions/${id}/events`,
+        { events: [{ type: "token", data: { content } }] },
+        { "idempotency-key": key },
+      );
+
+    // Acknowledged, then Redis restarts (its data kept): the retry elsewhere answers the first 202.
+    const answer = await send(first, "one", "k-one");
+    expect(answer.status, answer.text).toBe(202);
+    await redis.restart();
+    await ready(first);
+    await ready(second);
+    const retry = await send(second, "one", "k-one");
+    expect(retry.status, retry.text).toBe(202);
+    expect(retry.body).toEqual(answer.body);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+
+    // Its answer lost: Redis stops answering (the append is on its way, and runs once Redis goes on),
+    // the request gives up (503), Redis restarts, and the producer retries on the other instance.
+    process.kill(redis.pid, "SIGSTOP");
+    let lost: Awaited<ReturnType<typeof send>>;
+    try {
+      lost = await send(first, "two", "k-two");
+    } finally {
+      process.kill(redis.pid, "SIGCONT");
+    }
+    expect(lost.status, lost.text).toBe(503);
+    await waitUntil(
+      async () => (await history(inspector, first.prefix, id)).length === 2,
+      15_000,
+      "the append",
+    );
+    await redis.restart();
+    await ready(first);
+    await ready(second);
+    const after = await send(second, "two", "k-two");
+    expect(after.status, after.text).toBe(202);
+    const stored = await history(inspector, first.prefix, id);
+    expect(stored.map((event) => event.data.content)).toEqual(["one", "two"]);
+    expect(after.body).toEqual({ ids: [stored[1]!.id] });
+    expect(after.headers.get("idempotent-replayed")).toBe("true");
+  }, 60_000);
 });
