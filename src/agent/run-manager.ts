@@ -40,6 +40,8 @@ export interface RunRequest {
   readerReady?: Promise<void>;
   /** A place in the owner's concurrent-run limit: renewed with the lease, released when the run ends. */
   slot?: { refresh(): Promise<void>; release(): Promise<void> };
+  /** A digest of the request, kept with the session it creates (NewSession's): its retry is told apart. */
+  fingerprint?: string;
 }
 
 export interface RunManagerOptions {
@@ -142,7 +144,14 @@ export class RunManager {
       throw errors.badRequest("invalid_request", `body.${unsupported.field}: ${unsupported.reason}`);
     }
     const createdAt = this.clock();
-    const session = { id, model, metadata: request.metadata ?? {}, owner: request.owner ?? null, createdAt };
+    const session = {
+      id,
+      model,
+      metadata: request.metadata ?? {},
+      owner: request.owner ?? null,
+      createdAt,
+      ...(request.fingerprint !== undefined ? { fingerprint: request.fingerprint } : {}),
+    };
     const created = this.deps.store.createSession(session);
     // A gateway-generated id cannot be taken, so the upstream request starts while the session is
     // being created (its events wait for it): one round trip less to the first token. A caller's id

@@ -76,7 +76,7 @@ export function sessionsRouter(context: AppContext): Router {
       // A caller's own id: the request's digest is stored with the session it creates, so that its
       // retry (a lost answer) is answered as it was, and another request for the id is refused.
       const fingerprint = body.id === undefined ? undefined : creationFingerprint(body);
-      const request: RunRequest & { fingerprint?: string } = {
+      const request: RunRequest = {
         ...runRequest(body),
         ...admitted,
         ...(fingerprint !== undefined ? { fingerprint } : {}),
