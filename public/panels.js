@@ -210,7 +210,10 @@ class Panel {
     this.reasoningOut.data = session.reasoning;
     this.thinking.hidden = session.reasoning === "";
     // The latest words, so that a closed block still shows the reasoning moving.
-    const tail = session.reasoning.slice(-PEEK_CHARS).replace(/\s+/g, " ");
+    let tail = session.reasoning.slice(-PEEK_CHARS);
+    // Never half a character: a cut through a surrogate pair (an emoji) would show as "�".
+    if (/^[\uDC00-\uDFFF]/.test(tail)) tail = tail.slice(1);
+    tail = tail.replace(/\s+/g, " ");
     this.thinkingPeek.textContent = session.reasoning.length > PEEK_CHARS ? `…${tail}` : tail;
     if (atBottom) box.scrollTop = box.scrollHeight;
   }

@@ -1,18 +1,35 @@
 /**
- * The dashboard (`GET /`) in Chromium against a built gateway process on a real Redis, for agent
- * streams in full: a run of the simulated model with tools and reasoning_effort shows its reasoning
- * apart from the answer (a "Thinking" block), its tool call's name and arguments as they stream, and
- * the answer to the tool's result; a compacted session's panel gets reasoning and the call back from
- * the snapshot.
+ * The dashboard (`GET /`) in Chromium against built gateway processes on a real Redis, for agent
+ * streams in full: a run's reasoning shows in a "Thinking" block apart from its answer (each exactly
+ * its own text), a tool call's name and arguments as they stream, two parallel calls each in its
+ * place, a refusal as such, and the answer to a tool's result; a compacted session's panel gets
+ * reasoning and the call back from the snapshot; a page served by one instance shows a run that
+ * another instance (same Redis) is running. Runs come from the simulated model and from the OpenAI
+ * fixture (`test/fixtures/openai-server.ts`, the wire format OpenAI and compatible servers send).
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { collectUntilClosed, type GatewayProcess, postJson, randomPrefix } from "../helpers/index.js";
+import { reasoningSteps, refusalSteps, toolCallSteps } from "../fixtures/openai-scripts.js";
+import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
+import { type GatewayProcess, postJson, randomPrefix } from "../helpers/index.js";
+import {
+  distinct,
+  type PanelState,
+  panelView,
+  recordPanels,
+  seenStates,
+  sessionParts,
+  waitForStatus,
+} from "./helpers/agent-panels.js";
 import { ensureBuilt, launchChromium, startBuiltGateway, watchErrors } from "./helpers/browser.js";
 
 const WAIT_MS = 30_000;
 /** Slow enough that a call's arguments arrive over many frames the page can see one by one. */
 const TOKENS_PER_SECOND = 10;
+/** The fixture's pause between frames, for the same reason. */
+const FIXTURE_FRAME_MS = 120;
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Several required properties: long arguments, streamed in several fragments. */
 const WEATHER_TOOL = {
@@ -49,81 +66,70 @@ async function startGateway(env: Record<string, string> = {}): Promise<GatewayPr
   return gateway;
 }
 
+/** A gateway whose default model is the fixture's (`model: "simulated"` still picks the simulated one). */
+function fixtureEnv(fixture: OpenAIFixture): Record<string, string> {
+  return { OPENAI_API_KEY: "test-key", OPENAI_BASE_URL: fixture.url, DEFAULT_MODEL: "gpt-test" };
+}
+
 async function openDashboard(url: string): Promise<{ page: Page; errors: string[] }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   contexts.push(context);
   const page = await context.newPage();
   const errors = watchErrors(page);
-  await page.goto(url);
+  // Finished panels stay open (never collapse into the Finished list) while the test reads them.
+  await page.goto(`${url}?collapseAfter=0`);
   await page.waitForSelector("#connection[data-state='live']", { timeout: WAIT_MS });
+  await recordPanels(page);
   return { page, errors };
 }
 
-/** Every distinct text the page showed for call 0's arguments of a session, in order. */
-async function recordArguments(page: Page): Promise<void> {
-  await page.evaluate(() => {
-    const seen: Record<string, string[]> = {};
-    (window as unknown as { argsSeen: Record<string, string[]> }).argsSeen = seen;
-    new MutationObserver(() => {
-      for (const el of document.querySelectorAll<HTMLElement>(".panel")) {
-        const id = el.dataset.sessionId ?? "";
-        const args = el.querySelector('.tool-call[data-index="0"] .tool-args')?.textContent;
-        if (args === undefined || args === null) continue;
-        const list = seen[id] ?? [];
-        seen[id] = list;
-        if (list.at(-1) !== args) list.push(args);
-      }
-    }).observe(document.getElementById("views")!, { subtree: true, childList: true, characterData: true });
-  });
+async function create(gatewayUrl: string, body: Record<string, unknown>): Promise<string> {
+  const created = await postJson(`${gatewayUrl}/api/v1/sessions`, body);
+  expect(created.status, created.text).toBe(201);
+  return created.body.id as string;
 }
 
-async function waitForStatus(page: Page, id: string, status: string): Promise<void> {
-  await page.waitForSelector(`.panel[data-session-id="${id}"][data-status="${status}"]`, {
-    timeout: WAIT_MS,
-  });
-}
-
-/** What the panel shows, read from the DOM. */
-function panelView(page: Page, id: string) {
-  return page.evaluate((id) => {
-    const panel = document.querySelector<HTMLElement>(`.panel[data-session-id="${id}"]`)!;
-    const thinking = panel.querySelector<HTMLDetailsElement>(".thinking")!;
-    return {
-      thinkingHidden: thinking.hidden,
-      reasoning: panel.querySelector(".reasoning-text")?.textContent ?? "",
-      answer: panel.querySelector(".text")?.textContent ?? "",
-      calls: [...panel.querySelectorAll<HTMLElement>(".tool-call")].map((li) => ({
-        index: li.dataset.index,
-        state: li.dataset.state,
-        callId: li.dataset.callId,
-        name: li.querySelector(".tool-name")?.textContent,
-        args: li.querySelector(".tool-args")?.textContent,
-      })),
-      toolsHidden: panel.querySelector<HTMLElement>(".tool-calls")!.hidden,
-    };
-  }, id);
-}
-
-/** The session as a reader of its stream assembles it (the truth the panel must show). */
-async function sessionParts(gatewayUrl: string, id: string) {
-  const stream = await collectUntilClosed(`${gatewayUrl}/api/v1/sessions/${id}/stream`, {
-    timeoutMs: WAIT_MS,
-  });
-  let reasoning = "";
-  let text = "";
-  let call: { id: string; name: string; arguments: string } | undefined;
-  for (const event of stream.events) {
-    const data = JSON.parse(event.data);
-    if (event.event === "snapshot") {
-      reasoning = data.reasoning;
-      text = data.content;
-      if (data.tool_calls[0]) call = data.tool_calls[0];
-    }
-    if (event.event === "reasoning") reasoning += data.content;
-    if (event.event === "token") text += data.content;
-    if (event.event === "tool_call") call = data;
+/**
+ * Reasoning and answer apart, while streaming and at the end: the Thinking block holds exactly the
+ * reasoning and the answer area exactly the answer, neither ever holding any of the other.
+ */
+function expectApart(
+  view: Awaited<ReturnType<typeof panelView>>,
+  states: PanelState[],
+  truth: { reasoning: string; text: string },
+): void {
+  expect(truth.reasoning.length).toBeGreaterThan(0);
+  expect(truth.text.length).toBeGreaterThan(0);
+  expect(view.apart).toBe(true);
+  expect(view.thinkingHidden).toBe(false);
+  expect(view.thinkingShown).toBe(true);
+  expect(view.reasoning).toBe(truth.reasoning);
+  expect(view.answerShown).toBe(true);
+  expect(view.noAnswer).toBe(false);
+  expect(view.answer).toBe(truth.text);
+  expect(view.answer).not.toContain(truth.reasoning);
+  expect(view.reasoning).not.toContain(truth.text);
+  expect(view.thinkingText).not.toContain(truth.text);
+  for (const state of states) {
+    expect(truth.reasoning.startsWith(state.reasoning)).toBe(true);
+    expect(truth.text.startsWith(state.answer)).toBe(true);
   }
-  return { reasoning, text, call };
+  // The reasoning came first, and showed while the answer area was still empty.
+  expect(states.some((state) => state.reasoning !== "" && state.answer === "")).toBe(true);
+}
+
+/** A single call streamed into place: its name from the first fragment, arguments growing to the whole. */
+function expectStreamedCall(states: PanelState[], call: { name: string; arguments: string }): void {
+  const args = distinct(
+    states.flatMap((state) => state.calls.filter((c) => c.index === 0).map((c) => c.args)),
+  );
+  expect(args.length).toBeGreaterThan(3);
+  for (const seen of args) expect(call.arguments.startsWith(seen)).toBe(true);
+  expect(args.at(-1)).toBe(call.arguments);
+  const streaming = states.flatMap((state) => state.calls.filter((c) => c.state === "streaming"));
+  expect(streaming.length).toBeGreaterThan(0);
+  for (const c of streaming) expect(c.name).toBe(call.name);
+  expect(streaming.some((c) => c.args.length > 0 && c.args.length < call.arguments.length)).toBe(true);
 }
 
 beforeAll(async () => {
@@ -140,19 +146,16 @@ afterAll(async () => {
   await browser?.close();
 });
 
-describe("the dashboard, for agent streams in full", () => {
+describe("the dashboard, for agent streams in full (simulated model)", () => {
   it("shows reasoning apart, a tool call's name and streaming arguments, then the answer to its result", async () => {
     const gateway = await startGateway();
     const { page, errors } = await openDashboard(`${gateway.url}/`);
-    await recordArguments(page);
 
-    const created = await postJson(`${gateway.url}/api/v1/sessions`, {
+    const id = await create(gateway.url, {
       message: "What is the weather in Lisbon",
       tools: [WEATHER_TOOL],
       reasoning_effort: "low",
     });
-    expect(created.status, created.text).toBe(201);
-    const id = created.body.id as string;
 
     // While it runs: the reasoning shows in the Thinking block, not in the answer.
     await page.waitForSelector(`.panel[data-session-id="${id}"] .thinking:not([hidden])`, {
@@ -170,7 +173,6 @@ describe("the dashboard, for agent streams in full", () => {
     expect(view.reasoning).toBe(truth.reasoning);
     expect(view.reasoning.length).toBeGreaterThan(0);
     expect(view.answer).toBe("");
-    expect(view.answer).not.toContain(truth.reasoning.slice(0, 20));
     expect(view.toolsHidden).toBe(false);
     expect(view.calls).toEqual([
       {
@@ -188,16 +190,10 @@ describe("the dashboard, for agent streams in full", () => {
       days: 3,
     });
     // The arguments grew on the page fragment by fragment, each a prefix of the whole.
-    const seen = await page.evaluate(
-      (id) => (window as unknown as { argsSeen: Record<string, string[]> }).argsSeen[id] ?? [],
-      id,
-    );
-    expect(seen.length).toBeGreaterThan(3);
-    for (const args of seen) expect(truth.call!.arguments.startsWith(args)).toBe(true);
-    expect(seen.at(-1)).toBe(truth.call!.arguments);
+    expectStreamedCall(await seenStates(page, id), truth.call!);
 
     // The caller runs the tool and starts the next run with its result: the answer is text.
-    const next = await postJson(`${gateway.url}/api/v1/sessions`, {
+    const answerId = await create(gateway.url, {
       messages: [
         { role: "user", content: "What is the weather in Lisbon" },
         {
@@ -215,8 +211,6 @@ describe("the dashboard, for agent streams in full", () => {
       ],
       tools: [WEATHER_TOOL],
     });
-    expect(next.status, next.text).toBe(201);
-    const answerId = next.body.id as string;
     await waitForStatus(page, answerId, "done");
     const answer = await panelView(page, answerId);
     expect(answer.answer.startsWith("(Simulated) get_weather returned 18 °C and windy.")).toBe(true);
@@ -226,16 +220,33 @@ describe("the dashboard, for agent streams in full", () => {
     expect(errors).toEqual([]);
   });
 
+  it("a run that thinks then answers: the Thinking block holds exactly the reasoning, the answer area exactly the answer", async () => {
+    const gateway = await startGateway();
+    const { page, errors } = await openDashboard(`${gateway.url}/`);
+    const id = await create(gateway.url, {
+      message: "Explain what a stream is [tokens=20]",
+      reasoning_effort: "medium",
+    });
+    await waitForStatus(page, id, "done");
+
+    const truth = await sessionParts(gateway.url, id);
+    expect(truth.reasoning.startsWith("Let me think about this:")).toBe(true);
+    expect(truth.calls).toEqual([]);
+    const view = await panelView(page, id);
+    expectApart(view, await seenStates(page, id), truth);
+    expect(view.toolsHidden).toBe(true);
+    expect(view.refusalHidden).toBe(true);
+    expect(errors).toEqual([]);
+  });
+
   it("a compacted session's panel gets its reasoning and tool call back from the snapshot", async () => {
     // Ten events kept: the run's reasoning and most of its call are folded into the snapshot.
     const gateway = await startGateway({ MAX_EVENTS_PER_SESSION: "10", SIMULATED_TOKENS_PER_SECOND: "1000" });
-    const created = await postJson(`${gateway.url}/api/v1/sessions`, {
+    const id = await create(gateway.url, {
       message: "What is the weather in Quito",
       tools: [WEATHER_TOOL],
       reasoning_effort: "medium",
     });
-    expect(created.status, created.text).toBe(201);
-    const id = created.body.id as string;
     const truth = await sessionParts(gateway.url, id);
     expect(truth.reasoning.split(" ").length).toBeGreaterThan(10);
 
@@ -255,6 +266,204 @@ describe("the dashboard, for agent streams in full", () => {
         args: truth.call!.arguments,
       },
     ]);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("the dashboard, for agent streams in full (OpenAI fixture upstream)", () => {
+  let fixture: OpenAIFixture;
+  beforeAll(async () => {
+    fixture = await startOpenAIFixture();
+  });
+  afterAll(async () => {
+    await fixture?.close();
+  });
+
+  it("reasoning_content then the answer: each exactly in its own place", async () => {
+    const gateway = await startGateway(fixtureEnv(fixture));
+    const { page, errors } = await openDashboard(`${gateway.url}/`);
+    // The closed block's peek shows the last 60 characters: here they begin inside the emoji.
+    const reasoning = [
+      "The user",
+      ' wants a "word".',
+      "\n\nPick one: é🎉",
+      " then say it plainly, in one short word, and stop it there.",
+    ];
+    expect(reasoning.join("").at(-60)).toBe("🎉".at(1));
+    const answer = ["Hello", "\n", " world", ", in", " short."];
+    fixture.script({ steps: reasoningSteps(reasoning, answer), delayMs: FIXTURE_FRAME_MS });
+    const id = await create(gateway.url, { message: "a word", reasoning_effort: "high" });
+    await waitForStatus(page, id, "done");
+
+    const truth = await sessionParts(gateway.url, id);
+    expect(truth).toMatchObject({ reasoning: reasoning.join(""), text: answer.join(""), terminal: "done" });
+    const view = await panelView(page, id);
+    expectApart(view, await seenStates(page, id), truth);
+    expect(view.model).toBe("gpt-test");
+    // The peek: the reasoning's latest words, never half a character.
+    expect(view.peek.startsWith("…")).toBe(true);
+    expect(truth.reasoning.replace(/\s+/g, " ").endsWith(view.peek.slice(1))).toBe(true);
+    expect(view.peek).not.toMatch(LONE_SURROGATE);
+    expect(errors).toEqual([]);
+  });
+
+  it("a refusal shows as a refusal, in the answer's place, with no answer, reasoning or tool call", async () => {
+    const gateway = await startGateway(fixtureEnv(fixture));
+    const { page, errors } = await openDashboard(`${gateway.url}/`);
+    const parts = ["I'm sorry,", " but I can't", " help with that."];
+    fixture.script({ steps: refusalSteps(parts), delayMs: FIXTURE_FRAME_MS });
+    const id = await create(gateway.url, { message: "something bad" });
+    await waitForStatus(page, id, "done");
+
+    const truth = await sessionParts(gateway.url, id);
+    expect(truth).toMatchObject({ refusal: parts.join(""), text: "", reasoning: "", terminal: "done" });
+    const view = await panelView(page, id);
+    expect(view.refusal).toBe(truth.refusal);
+    expect(view.refusalHidden).toBe(false);
+    expect(view.refusalShown).toBe(true);
+    expect(view.refusalLabel).toBe('"Refused: "');
+    expect(view.noAnswer).toBe(true);
+    expect(view.answer).toBe("");
+    expect(view.answerShown).toBe(false);
+    expect(view.thinkingHidden).toBe(true);
+    expect(view.toolsHidden).toBe(true);
+    expect(view.calls).toEqual([]);
+    // It streamed in: every refusal the page showed was a beginning of the whole one.
+    const refusals = distinct((await seenStates(page, id)).map((state) => state.refusal));
+    for (const seen of refusals) expect(truth.refusal.startsWith(seen)).toBe(true);
+    expect(refusals.at(-1)).toBe(truth.refusal);
+    expect(errors).toEqual([]);
+  });
+
+  it("two parallel tool calls: each with its name and streaming arguments, in order, never mixed", async () => {
+    const gateway = await startGateway(fixtureEnv(fixture));
+    const { page, errors } = await openDashboard(`${gateway.url}/`);
+    const paris = ['{"city":', '"Paris",', '"country":', '"France",', '"unit":"celsius",', '"days":2}'];
+    const oslo = ['{"city":', '"Oslo",', '"country":', '"Norway",', '"unit":"celsius",', '"days":5}'];
+    fixture.script({
+      steps: toolCallSteps([
+        { id: "call_1", name: "get_weather", args: paris },
+        { id: "call_2", name: "get_weather", args: oslo },
+      ]),
+      finishReason: "tool_calls",
+      delayMs: FIXTURE_FRAME_MS,
+    });
+    const id = await create(gateway.url, {
+      message: "Paris and Oslo?",
+      tools: [WEATHER_TOOL],
+      parallel_tool_calls: true,
+    });
+    await page.waitForSelector(
+      `.panel[data-session-id="${id}"] .tool-call[data-index="1"][data-state="streaming"]`,
+      {
+        timeout: WAIT_MS,
+      },
+    );
+    await waitForStatus(page, id, "done");
+
+    const truth = await sessionParts(gateway.url, id);
+    const whole = [paris.join(""), oslo.join("")];
+    expect(truth.calls).toEqual([
+      { index: 0, id: "call_1", name: "get_weather", arguments: whole[0] },
+      { index: 1, id: "call_2", name: "get_weather", arguments: whole[1] },
+    ]);
+    const view = await panelView(page, id);
+    expect(view.calls).toEqual([
+      { index: "0", state: "complete", callId: "call_1", name: "get_weather", args: whole[0] },
+      { index: "1", state: "complete", callId: "call_2", name: "get_weather", args: whole[1] },
+    ]);
+    expect(view.toolsShown).toBe(true);
+    expect(view.noAnswer).toBe(true);
+    expect(view.answer).toBe("");
+    expect(view.summary).toContain("2 tool calls");
+
+    const states = await seenStates(page, id);
+    for (const state of states) {
+      // In index order; each call's arguments only ever a beginning of its own.
+      expect(state.calls.map((c) => c.index)).toEqual([0, 1].slice(0, state.calls.length));
+      for (const c of state.calls) {
+        expect(c.name).toBe("get_weather");
+        expect(whole[c.index]!.startsWith(c.args)).toBe(true);
+      }
+      // Call 1 starts only once call 0 is whole.
+      if (state.calls.length === 2)
+        expect(state.calls[0]).toMatchObject({ state: "complete", args: whole[0] });
+    }
+    for (const index of [0, 1]) {
+      const partial = states.some((state) =>
+        state.calls.some(
+          (c) => c.index === index && c.state === "streaming" && c.args.length > 0 && c.args !== whole[index],
+        ),
+      );
+      expect(partial, `call ${index} seen part-way`).toBe(true);
+    }
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("the dashboard of one instance, for a run on another (same Redis)", () => {
+  let fixture: OpenAIFixture;
+  beforeAll(async () => {
+    fixture = await startOpenAIFixture();
+  });
+  afterAll(async () => {
+    await fixture?.close();
+  });
+
+  it("shows the other instance's reasoning apart, its tool call streaming, and a fixture run's reasoning apart from its answer", async () => {
+    const env = { ...fixtureEnv(fixture), REDIS_KEY_PREFIX: randomPrefix() };
+    const runner = await startGateway(env);
+    const viewer = await startGateway(env);
+    const { page, errors } = await openDashboard(`${viewer.url}/`);
+
+    // The simulated model on the runner: it thinks, then calls the tool, slowly.
+    const callId = await create(runner.url, {
+      model: "simulated",
+      message: "What is the weather in Porto",
+      tools: [WEATHER_TOOL],
+      reasoning_effort: "low",
+    });
+    await page.waitForSelector(`.panel[data-session-id="${callId}"] .tool-call[data-state="streaming"]`, {
+      timeout: WAIT_MS,
+    });
+    await waitForStatus(page, callId, "done");
+    const callTruth = await sessionParts(runner.url, callId);
+    expect(await sessionParts(viewer.url, callId)).toEqual(callTruth);
+    expect(callTruth.call?.name).toBe("get_weather");
+    const callView = await panelView(page, callId);
+    expect(callView.model).toBe("simulated");
+    expect(callView.thinkingShown).toBe(true);
+    expect(callView.reasoning).toBe(callTruth.reasoning);
+    expect(callView.reasoning.length).toBeGreaterThan(0);
+    expect(callView.answer).toBe("");
+    expect(callView.calls).toEqual([
+      {
+        index: "0",
+        state: "complete",
+        callId: callTruth.call!.id,
+        name: "get_weather",
+        args: callTruth.call!.arguments,
+      },
+    ]);
+    const callStates = await seenStates(page, callId);
+    expectStreamedCall(callStates, callTruth.call!);
+    // The reasoning was whole before the call began, and never went into the call or the answer.
+    for (const state of callStates) {
+      if (state.calls.length > 0) expect(state.reasoning).toBe(callTruth.reasoning);
+      expect(state.answer).toBe("");
+    }
+
+    // The fixture upstream on the runner: reasoning then an answer.
+    const reasoning = ["Porto is", " in Portugal;", "\nanswer briefly."];
+    const answer = ["Mild", " and", " sunny", " today."];
+    fixture.script({ steps: reasoningSteps(reasoning, answer, "reasoning"), delayMs: FIXTURE_FRAME_MS });
+    const textId = await create(runner.url, { message: "And tomorrow?", reasoning_effort: "low" });
+    await waitForStatus(page, textId, "done");
+    const textTruth = await sessionParts(runner.url, textId);
+    expect(textTruth).toMatchObject({ reasoning: reasoning.join(""), text: answer.join("") });
+    const textView = await panelView(page, textId);
+    expectApart(textView, await seenStates(page, textId), textTruth);
+    expect(textView.model).toBe("gpt-test");
     expect(errors).toEqual([]);
   });
 });
