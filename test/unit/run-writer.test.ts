@@ -521,3 +521,29 @@ describe("a fast run through a Redis outage", () => {
     expect(await logged(lines, "run ended")).toMatchObject({ status: "error" });
   });
 });
+
+describe("a run that fails while Redis is away", () => {
+  it("is logged at warn as an expected outage: the error's message and code, no stack", async () => {
+    const { redis } = await ownRedis();
+    const model: ModelProvider = {
+      name: "openai",
+      async *stream() {
+        yield { kind: "token", content: "before " };
+        await redis.stop();
+        // What a model call that needs the store would throw with Redis gone: not an upstream error.
+        throw new Error("Connection is closed.");
+      },
+    };
+    const { runs, lines } = await runManager(redis.url, model, 60_000);
+    const started = await runs.start({ messages: [{ role: "user", content: "go" }], freshId: true });
+    if (started.kind !== "started") throw new Error("the run did not start");
+    const failed = await logged(lines, "run failed");
+    await redis.start();
+    expect(await runs.waitForRuns(60_000)).toBe(true);
+    expect(failed.level).toBe(40);
+    // pino's err serializer gives a plain note `type: "Object"` and an empty stack.
+    const err = failed.err as { code?: string; message?: string; stack?: string };
+    expect(err).toMatchObject({ code: "unavailable", message: "Connection is closed." });
+    expect(err.stack ?? "").toBe("");
+  });
+});
