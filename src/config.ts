@@ -94,6 +94,8 @@ const schema = z.object({
   CANCEL_GRACE_MS: integer(1_000, 0),
   /** Unstored events per run. Full: the run reads its model slower; full, Redis away: store_unavailable. */
   RUN_BUFFER_MAX_EVENTS: integer(10_000, 1),
+  /** How long a run whose buffer is full waits for a store that takes none of its events: then store_unavailable. */
+  RUN_STORE_OUTAGE_MS: integer(3_000, 100),
   NODE_ENV: optionalText,
   /** "jwt" when a secret or JWKS URL is set; "none" (open) otherwise. Production refuses open mode unless explicit. */
   AUTH_MODE: z.enum(["none", "jwt"]).optional(),
@@ -180,6 +182,7 @@ export interface Config {
   storeTimeoutMs: number;
   cancelGraceMs: number;
   runBufferMaxEvents: number;
+  runStoreOutageMs: number;
   auth: {
     mode: "none" | "jwt";
     jwtSecret: string | undefined;
@@ -363,6 +366,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     storeTimeoutMs: e.STORE_TIMEOUT_MS,
     cancelGraceMs: e.CANCEL_GRACE_MS,
     runBufferMaxEvents: e.RUN_BUFFER_MAX_EVENTS,
+    runStoreOutageMs: e.RUN_STORE_OUTAGE_MS,
     auth: {
       mode: authMode,
       jwtSecret: e.AUTH_JWT_SECRET,

@@ -86,6 +86,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       leaseMs: config.leaseMs,
       cancelGraceMs: config.cancelGraceMs,
       runBufferMaxEvents: config.runBufferMaxEvents,
+      runStoreOutageMs: config.runStoreOutageMs,
     },
   );
   // Subscribing to the control channel waits for Redis. During a start-up outage it completes in the

@@ -103,6 +103,9 @@ describe("loadConfig: limits and hardening", () => {
     expect(config.headersTimeoutMs).toBe(10_000);
     expect(config.requestTimeoutMs).toBe(30_000);
     expect(config.storeTimeoutMs).toBe(5_000);
+    expect(config.runStoreOutageMs).toBe(3_000);
+    expect(loadConfig({ RUN_STORE_OUTAGE_MS: "10000" }).runStoreOutageMs).toBe(10_000);
+    expect(() => loadConfig({ RUN_STORE_OUTAGE_MS: "50" })).toThrow(/RUN_STORE_OUTAGE_MS/);
     expect(config.slowClientMaxBufferedBytes).toBe(1_048_576);
     expect(config.corsOrigins).toEqual([]);
     // No peer's X-Forwarded-For is believed unless the operator names its proxies.
