@@ -7,14 +7,6 @@ import { collectUntilClosed } from "../../helpers/index.js";
 
 const WAIT_MS = 30_000;
 
-export interface CallView {
-  index: string | undefined;
-  state: string | undefined;
-  callId: string | undefined;
-  name: string | null | undefined;
-  args: string | null | undefined;
-}
-
 /** What a panel shows at one moment, as recorded while it streams. */
 export interface PanelState {
   reasoning: string;
