@@ -68,6 +68,8 @@ const INITIAL_LABELS = {
   connectionKind: ["session", "multiplexed", "agent"],
   redisConnection: ["command", "subscriber"],
   redisClusterEvent: ["node_added", "node_removed", "slots_moved", "channels_moved", "resubscribed"],
+  gapReason: ["trimmed", "expired"],
+  redisWaitOutcome: ["confirmed", "short"],
 } as const;
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
@@ -255,6 +257,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   for (const connection of INITIAL_LABELS.redisConnection) metrics.redisErrors.inc({ connection }, 0);
   for (const event of INITIAL_LABELS.redisClusterEvent) metrics.redisClusterEvents.inc({ event }, 0);
   for (const connection of INITIAL_LABELS.redisConnection) metrics.redisFailovers.inc({ connection }, 0);
+  // Exported at 0 from the start, so the first gap or short WAIT after a restart moves rate() at once.
+  for (const reason of INITIAL_LABELS.gapReason) metrics.gaps.inc({ reason }, 0);
+  for (const outcome of INITIAL_LABELS.redisWaitOutcome) metrics.redisWaitSeconds.zero({ outcome });
   return metrics;
 }
 
