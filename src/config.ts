@@ -141,6 +141,9 @@ const schema = z.object({
   RUN_DRAIN_TIMEOUT_MS: integer(30_000, 0),
 });
 
+/** Every environment variable the gateway reads (the docs' configuration table lists each). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
 export interface Config {
   port: number;
   host: string;
