@@ -109,16 +109,7 @@ function postStreamPausedFirst(
   pauseMs: number,
 ): Promise<{ status: number; id: string; events: SseEvent[] }> {
   return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const req = httpRequest(`${url}/api/v1/agent/stream`, {
-      method: "POST",
-      agent: false,
-      headers: {
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(payload),
-        accept: "text/event-stream",
-      },
-    });
+    const { req, payload } = agentStreamRequest(url, body);
     req.once("error", reject);
     req.once("response", (res: IncomingMessage) => {
       res.pause();
@@ -141,6 +132,21 @@ function postStreamPausedFirst(
   });
 }
 
+/** A `POST /api/v1/agent/stream` of `body`, not yet sent (`req.end(payload)` sends it). */
+function agentStreamRequest(url: string, body: unknown) {
+  const payload = JSON.stringify(body);
+  const req = httpRequest(`${url}/api/v1/agent/stream`, {
+    method: "POST",
+    agent: false,
+    headers: {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(payload),
+      accept: "text/event-stream",
+    },
+  });
+  return { req, payload };
+}
+
 /** `POST /api/v1/agent/stream`, read until `tokens` tokens arrived, then dropped (the run goes on). */
 function postStreamThenDrop(
   url: string,
@@ -148,16 +154,7 @@ function postStreamThenDrop(
   tokens: number,
 ): Promise<{ id: string; events: SseEvent[] }> {
   return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const req = httpRequest(`${url}/api/v1/agent/stream`, {
-      method: "POST",
-      agent: false,
-      headers: {
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(payload),
-        accept: "text/event-stream",
-      },
-    });
+    const { req, payload } = agentStreamRequest(url, body);
     req.once("error", reject);
     req.once("response", (res: IncomingMessage) => {
       const id = String(res.headers["x-session-id"]);
