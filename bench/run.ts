@@ -18,6 +18,7 @@
  *   --gateway-entry PATH    the gateway's entry point, to compare another build (default dist/server.js)
  *   --agent-paths a,b       the agent scenario's paths (default all: see scenarios/agent.ts), e.g.
  *                           direct,sdk,native to compare builds on the native endpoint alone
+ *   --agent-upstream-ms N   the agent scenario's fixture waits N ms before it answers (default 0: at once)
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
 import { execSync } from "node:child_process";
@@ -107,6 +108,7 @@ async function main(): Promise<number> {
       "step-seconds": { type: "string" },
       "gateway-entry": { type: "string" },
       "agent-paths": { type: "string" },
+      "agent-upstream-ms": { type: "string" },
     },
   });
   const quick = values.quick ?? false;
@@ -122,6 +124,10 @@ async function main(): Promise<number> {
   const out =
     values.out ??
     (quick ? join(tmpdir(), "sse-bench-quick.jsonl") : join(REPO_ROOT, "bench/results/results.jsonl"));
+  const agentUpstreamMs = Number(values["agent-upstream-ms"] ?? 0);
+  if (!(Number.isInteger(agentUpstreamMs) && agentUpstreamMs >= 0)) {
+    throw new Error(`--agent-upstream-ms: whole milliseconds, 0 or more, not ${values["agent-upstream-ms"]}`);
+  }
   if (values["step-seconds"] !== undefined && !(Number(values["step-seconds"]) > 0)) {
     throw new Error(`--step-seconds: a number of seconds above 0, not ${values["step-seconds"]}`);
   }
@@ -163,6 +169,7 @@ async function main(): Promise<number> {
     producerPhases: values["producer-phases"] === undefined ? undefined : Number(values["producer-phases"]),
     fixedRates: values.rates === undefined ? undefined : values.rates.split(",").map(Number),
     agentPaths,
+    agentUpstreamMs,
     stepSeconds: values["step-seconds"] === undefined ? undefined : Number(values["step-seconds"]),
     targetOptions: {
       ...(values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {}),

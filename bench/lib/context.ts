@@ -56,6 +56,8 @@ export interface ScenarioContext {
   readonly fixedRates: readonly number[] | undefined;
   /** The agent scenario's paths (default all). */
   readonly agentPaths: readonly AgentPath[] | undefined;
+  /** How long the agent scenario's fixture waits before it answers (0: at once, the floor). */
+  readonly agentUpstreamMs: number;
   /** Overrides the measured window of each fixed-rate step, in seconds. */
   readonly stepSeconds: number | undefined;
   record(

@@ -154,7 +154,8 @@ export const agentScenario = {
       input_tokens_details: { cached_tokens: 0 },
       output_tokens_details: { reasoning_tokens: 0 },
     };
-    const responsesScript = { events: responsesEvents({ text: tokens, usage }), delayMs: 0 };
+    const answerAfterMs = context.agentUpstreamMs;
+    const responsesScript = { events: responsesEvents({ text: tokens, usage }), delayMs: 0, answerAfterMs };
     const fixture = await startOpenAIFixture();
     // When each upstream request (its body read) reaches the fixture, in this process's clock.
     let upstreamAt = -1;
@@ -208,7 +209,7 @@ export const agentScenario = {
         for (let k = 0; k < selected.length; k++) {
           const path = selected[(i + k) % selected.length]!;
           const { run, responsesUpstream } = paths[path];
-          fixture.script(responsesUpstream ? responsesScript : { tokens, delayMs: 0 });
+          fixture.script(responsesUpstream ? responsesScript : { tokens, delayMs: 0, answerAfterMs });
           upstreamAt = -1;
           const timing = await run();
           if (timing.text !== expected) {
@@ -229,7 +230,7 @@ export const agentScenario = {
           for (let i = 0; i < (context.quick ? 3 : TRACED_RUNS); i++) {
             for (let k = 0; k < traced.length; k++) {
               const path = traced[(i + k) % traced.length]!;
-              fixture.script({ tokens, delayMs: 0 });
+              fixture.script({ tokens, delayMs: 0, answerAfterMs });
               upstreamAt = -1;
               const stages = await trace.traceRun(paths[path].run);
               if (stages) traces.get(path)!.push(stages);
@@ -282,7 +283,7 @@ export const agentScenario = {
           `fixture: raw ${d.firstTokenMs} ms, openai SDK ${k.firstTokenMs} ms to the first token (upstream reached after ${d.upstreamMs} / ${k.upstreamMs} ms)`,
         );
       }
-      context.record("agent", "gateway", { runs, warmup, tokens: tokenCount, paths: selected }, data);
+      context.record("agent", "gateway", { runs, warmup, tokens: tokenCount, paths: selected, upstreamMs: answerAfterMs }, data);
     } finally {
       agent.destroy();
       await target.stop();
