@@ -283,7 +283,12 @@ export const agentScenario = {
           `fixture: raw ${d.firstTokenMs} ms, openai SDK ${k.firstTokenMs} ms to the first token (upstream reached after ${d.upstreamMs} / ${k.upstreamMs} ms)`,
         );
       }
-      context.record("agent", "gateway", { runs, warmup, tokens: tokenCount, paths: selected, upstreamMs: answerAfterMs }, data);
+      context.record(
+        "agent",
+        "gateway",
+        { runs, warmup, tokens: tokenCount, paths: selected, upstreamMs: answerAfterMs },
+        data,
+      );
     } finally {
       agent.destroy();
       await target.stop();
