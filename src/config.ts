@@ -75,7 +75,7 @@ const schema = z.object({
    * by id): what a stuck client may pin besides the write that filled its socket. 1 MiB.
    */
   SLOW_CLIENT_MAX_BUFFERED_BYTES: integer(1_048_576, 16_384),
-  CATCH_UP_BATCH: integer(500, 1),
+  CATCH_UP_BATCH: integer(1_000, 1),
   MERGE_TOKENS_WHEN_BEHIND: flag(true),
   MAX_BODY_BYTES: integer(1_048_576, 1),
   /** Large enough for a Last-Event-ID cursor of thousands of running sessions. */
