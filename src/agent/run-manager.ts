@@ -420,6 +420,9 @@ export class RunManager {
     // must not look crashed to another instance's sweeper meanwhile.
     await writer.finish(terminal);
     clearInterval(lease);
+    // The place goes with the terminal event (sent ahead of any later command of this instance): a
+    // caller that saw the run end and starts the next one at once finds it free.
+    slot?.release().catch(() => {});
     if (!writer.isStopped) {
       await store.releaseLease(id).catch(() => {});
       metrics.runsEnded.inc({

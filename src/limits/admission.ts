@@ -53,15 +53,16 @@ class ConnectionPlaces implements Admission {
     const { limiter, limits, connectionId, subject } = this;
     const [byIp, bySubject] = await Promise.all([
       limiter.acquire(`conn:ip:${this.ip}`, connectionId, limits.connectionsPerIp, CONNECTION_PLACE_TTL_MS),
-      subject === null ||
-        limiter.acquire(
-          `conn:sub:${subject}`,
-          connectionId,
-          limits.connectionsPerSubject,
-          CONNECTION_PLACE_TTL_MS,
-        ),
+      subject === null
+        ? "taken"
+        : limiter.acquire(
+            `conn:sub:${subject}`,
+            connectionId,
+            limits.connectionsPerSubject,
+            CONNECTION_PLACE_TTL_MS,
+          ),
     ]);
-    return byIp && bySubject;
+    return byIp !== "full" && bySubject !== "full";
   }
 
   async refresh(): Promise<void> {
@@ -160,15 +161,18 @@ export async function admitRun(
     limiter.consume(`runs:${subject}`, 60, 1, config.limits.runsPerMinute),
     limiter.acquire(concurrencyKey, id, config.limits.concurrentRuns, slotTtlMs),
   ]);
+  // The place is released only by the admission that took it: a request for an id whose run holds
+  // one (a retry of its creation, or a conflict) must not free that run's place.
+  const release = placed === "taken" ? () => limiter.release(concurrencyKey, id) : async () => {};
   if (!rate.ok) {
-    if (placed) await limiter.release(concurrencyKey, id);
+    await release();
     throw limited(
       "too_many_runs",
       `at most ${config.limits.runsPerMinute} runs per minute`,
       rate.retryAfterSeconds,
     );
   }
-  if (!placed) {
+  if (placed === "full") {
     throw limited("too_many_active_runs", `at most ${config.limits.concurrentRuns} runs at once`, 5);
   }
   return {
@@ -179,7 +183,7 @@ export async function admitRun(
       refresh: async () => {
         await limiter.acquire(concurrencyKey, id, Number.MAX_SAFE_INTEGER, slotTtlMs);
       },
-      release: () => limiter.release(concurrencyKey, id),
+      release,
     },
   };
 }

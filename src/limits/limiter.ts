@@ -8,6 +8,9 @@ import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../store/scripts.js"
 
 export type LimitDecision = { ok: true } | { ok: false; retryAfterSeconds: number };
 
+/** What `acquire` did: took a new place, renewed the member's own, or took nothing (the set is full). */
+export type Place = "taken" | "held" | "full";
+
 /**
  * A refused call takes nothing (a refused `consume` leaves the window's total as it was); the Redis
  * limiter answers a resent call (its reply lost) as it answered the first, counting it once.
@@ -16,8 +19,8 @@ export type LimitDecision = { ok: true } | { ok: false; retryAfterSeconds: numbe
 export interface Limiter {
   /** Adds `cost` to the current window of `key`, unless the window's total would pass `limit` (refused). */
   consume(key: string, windowSeconds: number, cost: number, limit: number): Promise<LimitDecision>;
-  /** Takes (or renews) a place for `member` in `key`, for `ttlMs`; false when `limit` places are taken. */
-  acquire(key: string, member: string, limit: number, ttlMs: number): Promise<boolean>;
+  /** Takes (or renews) a place for `member` in `key`, for `ttlMs`; "full" when `limit` places are taken. */
+  acquire(key: string, member: string, limit: number, ttlMs: number): Promise<Place>;
   release(key: string, member: string): Promise<void>;
 }
 
@@ -59,7 +62,8 @@ export function createRedisLimiter(
     },
     async acquire(key, member, limit, ttlMs) {
       // Idempotent by member (see acquire-1.lua): no request id needed.
-      return (await acquireScript(`${prefix}limit:${key}`, member, limit, clock(), ttlMs)) === 1;
+      const outcome = await acquireScript(`${prefix}limit:${key}`, member, limit, clock(), ttlMs);
+      return outcome === 1 ? "taken" : outcome === 2 ? "held" : "full";
     },
     async release(key, member) {
       await redis.zrem(`${prefix}limit:${key}`, member);
@@ -87,10 +91,11 @@ export function createMemoryLimiter(clock: () => number = Date.now): Limiter {
       const now = clock();
       const set = sets.get(key) ?? new Map<string, number>();
       for (const [held, expiresAtMs] of set) if (expiresAtMs <= now) set.delete(held);
-      if (!set.has(member) && set.size >= limit) return false;
+      const held = set.has(member);
+      if (!held && set.size >= limit) return "full";
       set.set(member, now + ttlMs);
       sets.set(key, set);
-      return true;
+      return held ? "held" : "taken";
     },
     async release(key, member) {
       sets.get(key)?.delete(member);

@@ -76,24 +76,24 @@ export function runLimiterContract(name: string, make: MakeLimiter): void {
     });
 
     describe("acquire and release", () => {
-      it("holds up to `limit` places; a member already holding one renews it even when full", async () => {
+      it("holds up to `limit` places; a member already holding one renews it (held) even when full", async () => {
         const key = newKey("active");
-        expect(await limiter.acquire(key, "a", 2, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "b", 2, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe(false);
-        expect(await limiter.acquire(key, "a", 2, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe(false);
+        expect(await limiter.acquire(key, "a", 2, PLACE_TTL_MS)).toBe("taken");
+        expect(await limiter.acquire(key, "b", 2, PLACE_TTL_MS)).toBe("taken");
+        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe("full");
+        expect(await limiter.acquire(key, "a", 2, PLACE_TTL_MS)).toBe("held");
+        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe("full");
       });
 
       it("a refused acquire holds nothing: a release frees exactly one place", async () => {
         const key = newKey("active");
         await limiter.acquire(key, "a", 2, PLACE_TTL_MS);
         await limiter.acquire(key, "b", 2, PLACE_TTL_MS);
-        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe(false);
+        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe("full");
         await limiter.release(key, "a");
-        expect(await limiter.acquire(key, "d", 2, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe(false);
-        expect(await limiter.acquire(key, "e", 2, PLACE_TTL_MS)).toBe(false);
+        expect(await limiter.acquire(key, "d", 2, PLACE_TTL_MS)).toBe("taken");
+        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe("full");
+        expect(await limiter.acquire(key, "e", 2, PLACE_TTL_MS)).toBe("full");
       });
 
       it("releasing a member that holds nothing, or twice, is harmless", async () => {
@@ -102,8 +102,8 @@ export function runLimiterContract(name: string, make: MakeLimiter): void {
         await limiter.acquire(key, "a", 1, PLACE_TTL_MS);
         await limiter.release(key, "a");
         await limiter.release(key, "a");
-        expect(await limiter.acquire(key, "b", 1, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "c", 1, PLACE_TTL_MS)).toBe(false);
+        expect(await limiter.acquire(key, "b", 1, PLACE_TTL_MS)).toBe("taken");
+        expect(await limiter.acquire(key, "c", 1, PLACE_TTL_MS)).toBe("full");
       });
 
       it("a place lapses `ttlMs` after it was last taken or renewed", async () => {
@@ -111,19 +111,19 @@ export function runLimiterContract(name: string, make: MakeLimiter): void {
         await limiter.acquire(key, "a", 2, PLACE_TTL_MS);
         await limiter.acquire(key, "b", 2, PLACE_TTL_MS);
         now += PLACE_TTL_MS / 2;
-        expect(await limiter.acquire(key, "a", 2, PLACE_TTL_MS)).toBe(true);
+        expect(await limiter.acquire(key, "a", 2, PLACE_TTL_MS)).toBe("held");
         now += PLACE_TTL_MS / 2;
         // b's place ends now; a's was renewed.
-        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "d", 2, PLACE_TTL_MS)).toBe(false);
+        expect(await limiter.acquire(key, "c", 2, PLACE_TTL_MS)).toBe("taken");
+        expect(await limiter.acquire(key, "d", 2, PLACE_TTL_MS)).toBe("full");
       });
 
       it("a member whose place lapsed asks again as a newcomer", async () => {
         const key = newKey("active");
         await limiter.acquire(key, "a", 1, PLACE_TTL_MS);
         now += PLACE_TTL_MS + 1;
-        expect(await limiter.acquire(key, "b", 1, PLACE_TTL_MS)).toBe(true);
-        expect(await limiter.acquire(key, "a", 1, PLACE_TTL_MS)).toBe(false);
+        expect(await limiter.acquire(key, "b", 1, PLACE_TTL_MS)).toBe("taken");
+        expect(await limiter.acquire(key, "a", 1, PLACE_TTL_MS)).toBe("full");
       });
     });
   });

@@ -134,3 +134,34 @@ describe("a caller's own session id, created twice (memory, open)", () => {
     expect(other.body.error.code).toBe("session_exists");
   });
 });
+
+describe("a retry while the run it created is still going (LIMIT_CONCURRENT_RUNS=1)", () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      redisUrl: inject("redisUrl"),
+      env: { AUTH_JWT_SECRET: SECRET, LIMIT_CONCURRENT_RUNS: "1", SIMULATED_TOKENS_PER_SECOND: "20" },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.close();
+  });
+
+  it("leaves the running run its place: another run is still refused, and admitted once it ends", async () => {
+    const carol = await token("carol");
+    const id = `retry_place_${Date.now().toString(36)}`;
+    const body = { id, message: "slow [tokens=40]" };
+    const created = await postJson(`${gateway.url}/api/v1/sessions`, body, carol);
+    expect(created.status, created.text).toBe(201);
+    const retry = await postJson(`${gateway.url}/api/v1/sessions`, body, carol);
+    expect(retry.status, retry.text).toBe(201);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    // The first run still holds carol's one place.
+    const other = await postJson(`${gateway.url}/api/v1/sessions`, { message: "another [tokens=2]" }, carol);
+    expect(other.status, other.text).toBe(429);
+    expect(other.body?.error?.code).toBe("too_many_active_runs");
+    await waitEnded(gateway.url, id, carol);
+    const after = await postJson(`${gateway.url}/api/v1/sessions`, { message: "another [tokens=2]" }, carol);
+    expect(after.status, after.text).toBe(201);
+  });
+});
