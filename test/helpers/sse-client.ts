@@ -350,3 +350,28 @@ export async function closedWithin(stream: SseConnection, timeoutMs = 15_000): P
     clearTimeout(timer);
   }
 }
+
+/** What a reader of a run assembles: a `snapshot` replaces what it had (the session so far), tokens add. */
+export function assembledText(events: readonly SseEvent[]): string {
+  let text = "";
+  for (const event of events) {
+    if (event.event === "snapshot") text = (JSON.parse(event.data) as { content: string }).content;
+    if (event.event === "token") text += (JSON.parse(event.data) as { content: string }).content;
+  }
+  return text;
+}
+
+/** A `POST /api/v1/agent/stream` of `body` on its own connection, not yet sent: `req.end(payload)` sends it. */
+export function agentStreamRequest(url: string, body: unknown): { req: ClientRequest; payload: string } {
+  const payload = JSON.stringify(body);
+  const req = httpRequest(`${url}/api/v1/agent/stream`, {
+    method: "POST",
+    agent: false,
+    headers: {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(payload),
+      accept: "text/event-stream",
+    },
+  });
+  return { req, payload };
+}

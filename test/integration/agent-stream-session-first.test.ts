@@ -5,11 +5,12 @@
  * command it sends arrives `LINK_DELAY_MS` late), so a head sent before the session's creation was
  * acknowledged would reach the client long before the creation reaches Redis.
  */
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
 import {
+  agentStreamRequest,
   closedWithin,
   type GatewayProcess,
   getJson,
@@ -71,16 +72,7 @@ async function slowLinkTo(
 /** Posts a run and resolves with its response as soon as the head arrives (the body is left unread). */
 function postAgentStream(url: string, body: unknown): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const req = httpRequest(`${url}/api/v1/agent/stream`, {
-      method: "POST",
-      agent: false,
-      headers: {
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(payload),
-        accept: "text/event-stream",
-      },
-    });
+    const { req, payload } = agentStreamRequest(url, body);
     req.once("error", reject);
     req.once("response", resolve);
     req.end(payload);

@@ -7,6 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
 import {
+  assembledText,
   closedWithin,
   getJson,
   openSse,
@@ -29,16 +30,6 @@ const DELTA_CHARS = 4_000;
 const RUN_TIMEOUT_MS = 120_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** What a reader assembles: a snapshot replaces what it had, tokens add to it. */
-function textOf(events: SseEvent[]): string {
-  let text = "";
-  for (const event of events) {
-    if (event.event === "snapshot") text = (JSON.parse(event.data) as { content: string }).content;
-    if (event.event === "token") text += (JSON.parse(event.data) as { content: string }).content;
-  }
-  return text;
-}
 
 async function untilStatus(url: string, id: string, done: (status: number, body: unknown) => boolean) {
   for (;;) {
@@ -112,9 +103,9 @@ describe("readers of compacted sessions", () => {
       const at = received.findIndex((event) => event.event === "snapshot");
       expect(at).toBeGreaterThan(0);
       // What it had before the snapshot was real text, which the snapshot then replaced.
-      expect(textOf(received.slice(0, at)).length).toBeGreaterThan(0);
+      expect(assembledText(received.slice(0, at)).length).toBeGreaterThan(0);
       expect(received.filter((event) => event.event === "snapshot")).toHaveLength(1);
-      const text = textOf(received);
+      const text = assembledText(received);
       expect(text.length).toBe(upstreamText.length);
       expect(text === upstreamText).toBe(true);
       expect(received.filter((event) => TERMINALS.has(event.event)).map((event) => event.event)).toEqual([

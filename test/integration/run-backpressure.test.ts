@@ -8,11 +8,13 @@
  * had), then the kept events: the same text. Each run's `run ended` line shows its writer waited for
  * room (the buffer filled), which no timing decides.
  */
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import type { IncomingMessage } from "node:http";
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { burstTokens, type OpenAIFixture, startOpenAIFixture } from "../fixtures/openai-server.js";
 import {
+  agentStreamRequest,
+  assembledText,
   closedWithin,
   type GatewayProcess,
   getJson,
@@ -40,16 +42,6 @@ const RUN_TIMEOUT_MS = 120_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** What a reader assembles: a snapshot replaces what it had (it is the session so far), tokens add. */
-function textOf(events: SseEvent[]): string {
-  let text = "";
-  for (const event of events) {
-    if (event.event === "snapshot") text = (JSON.parse(event.data) as { content: string }).content;
-    if (event.event === "token") text += (JSON.parse(event.data) as { content: string }).content;
-  }
-  return text;
-}
-
 /** Resolves once the session has ended (polled on another connection) and at least `ms` have passed. */
 async function pauseUntilEnded(url: string, id: string, ms: number): Promise<void> {
   const until = sleep(ms);
@@ -68,7 +60,7 @@ function expectWhole(events: SseEvent[], upstreamText: string): void {
   expect(events.at(-1)?.event).toBe("done");
   expect(JSON.parse(ends[0]!.data)).toMatchObject({ finish_reason: "stop" });
   // Compared without a 600 KB diff on failure: where the texts part, if they do.
-  const text = textOf(events);
+  const text = assembledText(events);
   let at = 0;
   while (at < text.length && text[at] === upstreamText[at]) at++;
   const difference =
@@ -130,21 +122,6 @@ function postStreamPausedFirst(
     });
     req.end(payload);
   });
-}
-
-/** A `POST /api/v1/agent/stream` of `body`, not yet sent (`req.end(payload)` sends it). */
-function agentStreamRequest(url: string, body: unknown) {
-  const payload = JSON.stringify(body);
-  const req = httpRequest(`${url}/api/v1/agent/stream`, {
-    method: "POST",
-    agent: false,
-    headers: {
-      "content-type": "application/json",
-      "content-length": Buffer.byteLength(payload),
-      accept: "text/event-stream",
-    },
-  });
-  return { req, payload };
 }
 
 /** `POST /api/v1/agent/stream`, read until `tokens` tokens arrived, then dropped (the run goes on). */
@@ -262,7 +239,7 @@ describe("a burst from the upstream is slowed down, never cut", () => {
       await pauseUntilEnded(gw.url, id, READER_PAUSE_MS);
       const rest = await openSse(`${gw.url}${created.body.streamUrl}`, { lastEventId: first.lastId() ?? "" });
       await closedWithin(rest, RUN_TIMEOUT_MS);
-      expect(textOf(first.events).length).toBeGreaterThan(0);
+      expect(assembledText(first.events).length).toBeGreaterThan(0);
       expect(rest.events[0]?.event).toBe("snapshot");
       expectSnapshot(rest.events);
       expectWhole([...first.events, ...rest.events], upstreamText);
