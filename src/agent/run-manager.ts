@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { Logger } from "pino";
-import { errors, isExpectedOutage, toAppError } from "../errors.js";
+import { errors, loggedError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
 import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
@@ -491,10 +491,7 @@ export class RunManager {
       return { type: "error", data: { code: error.code, message: error.message } };
     if (error) {
       // An unreachable store is an expected outage: its message, without a stack (as the error writer).
-      const appError = toAppError(error, () => this.deps.store.isReady());
-      const err = isExpectedOutage(appError)
-        ? { code: appError.code, message: error instanceof Error ? error.message : appError.message }
-        : error;
+      const err = loggedError(error, () => this.deps.store.isReady());
       this.deps.logger.warn({ err, sessionId: id }, "run failed");
     }
     return null;

@@ -525,16 +525,20 @@ describe("a fast run through a Redis outage", () => {
 describe("a run that fails while Redis is away", () => {
   it("is logged at warn as an expected outage: the error's message and code, no stack", async () => {
     const { redis } = await ownRedis();
+    let storeReady: () => boolean = () => true;
     const model: ModelProvider = {
       name: "openai",
       async *stream() {
         yield { kind: "token", content: "before " };
         await redis.stop();
+        // Redis's process is gone; on a loaded machine its client may notice a moment later.
+        while (storeReady()) await new Promise((resolve) => setTimeout(resolve, 5));
         // What a model call that needs the store would throw with Redis gone: not an upstream error.
         throw new Error("Connection is closed.");
       },
     };
-    const { runs, lines } = await runManager(redis.url, model, 60_000);
+    const { runs, store, lines } = await runManager(redis.url, model, 60_000);
+    storeReady = () => store.isReady();
     const started = await runs.start({ messages: [{ role: "user", content: "go" }], freshId: true });
     if (started.kind !== "started") throw new Error("the run did not start");
     const failed = await logged(lines, "run failed");
