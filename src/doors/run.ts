@@ -21,14 +21,13 @@ export interface StartedRun {
   session: SessionInfo;
   /** The place this request's own reader holds among the connections. */
   admission: Admission;
-  /** Lets the run's stored events be handed over (once this request's reader has joined the hub); must be called. */
+  /** Lets the run's events go (once this request's reader has joined the hub); must be called. */
   readerJoined(): void;
 }
 
 /**
  * Starts a run as `POST /api/v1/agent/stream` does: both admissions at once, the upstream request on
- * its way while the session is created, its events stored at once and handed over to this request's
- * reader once it joins.
+ * its way while the session is created, its events held until this request's reader joins.
  */
 export async function startDoorRun(
   context: AppContext,

@@ -31,8 +31,8 @@ export async function serveAgentStream(
     throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
   }
   // The run starts at once (its upstream request is on its way), but the head that names its session
-  // waits for the session to exist: from then on every instance finds it. The run's events are stored
-  // meanwhile; what is stored before this stream's reader joins the hub is handed over to it then.
+  // waits for the session to exist: from then on every instance finds it. The run's events wait in
+  // turn for this stream's reader to join the hub, so its first batch is handed over to it locally.
   const id = run.value.id!;
   // The stream's notices are subscribed to while the session is created.
   const releaseWatch = context.hub.prewatch(id);
