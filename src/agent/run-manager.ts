@@ -1,8 +1,8 @@
 /**
  * Starts agent runs, executes them on this instance, and ends them exactly once: `done`, `error`
  * (upstream failure, crashed instance, store outage) or `cancelled` (from any instance, through the
- * control channel). A run holds a lease in the store while it streams; the sweeper ends the sessions
- * of runs whose instance died.
+ * control channel). A run holds a lease in the store while it streams; the sweeper (lease-sweeper.ts)
+ * ends the sessions of runs whose instance died.
  */
 import { randomBytes } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
@@ -12,6 +12,7 @@ import type { Metrics } from "../metrics.js";
 import type { PubSub } from "../store/pubsub.js";
 import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
 import { SIMULATED_MODEL, selectProvider } from "./index.js";
+import { LeaseSweeper } from "./lease-sweeper.js";
 import { RunWriter } from "./run-writer.js";
 import {
   type ChatMessage,
@@ -108,9 +109,7 @@ export class RunManager {
     string,
     { abort: AbortController; cancelReason: string | null; done: Promise<void> }
   >();
-  private sweeper: NodeJS.Timeout | undefined;
-  /** When the sweeper first saw the store ready after an outage (or at start); null while it is down. */
-  private storeReadySince: number | null = null;
+  private readonly sweeper: LeaseSweeper;
   private readonly clock: () => number;
 
   constructor(
@@ -118,6 +117,14 @@ export class RunManager {
     private readonly options: RunManagerOptions,
   ) {
     this.clock = deps.clock ?? Date.now;
+    this.sweeper = new LeaseSweeper({
+      store: deps.store,
+      metrics: deps.metrics,
+      logger: deps.logger,
+      clock: this.clock,
+      leaseMs: options.leaseMs,
+      runsHere: (id) => this.running.has(id),
+    });
   }
 
   async init(): Promise<void> {
@@ -230,50 +237,11 @@ export class RunManager {
 
   /** Ends sessions whose run's lease expired (their instance died). Exactly one terminal event per session. */
   startSweeper(): void {
-    // Checked four times per lease period: a crashed run is ended at most ~1.25 leases after its last renewal.
-    const intervalMs = Math.max(50, Math.floor(this.options.leaseMs / 4));
-    const tick = () => {
-      this.sweep().catch((error: unknown) => this.deps.logger.warn({ err: error }, "lease sweep failed"));
-      this.sweeper = setTimeout(tick, intervalMs * (0.75 + Math.random() * 0.5));
-      this.sweeper.unref();
-    };
-    this.sweeper = setTimeout(tick, intervalMs);
-    this.sweeper.unref();
+    this.sweeper.start();
   }
 
-  async sweep(): Promise<number> {
-    const now = this.clock();
-    if (!this.deps.store.isReady()) {
-      this.storeReadySince = null;
-      return 0;
-    }
-    // Leases also lapse while Redis is unreachable, not only when their instance dies. Instances
-    // reconnect at different moments, so right after an outage every live run's lease looks expired
-    // until its owner renews it (every leaseMs / 3). Sweep only once the store has been back for a
-    // whole lease period: otherwise a healthy run would be ended as interrupted.
-    this.storeReadySince ??= now;
-    if (now - this.storeReadySince < this.options.leaseMs) return 0;
-    let interrupted = 0;
-    for (const id of await this.deps.store.expiredLeases(this.clock(), 100)) {
-      if (this.running.has(id)) continue;
-      const outcome = await this.deps.store.append(
-        id,
-        [
-          {
-            type: "error",
-            data: { code: "interrupted", message: "the instance running this session stopped" },
-          },
-        ],
-        { requireNoLease: true },
-      );
-      if (outcome.kind === "appended") {
-        interrupted++;
-        this.deps.metrics.runsEnded.inc({ status: "interrupted" });
-        this.deps.logger.warn({ sessionId: id }, "ended an interrupted run");
-      }
-      if (outcome.kind !== "leased") await this.deps.store.forgetLease(id);
-    }
-    return interrupted;
+  sweep(): Promise<number> {
+    return this.sweeper.sweep();
   }
 
   /** Resolves when every run of this instance has ended, or after `timeoutMs`. */
@@ -284,7 +252,7 @@ export class RunManager {
   }
 
   stop(): void {
-    clearTimeout(this.sweeper);
+    this.sweeper.stop();
   }
 
   private onControl(text: string): void {
