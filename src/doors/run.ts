@@ -45,8 +45,7 @@ export async function startDoorRun(
     if (stream.status === "fulfilled") await stream.value.release();
     throw run.status === "rejected" ? run.reason : (stream as PromiseRejectedResult).reason;
   }
-  // The stream's notices are subscribed to while the session is created.
-  const releaseWatch = context.hub.prewatch(run.value.id!);
+  let releaseWatch = () => {};
   let readerJoined: () => void = () => {};
   const readerReady = new Promise<void>((resolve) => {
     readerJoined = () => {
@@ -55,7 +54,11 @@ export async function startDoorRun(
     };
   });
   try {
-    const outcome = await context.runs.start({ ...request, ...run.value, readerReady });
+    const starting = context.runs.start({ ...request, ...run.value, readerReady });
+    // The stream's notices are subscribed to while the session is created: after the session's
+    // creation and the upstream request are on their way (the SUBSCRIBE is written at once).
+    releaseWatch = context.hub.prewatch(run.value.id!);
+    const outcome = await starting;
     if (outcome.kind !== "started") {
       // Cannot happen for a generated id.
       await run.value.slot?.release();

@@ -34,8 +34,7 @@ export async function serveAgentStream(
   // waits for the session to exist: from then on every instance finds it. The run's events wait in
   // turn for this stream's reader to join the hub, so its first batch is handed over to it locally.
   const id = run.value.id!;
-  // The stream's notices are subscribed to while the session is created.
-  const releaseWatch = context.hub.prewatch(id);
+  let releaseWatch = () => {};
   let readerJoined: () => void = () => {};
   const readerReady = new Promise<void>((resolve) => {
     readerJoined = () => {
@@ -45,11 +44,15 @@ export async function serveAgentStream(
   });
   let opened = false;
   try {
-    const outcome = await context.runs.start({
+    const starting = context.runs.start({
       ...runRequest(body),
       ...run.value,
       readerReady,
     });
+    // The stream's notices are subscribed to while the session is created: after the session's
+    // creation and the upstream request are on their way (the SUBSCRIBE is written at once).
+    releaseWatch = context.hub.prewatch(id);
+    const outcome = await starting;
     if (outcome.kind !== "started") {
       // Cannot happen for a generated id.
       await run.value.slot?.release();
