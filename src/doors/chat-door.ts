@@ -8,6 +8,7 @@
  * `useChat({resume: true})` calls on load) finds it on any instance.
  */
 import { readIncarnation, requireScope } from "../auth/policy.js";
+import { loggedError } from "../errors.js";
 import type { AppContext } from "../http/context.js";
 import { endEmpty, type StreamRequest } from "../http/stream-request.js";
 import { admitConnection } from "../limits/admission.js";
@@ -40,7 +41,13 @@ export async function serveChat(context: AppContext, stream: StreamRequest, body
   const started = await startDoorRun(context, stream.principal, stream.ip, request.run);
   try {
     // Before the head: from then on a reconnect, on any instance, finds this run.
-    await chats.setActive(request.chatId, started.id, stream.principal.subject);
+    const { pruned } = await chats.setActive(request.chatId, started.id, stream.principal.subject);
+    pruned.catch((error: unknown) =>
+      stream.logger.warn(
+        { err: loggedError(error, () => context.store.isReady()), chatId: request.chatId },
+        "could not drop the chat's older runs from its set; the next run retries",
+      ),
+    );
   } catch (error) {
     started.readerJoined();
     await started.admission.release();

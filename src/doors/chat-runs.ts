@@ -31,8 +31,12 @@ function latest(members: Map<string, number>): string | null {
 export interface ChatRuns {
   /** Refuses (403) a chat that another subject's runs belong to. */
   assertMayUse(principal: Principal, chatId: string): Promise<void>;
-  /** Records the chat's newest run. */
-  setActive(chatId: string, sessionId: string, owner: string | null): Promise<void>;
+  /**
+   * Records the chat's newest run: resolved once it is the chat's active run. `pruned` settles once the
+   * chat's older runs are dropped from its set (housekeeping: the newest member is the active run
+   * whatever else the set holds, so nothing waits for it).
+   */
+  setActive(chatId: string, sessionId: string, owner: string | null): Promise<{ pruned: Promise<void> }>;
   /** The chat's newest run, or null (never started, or expired). */
   active(chatId: string): Promise<string | null>;
 }
@@ -41,22 +45,26 @@ export function createChatRuns(subscriptions: SubscriptionStore): ChatRuns {
   return {
     async assertMayUse(principal, chatId) {
       const id = chatSetId(chatId);
-      if (!(await subscriptions.get(id))) return;
-      if (!mayUseSubscription(principal, await subscriptions.owner(id))) {
+      // Both reads at once: this is on the way to the run's first token.
+      const [members, owner] = await Promise.all([subscriptions.get(id), subscriptions.owner(id)]);
+      if (!members) return;
+      if (!mayUseSubscription(principal, owner)) {
         throw authError("forbidden", "this chat belongs to another subject");
       }
     },
     async setActive(chatId, sessionId, owner) {
       const id = chatSetId(chatId);
       const outcome = await subscriptions.create(id, [sessionId], owner);
-      if (outcome.kind !== "ok" || outcome.sessions.length < 2) return;
-      // Housekeeping only (the newest member is the active run whatever else the set holds): members
-      // older than this run go, never a newer one another request added meanwhile.
+      if (outcome.kind !== "ok" || outcome.sessions.length < 2) return { pruned: Promise.resolve() };
+      // Members older than this run go, never a newer one another request added meanwhile.
       const mine = outcome.change.add.find((added) => added.id === sessionId)?.index;
-      const members = mine === undefined ? null : await subscriptions.get(id);
-      if (!members || mine === undefined) return;
-      const older = [...members].filter(([, index]) => index < mine).map(([member]) => member);
-      if (older.length > 0) await subscriptions.patch(id, [], older);
+      const prune = async () => {
+        const members = mine === undefined ? null : await subscriptions.get(id);
+        if (!members || mine === undefined) return;
+        const older = [...members].filter(([, index]) => index < mine).map(([member]) => member);
+        if (older.length > 0) await subscriptions.patch(id, [], older);
+      };
+      return { pruned: prune() };
     },
     async active(chatId) {
       const members = await subscriptions.get(chatSetId(chatId));
