@@ -50,8 +50,10 @@ export class RedisTrace {
   ) {}
 
   static async start(url: string): Promise<RedisTrace> {
-    const monitor = await new Redis(url).monitor();
-    const trace = new RedisTrace(monitor, new Redis(url));
+    // `monitor()` opens a connection of its own beside the client it is called on: both are closed by stop().
+    const probe = new Redis(url);
+    const monitor = await probe.monitor();
+    const trace = new RedisTrace(monitor, probe);
     monitor.on("monitor", (time: string, args: string[], source: string) => {
       trace.seen.push({ atMs: Number(time) * 1000, args, lua: source === "lua" });
     });
