@@ -26,8 +26,10 @@ export interface StartedRun {
 }
 
 /**
- * Starts a run as `POST /api/v1/agent/stream` does: both admissions at once, the upstream request on
- * its way while the session is created, its events held until this request's reader joins.
+ * Starts a run for a stream that reads it on this request (`POST /api/v1/agent/stream` and the doors):
+ * both admissions at once (every round trip here delays the run's first token), the upstream request
+ * on its way while the session is created, its events held until this request's reader joins, so
+ * that its first batch is handed over to it locally.
  */
 export async function startDoorRun(
   context: AppContext,

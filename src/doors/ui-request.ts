@@ -18,7 +18,7 @@
 import { z } from "zod";
 import type { RunRequest } from "../agent/run-manager.js";
 import { AppError } from "../errors.js";
-import { runRequest } from "../http/agent-stream.js";
+import { runRequest } from "../http/run-body.js";
 import { createSessionBody, parseOrThrow } from "../http/validation.js";
 
 type Json = Record<string, unknown>;

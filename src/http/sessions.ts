@@ -7,10 +7,10 @@ import { assertMaySession, mayCancel, mayReadSession } from "../auth/policy.js";
 import { errors } from "../errors.js";
 import { admitRun } from "../limits/admission.js";
 import type { SessionInfo } from "../store/types.js";
-import { runRequest } from "./agent-stream.js";
 import { IDEMPOTENT_REPLAYED } from "./append.js";
 import type { AppContext } from "./context.js";
 import { assertAcceptingWork } from "./guards.js";
+import { runRequest } from "./run-body.js";
 import { createSessionBody, parseOrThrow, parseSessionId } from "./validation.js";
 
 export function sessionView(info: SessionInfo) {
