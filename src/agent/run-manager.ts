@@ -182,10 +182,15 @@ export class RunManager {
       ready = ready ? Promise.all([ready, joined]).then(([isCreated]) => isCreated) : joined;
     }
     const run = { id, model, provider, messages, options: request.options };
-    entry.done = this.execute(run, entry, request.slot, ready).finally(() => {
-      if (this.running.get(id) === entry) this.running.delete(id);
-      request.slot?.release().catch(() => {});
-    });
+    entry.done = this.execute(run, entry, request.slot, ready)
+      .catch((error: unknown) => {
+        // A run that ended normally freed its place with its terminal event; one that broke off did not.
+        request.slot?.release().catch(() => {});
+        throw error;
+      })
+      .finally(() => {
+        if (this.running.get(id) === entry) this.running.delete(id);
+      });
     let isCreated: boolean;
     try {
       isCreated = await created;

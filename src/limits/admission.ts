@@ -54,7 +54,7 @@ class ConnectionPlaces implements Admission {
     const [byIp, bySubject] = await Promise.all([
       limiter.acquire(`conn:ip:${this.ip}`, connectionId, limits.connectionsPerIp, CONNECTION_PLACE_TTL_MS),
       subject === null
-        ? "taken"
+        ? null
         : limiter.acquire(
             `conn:sub:${subject}`,
             connectionId,
