@@ -2,7 +2,7 @@
  * Cost and abuse limits shared by every instance: fixed-window counters (runs per minute, publish
  * rate) and bounded sets (concurrent runs, open connections) whose entries lapse unless renewed.
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "../random-id.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { DEFAULT_REQUEST_RECORD_TTL_SECONDS, script } from "../store/scripts.js";
 
@@ -41,15 +41,16 @@ export function createRedisLimiter(
   clock: () => number = Date.now,
   { requestRecordTtlSeconds = DEFAULT_REQUEST_RECORD_TTL_SECONDS }: RedisLimiterOptions = {},
 ): Limiter {
-  const consumeScript = script<number>(redis, "consume-2");
-  const acquireScript = script<number>(redis, "acquire-1");
+  // Written at once: a run's admission is on its way to its first token.
+  const consumeScript = script<number>(redis, "consume-2", { atOnce: true });
+  const acquireScript = script<number>(redis, "acquire-1", { atOnce: true });
   return {
     async consume(key, windowSeconds, cost, limit) {
       const window = windowOf(clock(), windowSeconds);
       // The counter and its request records share one hash tag (one Cluster slot).
       const counter = `${prefix}limit:{${key}}:${window.index}`;
       // Fresh per call, and the same in a resent call: what lets the script count a call once.
-      const record = `${counter}:req:${randomBytes(12).toString("base64url")}`;
+      const record = `${counter}:req:${randomId(12)}`;
       const accepted = await consumeScript(
         counter,
         record,

@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
 import { detached } from "../detached.js";
+import { randomId } from "../random-id.js";
 import type { KeyScheme } from "./keys.js";
 import { createNotifier } from "./notices.js";
 import { createPendingAnnouncements } from "./pending-announcements.js";
@@ -63,11 +63,13 @@ export function createRedisStore({
   onLateFailure = () => {},
 }: RedisStoreDeps): StreamStore {
   const appendScript = script<unknown[]>(redis, "append-8");
+  // A run's creation and appends are written at once (a run's first token waits for them); they are
+  // ordered among themselves, and nothing they carry depends on a pipelined command of the same turn.
+  const appendAtOnce = script<unknown[]>(redis, "append-8", { atOnce: true });
   // With durable acknowledgements: on the connection `replicaWait` picks (defined once per connection).
   const appendOn = (connection: RedisClient): ScriptCall<unknown[]> => script(connection, "append-8");
   const heldOn = (connection: RedisClient): ScriptCall<number> => script(connection, "held-3");
-  // Defined up front on one Redis's appender, which auto-pipelines: ioredis's pipeline for the current
-  // tick, if made before a command was defined, lacks it, and the call crashes the process.
+  // Defined up front on one Redis's appender: each script command is defined once per connection.
   if (replicaWait?.connection) {
     appendOn(replicaWait.connection);
     heldOn(replicaWait.connection);
@@ -120,7 +122,10 @@ export function createRedisStore({
       replicaWait ? "" : publishCommand,
     ];
     for (const event of events) args.push(event.type, JSON.stringify(event.data));
-    if (!replicaWait) return parseAppendReply(await appendScript(...args));
+    if (!replicaWait) {
+      const send = options.writer || options.createIfMissing ? appendAtOnce : appendScript;
+      return parseAppendReply(await send(...args));
+    }
     const written = await replicaWait.send(keys.meta(sessionId), (connection) =>
       appendOn(connection)(...args),
     );
@@ -269,8 +274,7 @@ export function createRedisStore({
     },
 
     // The lease (the session's slot) and the lease index (its own slot) are two commands, not one
-    // pipeline: a Cluster pipeline must stay within one node. Auto-pipelining still sends them in one
-    // write on one Redis; each means the same when applied twice.
+    // pipeline: a Cluster pipeline must stay within one node. Each means the same when applied twice.
     async holdLease(sessionId, holderId, ttlMs) {
       await Promise.all([
         redis.set(keys.lease(sessionId), holderId, "PX", ttlMs),
@@ -317,7 +321,7 @@ function noticeOf(
 
 /** Key-safe and unguessable: names one append for exactly-once. */
 function newRequestId(): string {
-  return randomBytes(12).toString("base64url");
+  return randomId(12);
 }
 
 /** The read script's events: one line per event, `id \t type \t data` (data is JSON: no raw tab or newline). */

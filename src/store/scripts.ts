@@ -4,7 +4,7 @@
  * `gatewaySubscriptionPatch`), defined once per client, which sends EVALSHA and falls back to EVAL
  * when the server's script cache is empty (after a restart).
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import type { RedisClient } from "./redis-client.js";
 
 /**
@@ -35,14 +35,34 @@ export function commandName(name: string): string {
   return `gateway${name.replace(/(?:^|-)([a-z])/g, (_, letter: string) => letter.toUpperCase())}`;
 }
 
+/** The name of a script's command that is written at once (see `script`'s `atOnce`). */
+const atOnceName = (name: string) => `${commandName(name)}AtOnce`;
+
+/**
+ * Every script's at-once command: the connections leave them out of auto-pipelining
+ * (`autoPipeliningIgnoredCommands`), so each is written when called, ahead of the turn's pipelined
+ * commands (which it may therefore overtake: only a caller for which that order does not matter uses it).
+ */
+export const AT_ONCE_COMMANDS: readonly string[] = readdirSync(new URL("./lua/", import.meta.url))
+  .filter((file) => file.endsWith(".lua"))
+  .map((file) => FILE_NAME.exec(file.slice(0, -4))?.[1])
+  .filter((name): name is string => name !== undefined)
+  .map(atOnceName);
+
 /**
  * The script `file` (e.g. `"acquire-1"`, without `.lua`) as a function of its keys then its arguments.
  * `Reply` is what the script returns, as ioredis decodes it (the caller states it; nothing checks it).
+ * `atOnce`: each call is written to the connection when made, not auto-pipelined with the turn's other
+ * commands (a run's latency-bound calls; the connection must list AT_ONCE_COMMANDS as ignored).
  */
-export function script<Reply>(redis: RedisClient, file: string): ScriptCall<Reply> {
+export function script<Reply>(
+  redis: RedisClient,
+  file: string,
+  { atOnce = false }: { atOnce?: boolean } = {},
+): ScriptCall<Reply> {
   const match = FILE_NAME.exec(file);
   if (!match) throw new Error(`script ${file}: the file name must be <name>-<numKeys>`);
-  const name = commandName(match[1]!);
+  const name = atOnce ? atOnceName(match[1]!) : commandName(match[1]!);
   const commands = redis as unknown as Record<string, ScriptCall<Reply> | undefined>;
   if (typeof commands[name] !== "function") {
     redis.defineCommand(name, { numberOfKeys: Number(match[2]), lua: source(file) });
