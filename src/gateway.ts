@@ -3,7 +3,6 @@
  * providers, the hub, the run manager) and the app on top. The server and the tests both use it;
  * whoever creates a gateway closes it.
  */
-import { randomBytes } from "node:crypto";
 import OpenAI from "openai";
 import type { Logger } from "pino";
 import { createOpenAIProvider } from "./agent/openai-provider.js";
@@ -18,6 +17,7 @@ import { boundedLimiter, boundedStore, boundedSubscriptions } from "./http/bound
 import type { AppContext } from "./http/context.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
+import { randomId } from "./random-id.js";
 import { OpenStreams } from "./sse/open-streams.js";
 import { createKeyScheme } from "./store/keys.js";
 
@@ -41,7 +41,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
   const { logger } = options;
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
   const keys = createKeyScheme(config.keyPrefix);
-  const instanceId = `i_${randomBytes(6).toString("base64url")}`;
+  const instanceId = `i_${randomId(6)}`;
   const backend = await createBackend(config, { instanceId, logger, metrics });
   const { store, pubsub, subscriptions, limiter } = backend;
 

@@ -4,11 +4,11 @@
  * control channel). A run holds a lease in the store while it streams; the sweeper (lease-sweeper.ts)
  * ends the sessions of runs whose instance died.
  */
-import { randomBytes } from "node:crypto";
 import { setImmediate as setImmediatePromise } from "node:timers/promises";
 import type { Logger } from "pino";
 import { errors, loggedError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
+import { randomId } from "../random-id.js";
 import type { PubSub } from "../store/pubsub.js";
 import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
 import { SIMULATED_MODEL, selectProvider } from "./index.js";
@@ -101,7 +101,7 @@ const FIRST_TOKEN_WAIT_MS = 25;
 
 /** Short, URL-safe and unguessable: 16 random bytes. */
 export function newSessionId(): string {
-  return randomBytes(16).toString("base64url");
+  return randomId(16);
 }
 
 export class RunManager {

@@ -20,13 +20,24 @@ function timedOut() {
   return errors.unavailable("the store (Redis) did not answer in time (STORE_TIMEOUT_MS); try again shortly");
 }
 
-/** `call`, or `503 unavailable` once `ms` have passed without its answer. */
+/**
+ * `call`, or `503 unavailable` once `ms` have passed without its answer. One promise and one timer per
+ * call (not a race of two promises and a `finally`): every store call of a run's start passes here.
+ */
 export function within<T>(call: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), ms);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(timedOut()), ms);
+    call.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
   });
-  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The store as requests see it: every call a request waits for bounded. */

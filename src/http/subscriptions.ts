@@ -1,11 +1,11 @@
 /** Subscription sets: create and change the set of sessions that `?subscription=` connections follow. */
-import { randomBytes } from "node:crypto";
 import { Router } from "express";
 import { requireScope } from "../auth/middleware.js";
 import { mayOwnSubscription, mayUseSubscription } from "../auth/policy.js";
 import { authError } from "../auth/verifier.js";
 import { errors } from "../errors.js";
 import type { PatchOutcome } from "../mux/subscriptions.js";
+import { randomId } from "../random-id.js";
 import type { AppContext } from "./context.js";
 import { isStreamableId } from "./multiplex.js";
 import { parseOrThrow, parseSessionId, subscriptionCreateBody, subscriptionPatchBody } from "./validation.js";
@@ -46,7 +46,7 @@ export function subscriptionsRouter(context: AppContext): Router {
       if (sessions.length > config.maxSessionsPerSubscription)
         tooMany({ kind: "too_many", size: sessions.length });
       if (!store.isReady()) throw errors.unavailable();
-      const id = `sub_${randomBytes(12).toString("base64url")}`;
+      const id = `sub_${randomId(12)}`;
       const outcome = await subscriptions.create(id, sessions, principal.subject);
       tooMany(outcome);
       res.status(201).location(`/api/v1/subscriptions/${id}`).json({ id, sessions });

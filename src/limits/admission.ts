@@ -2,7 +2,6 @@
  * Admission: the cost and abuse limits a request must pass before it gets a run or a stream, counted
  * per subject (per client address in open mode) in limits shared by every instance (limiter.ts).
  */
-import { randomBytes } from "node:crypto";
 import { newSessionId, type RunRequest } from "../agent/run-manager.js";
 import { generatedIdPrefix, mayCreateSession, requireScope } from "../auth/policy.js";
 import type { Principal } from "../auth/principal.js";
@@ -10,6 +9,7 @@ import { authError } from "../auth/verifier.js";
 import type { Config } from "../config.js";
 import { AppError, type ErrorCode } from "../errors.js";
 import { ipKeyPart } from "../http/client-ip.js";
+import { randomId } from "../random-id.js";
 import type { Limiter } from "./limiter.js";
 
 export interface AdmissionDeps {
@@ -38,7 +38,7 @@ const CONNECTION_PLACE_TTL_MS = 90_000;
 export const CONNECTION_PLACE_REFRESH_MS = 30_000;
 /** One stream's places: per IP, and per subject when the token has one. */
 class ConnectionPlaces implements Admission {
-  readonly connectionId = `c_${randomBytes(6).toString("base64url")}`;
+  readonly connectionId = `c_${randomId(6)}`;
 
   constructor(
     private readonly limiter: Limiter,

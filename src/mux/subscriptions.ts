@@ -3,7 +3,7 @@
  * multiplexed cursor), kept in the store so any instance can serve it, and changed with a message
  * to every connection that follows it, on whatever instance.
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "../random-id.js";
 import type { KeyScheme } from "../store/keys.js";
 import type { MessageHandler, PubSub } from "../store/pubsub.js";
 import type { RedisClient } from "../store/redis-client.js";
@@ -172,7 +172,7 @@ export function createRedisSubscriptions(
     const setKey = keys.subscription(id);
     // Fresh per call, and the same in a resent call (ioredis resends the same arguments): what lets the
     // script tell a repeat from a new call. The record shares the set's hash tag.
-    const requestId = randomBytes(12).toString("base64url");
+    const requestId = randomId(12);
     const reply = await patchScript(
       setKey,
       `${setKey}:req:${requestId}`,
