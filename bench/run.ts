@@ -5,7 +5,7 @@
  *
  *   --quick                 every scenario at tiny sizes (~1 min; CI): exits non-zero only on a
  *                           contract violation (loss, duplicates, reordering, gaps) or a crash
- *   --only a,b              scenarios: fanout,fanout-staggered,stages,dashboard,idle,replay,agent,cursor,
+ *   --only a,b              scenarios: fanout,fanout-staggered,stages,dashboard,idle,replay,agent,agent-ab,cursor,
  *                           redis-cost,compaction,wait,topologies
  *   --targets a,b           gateway,raw-node,nchan (default all three)
  *   --workers N             load-generator threads (default: one per core, at least 2, at most 4: one
@@ -18,7 +18,9 @@
  *   --gateway-entry PATH    the gateway's entry point, to compare another build (default dist/server.js)
  *   --agent-paths a,b       the agent scenario's paths (default all: see scenarios/agent.ts), e.g.
  *                           direct,sdk,native to compare builds on the native endpoint alone
- *   --agent-upstream-ms N   the agent scenario's fixture waits N ms before it answers (default 0: at once)
+ *   --agent-upstream-ms N   the agent scenarios' fixture waits N ms before it answers (default 0: at once)
+ *   --compare-entry PATH    agent-ab runs this build beside this checkout's (or --gateway-entry's), run
+ *                           by run (quick, without it: this build against itself, a smoke test)
  *   --no-build --no-render  --profile (gateway runs with --cpu-prof into bench/results/profiles)
  */
 import { execSync } from "node:child_process";
@@ -32,6 +34,7 @@ import { killAllNow, openFileLimit, stopAll } from "./lib/procs.js";
 import { LoadGen } from "./loadgen/pool.js";
 import { renderFile } from "./render.js";
 import { agentScenario } from "./scenarios/agent.js";
+import { agentAbScenario } from "./scenarios/agent-ab.js";
 import { AGENT_PATHS } from "./scenarios/agent-read.js";
 import { compactionScenario } from "./scenarios/compaction.js";
 import { cursorScenario } from "./scenarios/cursor.js";
@@ -53,6 +56,7 @@ const SCENARIOS: readonly Scenario[] = [
   idleScenario,
   replayScenario,
   agentScenario,
+  agentAbScenario,
   cursorScenario,
   redisCostScenario,
   compactionScenario,
@@ -109,6 +113,7 @@ async function main(): Promise<number> {
       "gateway-entry": { type: "string" },
       "agent-paths": { type: "string" },
       "agent-upstream-ms": { type: "string" },
+      "compare-entry": { type: "string" },
     },
   });
   const quick = values.quick ?? false;
@@ -170,6 +175,7 @@ async function main(): Promise<number> {
     fixedRates: values.rates === undefined ? undefined : values.rates.split(",").map(Number),
     agentPaths,
     agentUpstreamMs,
+    compareEntry: values["compare-entry"],
     stepSeconds: values["step-seconds"] === undefined ? undefined : Number(values["step-seconds"]),
     targetOptions: {
       ...(values.profile ? { profileDir: join(REPO_ROOT, "bench/results/profiles") } : {}),

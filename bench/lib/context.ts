@@ -58,6 +58,8 @@ export interface ScenarioContext {
   readonly agentPaths: readonly AgentPath[] | undefined;
   /** How long the agent scenario's fixture waits before it answers (0: at once, the floor). */
   readonly agentUpstreamMs: number;
+  /** Another build's entry point, which `agent-ab` runs beside this one (`--compare-entry`). */
+  readonly compareEntry: string | undefined;
   /** Overrides the measured window of each fixed-rate step, in seconds. */
   readonly stepSeconds: number | undefined;
   record(
