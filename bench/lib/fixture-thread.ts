@@ -10,7 +10,6 @@ const { tokens, answerAfterMs } = workerData as { tokens: string[]; answerAfterM
 const fixture = await startOpenAIFixture();
 // The script is queued as each request is recorded, before the fixture takes its script.
 fixture.requests.push = () => {
-  fixture.requests.length = 0;
   fixture.script({ tokens, delayMs: 0, answerAfterMs });
   return 0;
 };

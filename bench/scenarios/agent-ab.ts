@@ -11,14 +11,7 @@ import { Worker } from "node:worker_threads";
 import OpenAI from "openai";
 import type { ScenarioContext } from "../lib/context.js";
 import { startTarget, type Target } from "../targets/index.js";
-import { NATIVE_EVENTS, REQUEST_BODIES, sdkChat, type Timing, timeStream } from "./agent-read.js";
-
-const r3 = (value: number) => Math.round(value * 1000) / 1000;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1] ?? Number.NaN;
-}
+import { median, NATIVE_EVENTS, REQUEST_BODIES, r3, sdkChat, type Timing, timeStream } from "./agent-read.js";
 
 async function startFixtureThread(
   tokens: string[],
@@ -88,12 +81,15 @@ export const agentAbScenario = {
         }
       }
       const sdkFirstToken = median(sdk.map((t) => t.firstTokenMs));
-      const [mine, theirs] = builds.map((build) => ({
-        entry: build.entry,
-        firstTokenMs: r3(median(build.timings.map((t) => t.firstTokenMs))),
-        beyondSdkMs: r3(median(build.timings.map((t) => t.firstTokenMs)) - sdkFirstToken),
-        headMs: r3(median(build.timings.map((t) => t.headersMs))),
-      }));
+      const [mine, theirs] = builds.map((build) => {
+        const firstToken = median(build.timings.map((t) => t.firstTokenMs));
+        return {
+          entry: build.entry,
+          firstTokenMs: r3(firstToken),
+          beyondSdkMs: r3(firstToken - sdkFirstToken),
+          headMs: r3(median(build.timings.map((t) => t.headersMs))),
+        };
+      });
       const differences = builds[0]!.timings.map(
         (t, i) => t.firstTokenMs - builds[1]!.timings[i]!.firstTokenMs,
       );

@@ -223,3 +223,11 @@ export const REQUEST_BODIES = {
       messageId: null,
     }),
 };
+
+/** A quantile of a list of timings (NaN for none), the median, and a figure rounded to microseconds. */
+export function quantile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) * q)]!;
+}
+export const median = (values: readonly number[]) => quantile(values, 0.5);
+export const r3 = (value: number) => Math.round(value * 1000) / 1000;

@@ -29,9 +29,12 @@ import {
   type AgentPath,
   CHAT_CHUNKS,
   type Format,
+  median,
   NATIVE_EVENTS,
+  quantile,
   REQUEST_BODIES,
   RESPONSES_EVENTS,
+  r3,
   sdkChat,
   sdkResponses,
   type Timing,
@@ -80,13 +83,6 @@ interface DoorFigures {
 
 /** Runs per gateway path with MONITOR on (the stage breakdown). */
 const TRACED_RUNS = 30;
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) * q)]!;
-}
-const median = (values: number[]) => quantile(values, 0.5);
-const r3 = (value: number) => Math.round(value * 1000) / 1000;
 
 function summarize(list: Timing[], tokenCount: number): PathSummary {
   return {

@@ -69,7 +69,8 @@ export function createRedisStore({
   // With durable acknowledgements: on the connection `replicaWait` picks (defined once per connection).
   const appendOn = (connection: RedisClient): ScriptCall<unknown[]> => script(connection, "append-8");
   const heldOn = (connection: RedisClient): ScriptCall<number> => script(connection, "held-3");
-  // Defined up front on one Redis's appender: each script command is defined once per connection.
+  // Defined up front on one Redis's appender, which auto-pipelines: ioredis's pipeline for the current
+  // tick, if made before a command was defined, lacks it, and the call crashes the process.
   if (replicaWait?.connection) {
     appendOn(replicaWait.connection);
     heldOn(replicaWait.connection);
@@ -274,7 +275,8 @@ export function createRedisStore({
     },
 
     // The lease (the session's slot) and the lease index (its own slot) are two commands, not one
-    // pipeline: a Cluster pipeline must stay within one node. Each means the same when applied twice.
+    // pipeline: a Cluster pipeline must stay within one node. Auto-pipelining still sends them in one
+    // write on one Redis; each means the same when applied twice.
     async holdLease(sessionId, holderId, ttlMs) {
       await Promise.all([
         redis.set(keys.lease(sessionId), holderId, "PX", ttlMs),
