@@ -77,8 +77,7 @@ export async function createGateway(config: Readonly<Config>, options: GatewayOp
       providers,
       metrics,
       logger,
-      onLocalAppend: (sessionId, prevId, events, createdAt) =>
-        hub.deliverLocal(sessionId, prevId, events, createdAt),
+      onLocalAppend: (sessionId, events, appended) => hub.deliverAppended(sessionId, events, appended),
     },
     {
       instanceId,

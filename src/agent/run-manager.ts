@@ -10,7 +10,7 @@ import { errors, loggedError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import { randomId } from "../random-id.js";
 import type { PubSub } from "../store/pubsub.js";
-import type { EventInput, SessionInfo, SessionStatus, StoredEvent, StreamStore } from "../store/types.js";
+import type { EventInput, SessionInfo, SessionStatus, StreamStore } from "../store/types.js";
 import { SIMULATED_MODEL, selectProvider } from "./index.js";
 import { LeaseSweeper } from "./lease-sweeper.js";
 import { RunWriter } from "./run-writer.js";
@@ -74,16 +74,14 @@ export interface RunManagerDeps {
   logger: Logger;
   clock?: () => number;
   /**
-   * Receives each batch a run appended (its position before the batch, and its events as the notice
-   * will read, built on demand) as soon as the store acknowledges it: readers on this instance get the
-   * run's events without waiting for the pub/sub hop.
+   * Receives each batch a run appended, with the store's acknowledgement (positions, the position
+   * before the batch, the session's incarnation), as soon as the store acknowledges it: readers on this
+   * instance get the run's events without waiting for the pub/sub hop.
    */
   onLocalAppend?: (
     sessionId: string,
-    prevId: string,
-    events: () => StoredEvent[],
-    /** The session's incarnation, as the append reported it. */
-    createdAt: number,
+    events: readonly EventInput[],
+    appended: { ids: readonly string[]; prevId: string; createdAt: number },
   ) => void;
 }
 
@@ -311,18 +309,7 @@ export class RunManager {
       onEndedElsewhere: () => entry.abort.abort(),
       onAppended: (events, outcome) => {
         for (const event of events) metrics.eventsAppended.inc({ type: event.type });
-        if (!this.deps.onLocalAppend || outcome.ids.length !== events.length) return;
-        this.deps.onLocalAppend(
-          id,
-          outcome.prevId,
-          () =>
-            events.map((event, i) => ({
-              id: outcome.ids[i]!,
-              type: event.type,
-              data: JSON.stringify(event.data),
-            })),
-          outcome.createdAt,
-        );
+        this.deps.onLocalAppend?.(id, events, outcome);
       },
     });
     const lease = setInterval(

@@ -107,6 +107,10 @@ export async function appendEvents(
     );
   }
   if (outcome.kind !== "appended") throw new AppError("internal", "append failed");
-  if (!outcome.replayed) for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
+  if (!outcome.replayed) {
+    for (const event of body.events) metrics.eventsAppended.inc({ type: event.type });
+    // This instance's readers get the batch now, not after the notice's pub/sub round trip.
+    context.hub.deliverAppended(id, body.events, outcome);
+  }
   return { ids: outcome.ids, replayed: outcome.replayed };
 }

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import { detached } from "../detached.js";
 import type { Metrics } from "../metrics.js";
 import { parsePosition } from "../store/positions.js";
-import type { AppendNotifier, StoredEvent } from "../store/types.js";
+import type { AppendNotifier, EventInput, StoredEvent } from "../store/types.js";
 import type { Reader } from "./reader.js";
 
 export class Hub {
@@ -102,6 +102,29 @@ export class Hub {
     // Most runs are read elsewhere (or not yet): encode the batch only for local readers.
     if (!this.readers.has(sessionId)) return;
     this.fanOut(sessionId, prevId, events(), createdAt);
+  }
+
+  /**
+   * A batch this instance appended (a run's or a producer's), as the store acknowledged it: its events
+   * are encoded as the notice carries them (JSON text of `data`), only if this instance has readers.
+   */
+  deliverAppended(
+    sessionId: string,
+    events: readonly EventInput[],
+    appended: { ids: readonly string[]; prevId: string; createdAt: number },
+  ): void {
+    if (appended.ids.length !== events.length) return;
+    this.deliverLocal(
+      sessionId,
+      appended.prevId,
+      () =>
+        events.map((event, i) => ({
+          id: appended.ids[i]!,
+          type: event.type,
+          data: JSON.stringify(event.data),
+        })),
+      appended.createdAt,
+    );
   }
 
   private fanOut(sessionId: string, prevId: string, events: StoredEvent[], createdAt: number | null): void {
